@@ -1,0 +1,504 @@
+//! `RelayService`: a long-running network service managed as ordinal pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, LocalRef};
+use super::health_policy::HealthPolicySpec;
+
+/// Desired state of a RelayService.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, kube::KubeSchema)]
+#[kube(
+    group = "relayops.io",
+    version = "v1alpha1",
+    kind = "RelayService",
+    doc = "A long-running network service: ordinal pods, a Service, claims and a ConfigMap with hot reload.",
+    namespaced,
+    status = "RelayServiceStatus",
+    shortname = "rsvc",
+    shortname = "relaysvc",
+    category = "relayops",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Ready pods / desired pods"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Config", type_ = "string", json_path = ".status.conditions[?(@.type==\"ConfigInSync\")].reason", description = "Whether every pod runs the desired configuration"),
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 52").message("name must be at most 52 characters (pod and claim names are derived from it)"),
+    validation = Rule::new("!has(self.spec.dependsOn) || !self.spec.dependsOn.exists(d, d == self.metadata.name)").message("a service cannot depend on itself").field_path("spec.dependsOn"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.healthPolicyRef) && has(self.health))").message("set either healthPolicyRef or health, not both"))]
+pub struct RelayServiceSpec {
+    /// Container image. Pin a tag or digest: `:latest` and untagged images are reported.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Image pull policy (Kubernetes default applies when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// Entrypoint override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments to the entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables, as in a Pod's container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Sources of environment variables, as in a Pod's container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Named ports; each becomes a container port and a port of the Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub ports: Vec<ServicePort>,
+    /// Compute resources of the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Number of pods (`NAME-0` … `NAME-(n-1)`).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Stop all pods; configuration, Service and storage are kept.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Configuration rendered into the owned ConfigMap and mounted as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSpec>,
+    /// Reload hook that applies configuration changes without restarting pods.
+    /// Without it every configuration change replaces the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadSpec>,
+    /// A HealthPolicy in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_policy_ref: Option<LocalRef>,
+    /// Inline health check (instead of `healthPolicyRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthPolicySpec>,
+    /// Named volumes backed by PersistentVolumeClaims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub storage: Vec<StorageVolume>,
+    /// RelayServices in this namespace that must be Ready before pods are created or rolled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 32), inner(length(max = 63), regex(pattern = DNS_LABEL_PATTERN)))]
+    pub depends_on: Vec<String>,
+    /// How pods are replaced when their template changes.
+    #[serde(default)]
+    pub update_strategy: UpdateStrategy,
+    /// Pod-level security settings; fields set here override the restricted defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// Container-level security settings; fields set here override the restricted defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Image pull policy of the container.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when not present on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// A named port of the service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Port name (IANA service name syntax, at most 15 characters), e.g. `http`.
+    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Port the container listens on.
+    #[schemars(range(min = 1, max = 65535))]
+    pub container_port: i32,
+    /// Port of the Service (defaults to `containerPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub service_port: Option<i32>,
+    /// Transport protocol.
+    #[serde(default)]
+    pub protocol: PortProtocol,
+}
+
+/// Transport protocol of a port.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PortProtocol {
+    /// TCP.
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP.
+    #[serde(rename = "UDP")]
+    Udp,
+    /// SCTP.
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl PortProtocol {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+/// Configuration rendered into the owned ConfigMap.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.format != 'env' || !has(self.data) || self.data.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))").message("with format env every key must be a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"))]
+#[x_kube(validation = Rule::new("!has(self.secrets) || !has(self.data) || !self.secrets.exists(s, s.name in self.data)").message("a key is either in data or in secrets, not both"))]
+pub struct ConfigSpec {
+    /// File format of the rendered configuration.
+    #[serde(default)]
+    pub format: ConfigFormat,
+    /// Directory the configuration is mounted at.
+    #[serde(default = "default_mount_path")]
+    #[schemars(regex(pattern = r"^/"))]
+    pub mount_path: String,
+    /// File name of the rendered configuration (default `config.env`, `config.json` or `config.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub file_name: Option<String>,
+    /// Non-sensitive keys and values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    pub data: BTreeMap<String, String>,
+    /// Sensitive keys taken from Secrets: injected as environment variables and mounted as
+    /// files under `MOUNT_PATH/secrets/KEY`, never copied into the ConfigMap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 64))]
+    pub secrets: Vec<SecretConfigKey>,
+}
+
+fn default_mount_path() -> String {
+    "/etc/relay".into()
+}
+
+/// File format of the rendered configuration.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigFormat {
+    /// `KEY=value` lines, like a docker-compose `.env` file.
+    #[default]
+    Env,
+    /// A JSON object of strings.
+    Json,
+    /// A YAML mapping of strings.
+    Yaml,
+}
+
+/// A configuration key whose value comes from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretConfigKey {
+    /// Key name, used as the environment variable and file name.
+    #[schemars(length(max = 253), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    /// The Secret key holding the value.
+    pub secret_key_ref: SecretKeySelector,
+}
+
+/// The reload hook (see "The reload protocol" in the README).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadSpec {
+    /// Path of the hook.
+    #[serde(default = "default_reload_path")]
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: String,
+    /// Container port of the hook.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// HTTP method.
+    #[serde(default)]
+    pub method: ReloadMethod,
+    /// Timeout of one hook call.
+    #[serde(default = "default_reload_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: String,
+    /// Keys that cannot be hot-reloaded: changing one replaces the pods in a rolling way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub restart_keys: Vec<String>,
+    /// What to do with a pod whose hook keeps failing.
+    #[serde(default)]
+    pub on_failure: ReloadFailurePolicy,
+    /// How long a failing hook is retried (with backoff) before `onFailure` applies.
+    #[serde(default = "default_retry_deadline")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub retry_deadline: String,
+    /// Delay between nudging a pod and calling a hook that does not echo `configHash`,
+    /// so the kubelet has refreshed the mounted file first.
+    #[serde(default = "default_settle_delay")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub settle_delay: String,
+    /// Bearer token sent as `Authorization: Bearer …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<SecretKeySelector>,
+}
+
+fn default_reload_path() -> String {
+    "/reload-config".into()
+}
+fn default_reload_timeout() -> String {
+    "5s".into()
+}
+fn default_retry_deadline() -> String {
+    "2m".into()
+}
+fn default_settle_delay() -> String {
+    "10s".into()
+}
+
+/// HTTP method of the reload hook.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReloadMethod {
+    /// POST (the default, as in the seeds' relay).
+    #[default]
+    Post,
+    /// PUT.
+    Put,
+}
+
+/// What happens to a pod whose reload hook keeps failing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReloadFailurePolicy {
+    /// Delete the pod; it comes back with the new configuration.
+    #[default]
+    Restart,
+    /// Leave the pod running its old configuration (reported in status).
+    Ignore,
+}
+
+/// A named persistent volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageVolume {
+    /// Volume name (DNS label).
+    #[schemars(length(min = 1, max = 40), regex(pattern = DNS_LABEL_PATTERN))]
+    pub name: String,
+    /// Requested size, a Kubernetes quantity such as `1Gi`.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    /// Storage class (cluster default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Access modes of the claim.
+    #[serde(default = "default_access_modes")]
+    #[schemars(length(min = 1))]
+    pub access_modes: Vec<AccessMode>,
+    /// Where the volume is mounted in the container.
+    #[schemars(regex(pattern = r"^/"))]
+    pub mount_path: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// One claim per pod (`PerReplica`) or one claim for all pods (`Shared`).
+    #[serde(default)]
+    pub scope: StorageScope,
+    /// What happens to the claims when the service is deleted or scaled down.
+    #[serde(default)]
+    pub retention: RetentionPolicy,
+}
+
+fn default_access_modes() -> Vec<AccessMode> {
+    vec![AccessMode::ReadWriteOnce]
+}
+
+/// Access mode of a PersistentVolumeClaim.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AccessMode {
+    /// Mounted read-write by one node.
+    ReadWriteOnce,
+    /// Mounted read-only by many nodes.
+    ReadOnlyMany,
+    /// Mounted read-write by many nodes.
+    ReadWriteMany,
+    /// Mounted read-write by one pod.
+    ReadWriteOncePod,
+}
+
+impl AccessMode {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWriteOnce => "ReadWriteOnce",
+            Self::ReadOnlyMany => "ReadOnlyMany",
+            Self::ReadWriteMany => "ReadWriteMany",
+            Self::ReadWriteOncePod => "ReadWriteOncePod",
+        }
+    }
+}
+
+/// Whether each pod gets its own claim.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StorageScope {
+    /// One claim per ordinal: `VOLUME-NAME-0`, `VOLUME-NAME-1`, …
+    #[default]
+    PerReplica,
+    /// One claim `VOLUME-NAME` mounted by every pod.
+    Shared,
+}
+
+/// Claim retention, like a StatefulSet's `persistentVolumeClaimRetentionPolicy`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicy {
+    /// What happens to the claims when the service is deleted.
+    #[serde(default)]
+    pub when_deleted: Retention,
+    /// What happens to the claims of removed ordinals when the service is scaled down.
+    #[serde(default)]
+    pub when_scaled: Retention,
+}
+
+/// Keep or delete a claim.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Retention {
+    /// Keep the claim and its data.
+    #[default]
+    Retain,
+    /// Delete the claim.
+    Delete,
+}
+
+/// How outdated pods are replaced.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStrategy {
+    /// Most pods that may be unavailable during a rolling replacement.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1))]
+    pub max_unavailable: i32,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> Self {
+        Self { max_unavailable: default_max_unavailable() }
+    }
+}
+
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+/// Observed state of a RelayService.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayServiceStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that are Ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pods running the current pod template.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// `ready/desired`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Label selector of the pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Desired configuration hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Pods that have applied the desired configuration.
+    #[serde(default)]
+    pub config_synced_replicas: i32,
+    /// Current pod-template hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash: Option<String>,
+    /// Image digest the pods run (from `containerStatuses[].imageID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// One entry per pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodEntry>,
+    /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Observed state of one managed pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodEntry {
+    /// Pod name.
+    pub name: String,
+    /// Whether the pod is Ready.
+    #[serde(default)]
+    pub ready: bool,
+    /// Configuration hash the pod has applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Container restarts.
+    #[serde(default)]
+    pub restarts: i32,
+    /// Image digest the container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Result of the last reload hook call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<ReloadResult>,
+    /// Truncated body of the health endpoint, fetched when the pod turned unready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_detail: Option<String>,
+}
+
+/// Outcome of a reload hook call.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadResult {
+    /// `Applied`, `AppliedUnverified`, `Retrying`, `Failed`.
+    pub result: String,
+    /// Hash the call was for.
+    pub config_hash: String,
+    /// When the result was recorded (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Detail, e.g. the HTTP status or error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! The `relay-operator` binary: `run`, `crd`, `render`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use relay_operator::crdgen;
+
+/// Kubernetes operator for long-lived network services.
+#[derive(Parser)]
+#[command(name = "relay-operator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions (or write one file per kind with --dir).
+    Crd {
+        /// Write `<crd-name>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd { dir: Some(dir) } => crdgen::write_crd_dir(&dir).map_err(|e| e.to_string()),
+        Command::Crd { dir: None } => crdgen::crds_yaml().map(|y| print!("{y}")).map_err(|e| e.to_string()),
+        Command::Version => {
+            println!("relay-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
