@@ -5,3 +5,6 @@
 
 pub mod api;
 pub mod crdgen;
+pub mod deps;
+pub mod manifest;
+pub mod render;

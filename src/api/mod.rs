@@ -6,8 +6,12 @@
 //! a bad manifest with a field path.
 
 mod common;
+// Clippy reads repeated `printcolumn(type_ = ...)` arguments of the kube derive as duplicates.
+#[allow(clippy::duplicated_attributes)]
 mod health_policy;
+#[allow(clippy::duplicated_attributes)]
 mod relay_service;
+#[allow(clippy::duplicated_attributes)]
 mod test_deployment;
 
 pub use common::*;

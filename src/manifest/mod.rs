@@ -1,0 +1,15 @@
+//! Offline input of `relay-operator render`: read multi-document YAML, validate custom
+//! resources exactly as the API server would (the generated CRD schema, defaults and CEL
+//! rules), resolve references among the inputs, and render every service.
+//!
+//! I/O is limited to reading the given files; everything after [`load`] is pure.
+
+mod error;
+mod load;
+mod resolve;
+mod schema;
+
+pub use error::{DocLocation, ManifestError};
+pub use load::{Document, load_paths};
+pub use resolve::{RenderedObject, Rendering, render_documents};
+pub use schema::SchemaValidator;

@@ -1,0 +1,211 @@
+//! Pure rendering: a service spec (plus its resolved HealthPolicy and Secrets) → the
+//! Kubernetes objects the operator owns. No I/O; same input, same output.
+//!
+//! Used by `relay-operator render` offline and by the controller before it applies.
+
+mod config;
+mod labels;
+mod pod;
+mod probes;
+mod service;
+mod storage;
+mod template;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::api::{HealthPolicySpec, RelayServiceSpec};
+
+pub use config::{CONFIG_HASH_KEY, RenderedConfig, render_config};
+pub use labels::{
+    ANNOTATION_CONFIG_HASH, LABEL_OWNER_KIND, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, LABEL_SERVICE,
+    LABEL_VOLUME, MANAGER,
+};
+pub use pod::{CONTAINER_NAME, image_is_pinned};
+pub use probes::{ProbeSet, probes_for};
+pub use template::effective_spec;
+
+/// Which kind of resource owns the rendered objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OwnerKind {
+    /// A RelayService: children named after it.
+    RelayService,
+    /// A TestDeployment: children named `NAME-td`, storage always deleted with it.
+    TestDeployment,
+}
+
+impl OwnerKind {
+    /// The `kind` of the owner.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RelayService => "RelayService",
+            Self::TestDeployment => "TestDeployment",
+        }
+    }
+}
+
+/// Identity of the owning custom resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Kind of the owner.
+    pub kind: OwnerKind,
+    /// Name of the owner.
+    pub name: String,
+    /// Namespace of the owner and of every child.
+    pub namespace: String,
+    /// UID of the owner (absent offline, before the API server assigned one).
+    pub uid: Option<String>,
+}
+
+/// UID used in owner references when rendering offline, before the API server assigned one.
+pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
+
+impl Owner {
+    /// Base name of every child: the owner's name, or `NAME-td` for a TestDeployment.
+    pub fn base_name(&self) -> String {
+        match self.kind {
+            OwnerKind::RelayService => self.name.clone(),
+            OwnerKind::TestDeployment => format!("{}-td", self.name),
+        }
+    }
+
+    /// Name of the pod with the given ordinal.
+    pub fn pod_name(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}", self.base_name())
+    }
+
+    /// Name of the owned ConfigMap.
+    pub fn config_map_name(&self) -> String {
+        format!("{}-config", self.base_name())
+    }
+
+    /// The controller owner reference put on owned children.
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
+            kind: self.kind.as_str().into(),
+            name: self.name.clone(),
+            uid: self.uid.clone().unwrap_or_else(|| OFFLINE_UID.into()),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
+/// Everything a service's children are rendered from.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceInput<'a> {
+    /// The owning resource.
+    pub owner: &'a Owner,
+    /// The service spec (a RelayService's, or a TestDeployment's resolved template).
+    pub spec: &'a RelayServiceSpec,
+    /// The health check: the referenced HealthPolicy's spec or the inline one.
+    pub health: Option<&'a HealthPolicySpec>,
+    /// Referenced Secrets' data by Secret name, then key (needed for the config hash).
+    pub secrets: &'a SecretData,
+}
+
+/// Secret contents by Secret name, then key.
+pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// The desired children of one service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedService {
+    /// The owned ConfigMap (absent when the spec has no `config`).
+    pub config_map: Option<ConfigMap>,
+    /// The Service (absent when the spec declares no ports).
+    pub service: Option<Service>,
+    /// Claims: shared ones, then per-replica ones by ordinal.
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// One pod per ordinal `0..replicas` (empty when suspended).
+    pub pods: Vec<Pod>,
+    /// sha256 of the canonical configuration (`""`-config hashes too).
+    pub config_hash: String,
+    /// Short hash of the pod template and of the values of restart keys.
+    pub pod_template_hash: String,
+    /// Label selector of the pods, `key=value`.
+    pub selector: String,
+}
+
+/// Why a spec cannot be rendered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    /// A duration field does not parse.
+    #[error("{field}: invalid duration {value:?} (expected e.g. 10s, 5m, 1h30m)")]
+    InvalidDuration {
+        /// Field path.
+        field: String,
+        /// The offending value.
+        value: String,
+    },
+    /// A referenced Secret or Secret key is missing.
+    #[error("{field}: Secret {secret:?} has no key {key:?}")]
+    MissingSecretKey {
+        /// Field path.
+        field: String,
+        /// Secret name.
+        secret: String,
+        /// Key in the Secret.
+        key: String,
+    },
+    /// A referenced Secret does not exist.
+    #[error("{field}: Secret {secret:?} not found")]
+    MissingSecret {
+        /// Field path.
+        field: String,
+        /// Secret name.
+        secret: String,
+    },
+    /// A restart key names no configuration key.
+    #[error("{field}: {key:?} is not a key of config.data or config.secrets")]
+    UnknownRestartKey {
+        /// Field path.
+        field: String,
+        /// The key.
+        key: String,
+    },
+    /// The configuration cannot be serialized in its format.
+    #[error("spec.config: cannot render as {format}: {message}")]
+    ConfigFormat {
+        /// The format.
+        format: &'static str,
+        /// Serializer message.
+        message: String,
+    },
+}
+
+impl RenderError {
+    /// Stable reason for conditions, Events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidDuration { .. } => "InvalidDuration",
+            Self::MissingSecretKey { .. } => "SecretKeyNotFound",
+            Self::MissingSecret { .. } => "SecretNotFound",
+            Self::UnknownRestartKey { .. } => "UnknownRestartKey",
+            Self::ConfigFormat { .. } => "InvalidConfig",
+        }
+    }
+}
+
+/// Render every child of one service.
+pub fn render_service(input: ServiceInput<'_>) -> Result<RenderedService, RenderError> {
+    let config = render_config(input.owner, input.spec, input.secrets)?;
+    let probes = match input.health {
+        Some(health) => Some(probes_for(health, "spec.health")?),
+        None => None,
+    };
+    let template = pod::PodTemplate::new(input, &config, probes.as_ref())?;
+    let replicas = if input.spec.suspend { 0 } else { input.spec.replicas.max(0) };
+    let pods = (0..replicas).map(|ordinal| template.pod(ordinal)).collect();
+    Ok(RenderedService {
+        config_map: config.config_map.clone(),
+        service: service::render_service_object(input.owner, input.spec),
+        claims: storage::render_claims(input.owner, input.spec, input.spec.replicas.max(0)),
+        pods,
+        config_hash: config.hash.clone(),
+        pod_template_hash: template.hash().to_string(),
+        selector: labels::selector_string(input.owner),
+    })
+}

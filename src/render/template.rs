@@ -1,0 +1,41 @@
+//! The effective service spec of a TestDeployment: its inline template, or a copy of a
+//! RelayService's spec with the overrides applied.
+
+use crate::api::{ConfigSpec, LocalRef, RelayServiceSpec, TestDeploymentSpec};
+
+/// The spec a TestDeployment's children are rendered from. `source` is the spec of
+/// `fromRelayService` as copied at creation; `None` when the template is inline or the
+/// source is missing (then the result is `None` too).
+pub fn effective_spec(
+    td: &TestDeploymentSpec,
+    source: Option<&RelayServiceSpec>,
+) -> Option<RelayServiceSpec> {
+    let mut spec = match (&td.template, source) {
+        (Some(template), _) => template.clone(),
+        (None, Some(source)) => source.clone(),
+        (None, None) => return None,
+    };
+    if let Some(overrides) = &td.overrides {
+        if let Some(image) = &overrides.image {
+            spec.image = image.clone();
+        }
+        for var in &overrides.env {
+            match spec.env.iter_mut().find(|e| e.name == var.name) {
+                Some(existing) => *existing = var.clone(),
+                None => spec.env.push(var.clone()),
+            }
+        }
+        if !overrides.config.is_empty() {
+            let config = spec.config.get_or_insert_with(ConfigSpec::default);
+            config.data.extend(overrides.config.clone());
+        }
+        if let Some(replicas) = overrides.replicas {
+            spec.replicas = replicas;
+        }
+    }
+    if let Some(policy) = &td.health_policy_ref {
+        spec.health_policy_ref = Some(LocalRef { name: policy.name.clone() });
+        spec.health = None;
+    }
+    Some(spec)
+}
