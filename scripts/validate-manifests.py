@@ -20,9 +20,12 @@ import json
 import pathlib
 import sys
 
+import re
+
 import jsonschema
 import yaml
 from kubernetes_validate import utils as kv
+from referencing import Registry, Resource
 
 HERE = pathlib.Path(__file__).resolve().parent
 SUBSET_SCHEMAS = {
@@ -82,6 +85,31 @@ def crd_schemas(docs):
     return out
 
 
+def builtin_errors(d, desired):
+    """kubernetes_validate.utils.validate(strict=True), but reporting every error, not only the first.
+    Same schema lookup as kubernetes-validate (pinned in scripts/install-tools.sh)."""
+    if kv.major_minor(desired) > kv.latest_version():
+        raise kv.VersionNotSupportedError(version=kv.major_minor(desired))
+    version = [v for v in kv.all_versions() if kv.major_minor(v) <= kv.major_minor(desired)][-1]
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", d["apiVersion"])
+    sdir = f"v{version}-local-strict"
+    try:
+        schema = kv.schema_contents(f"kubernetes-json-schema/{sdir}/{d['kind'].lower()}-{api}.json", desired)
+    except FileNotFoundError:
+        raise kv.SchemaNotFoundError(version=kv.major_minor(desired), kind=d["kind"], api_version=d["apiVersion"])
+    defs = kv.schema_contents(f"kubernetes-json-schema/{sdir}/_definitions.json", desired)
+    registry = Resource.from_contents(defs) @ (Resource.from_contents(schema) @ Registry())
+    validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    return kv.major_minor(version), sorted(validator.iter_errors(d), key=lambda e: list(map(str, e.absolute_path)))
+
+
+def report(fname, what, errs):
+    for e in errs:
+        path = ".".join(str(p) for p in e.absolute_path) or "<root>"
+        print(f"ERROR {fname}: {what}: {path}: {e.message}")
+    return len(errs)
+
+
 def name_of(d):
     md = d.get("metadata") or {}
     ns = md.get("namespace")
@@ -109,20 +137,20 @@ def main():
             what = name_of(d)
             try:
                 if key in crds:
-                    jsonschema.validate(d, crds[key], cls=jsonschema.Draft7Validator)
-                    print(f"OK    {fname}: {what} (custom resource, CRD openAPIV3Schema, strict; CEL rules not evaluated)")
+                    how = "custom resource, CRD openAPIV3Schema, strict; CEL rules not evaluated"
+                    errs = list(jsonschema.Draft7Validator(crds[key]).iter_errors(d))
                 elif key in SUBSET_SCHEMAS:
-                    schema = json.loads(SUBSET_SCHEMAS[key].read_text())
-                    jsonschema.validate(d, schema, cls=jsonschema.Draft7Validator)
-                    print(f"OK    {fname}: {what} (NOTE: {d['kind']} is not a Kubernetes built-in; checked against "
-                          f"the hand-written subset schema {SUBSET_SCHEMAS[key].relative_to(HERE.parent)})")
+                    how = (f"NOTE: {d['kind']} is not a Kubernetes built-in; checked against the hand-written "
+                           f"subset schema {SUBSET_SCHEMAS[key].relative_to(HERE.parent)}")
+                    errs = list(jsonschema.Draft7Validator(json.loads(SUBSET_SCHEMAS[key].read_text())).iter_errors(d))
                 else:
-                    v = kv.validate(d, args.kubernetes_version, strict=True)
-                    print(f"OK    {fname}: {what} (kubernetes-validate --strict, Kubernetes {v})")
-            except jsonschema.ValidationError as e:
-                path = ".".join(str(p) for p in e.absolute_path) or "<root>"
-                print(f"ERROR {fname}: {what}: {path}: {e.message}")
-                failures += 1
+                    v, errs = builtin_errors(d, args.kubernetes_version)
+                    how = f"kubernetes-validate --strict, Kubernetes {v}"
+                if errs:
+                    report(fname, what, errs)
+                    failures += 1
+                else:
+                    print(f"OK    {fname}: {what} ({how})")
             except kv.SchemaNotFoundError as e:
                 print(f"ERROR {fname}: {what}: {e.message} (no schema: refusing to pass it unchecked)")
                 failures += 1
