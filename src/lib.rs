@@ -4,6 +4,7 @@
 //! apply (controller) → status.
 
 pub mod api;
+pub mod controller;
 pub mod crdgen;
 pub mod deps;
 pub mod manifest;

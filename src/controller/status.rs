@@ -1,0 +1,248 @@
+//! Pure status computation of a RelayService from its pods and what reconcile found.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use super::conditions::{NewCondition, merge};
+use crate::api::{PodEntry, RelayServiceStatus};
+use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
+
+/// The state of a service's `dependsOn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dependencies {
+    /// No dependencies, or all Ready.
+    Ready,
+    /// These exist but are not Ready.
+    Waiting(Vec<String>),
+    /// These do not exist.
+    Missing(Vec<String>),
+    /// The service is on this cycle.
+    Cycle(Vec<String>),
+}
+
+impl Dependencies {
+    /// Whether pods may be created or rolled.
+    pub fn ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+
+    fn condition(&self) -> NewCondition {
+        let new = |status, reason: &str, message: String| {
+            NewCondition::new("DependenciesReady", status, reason, message)
+        };
+        match self {
+            Self::Ready => new(true, "AllReady", "all dependencies are Ready".into()),
+            Self::Waiting(names) => {
+                new(false, "DependenciesNotReady", format!("waiting for {} to be Ready", names.join(", ")))
+            }
+            Self::Missing(names) => {
+                new(false, "DependencyNotFound", format!("RelayService {} not found", names.join(", ")))
+            }
+            Self::Cycle(path) => {
+                new(false, "DependencyCycle", format!("dependency cycle: {}", path.join(" → ")))
+            }
+        }
+    }
+}
+
+/// Everything status is computed from.
+#[derive(Clone, Debug)]
+pub struct StatusInput<'a> {
+    /// `metadata.generation` of the service.
+    pub generation: Option<i64>,
+    /// Desired replicas (the spec's, 0 when suspended).
+    pub desired: i32,
+    /// `spec.suspend`.
+    pub suspended: bool,
+    /// The owned pods as they are.
+    pub pods: &'a [Pod],
+    /// Current template hash and config hash (absent when rendering failed).
+    pub hashes: Option<(&'a str, &'a str)>,
+    /// Pod selector string.
+    pub selector: String,
+    /// State of `dependsOn`.
+    pub dependencies: &'a Dependencies,
+    /// A blocking problem: (reason, message), e.g. a missing HealthPolicy or an invalid spec.
+    pub problem: Option<(&'a str, String)>,
+    /// The image tag is mutable.
+    pub mutable_image: Option<&'a str>,
+    /// Status as it is now (for stable transition times and reload results).
+    pub previous: Option<&'a RelayServiceStatus>,
+    /// Current time.
+    pub now: Timestamp,
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// A waiting reason of a container that means the pod is failing (not just starting).
+pub fn failing_reason(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|s| {
+        let waiting = s.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.clone()?;
+        [
+            "CrashLoopBackOff",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "CreateContainerConfigError",
+            "InvalidImageName",
+        ]
+        .contains(&reason.as_str())
+        .then_some(reason)
+    })
+}
+
+/// Compute the status.
+pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
+    let live: Vec<&Pod> = input.pods.iter().filter(|p| !is_terminating(p)).collect();
+    let label = |pod: &Pod, key: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
+    let annotation =
+        |pod: &Pod| pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned();
+    let (template_hash, config_hash) = match input.hashes {
+        Some((t, c)) => (Some(t.to_string()), Some(c.to_string())),
+        None => (None, None),
+    };
+    let ready = live.iter().filter(|p| is_ready(p)).count() as i32;
+    let updated = live
+        .iter()
+        .filter(|p| template_hash.is_some() && label(p, LABEL_POD_TEMPLATE_HASH) == template_hash)
+        .count() as i32;
+    let synced = live.iter().filter(|p| config_hash.is_some() && annotation(p) == config_hash).count() as i32;
+
+    let previous_pods = input.previous.map(|s| s.pods.as_slice()).unwrap_or_default();
+    let mut pods: Vec<PodEntry> = live
+        .iter()
+        .map(|pod| {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+            let previous = previous_pods.iter().find(|p| p.name == name);
+            PodEntry {
+                ready: is_ready(pod),
+                config_hash: annotation(pod),
+                restarts: statuses.iter().map(|s| s.restart_count).sum(),
+                image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
+                last_reload: previous.and_then(|p| p.last_reload.clone()),
+                health_detail: previous.and_then(|p| p.health_detail.clone()).filter(|_| !is_ready(pod)),
+                name,
+            }
+        })
+        .collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    let image_digest = live
+        .iter()
+        .filter(|p| label(p, LABEL_POD_TEMPLATE_HASH) == template_hash)
+        .filter_map(|p| Some(p.status.as_ref()?.container_statuses.as_ref()?.first()?.image_id.clone()))
+        .find(|i| !i.is_empty());
+
+    let desired = input.desired;
+    let existing = live.len() as i32;
+    let converged = input.problem.is_none() && ready == desired && updated == desired && existing == desired;
+    let failing: Vec<String> = live
+        .iter()
+        .filter_map(|p| {
+            failing_reason(p).map(|r| format!("{}: {r}", p.metadata.name.clone().unwrap_or_default()))
+        })
+        .collect();
+
+    let ready_condition = match (&input.problem, input.suspended) {
+        (Some((reason, message)), _) => NewCondition::new("Ready", false, *reason, message.clone()),
+        (None, true) => NewCondition::new("Ready", false, "Suspended", "suspended: no pods run"),
+        (None, false) if converged => {
+            NewCondition::new("Ready", true, "AllReplicasReady", format!("{ready}/{desired} pods ready"))
+        }
+        (None, false) => NewCondition::new(
+            "Ready",
+            false,
+            "ReplicasNotReady",
+            format!("{ready}/{desired} pods ready, {updated} up to date"),
+        ),
+    };
+    let progressing = if converged || input.suspended && existing == 0 {
+        NewCondition::new("Progressing", false, "UpToDate", "all pods run the current template")
+    } else if !input.dependencies.ready() {
+        NewCondition::new(
+            "Progressing",
+            false,
+            "WaitingForDependencies",
+            "pods are not created or rolled until dependencies are Ready",
+        )
+    } else if existing > desired {
+        NewCondition::new("Progressing", true, "ScalingDown", format!("{existing} pods, {desired} desired"))
+    } else if updated < existing {
+        NewCondition::new(
+            "Progressing",
+            true,
+            "RollingUpdate",
+            format!("{updated}/{desired} pods up to date"),
+        )
+    } else {
+        NewCondition::new(
+            "Progressing",
+            true,
+            "Creating",
+            format!("{existing}/{desired} pods created, {ready} ready"),
+        )
+    };
+    let degraded = match (&input.problem, failing.is_empty()) {
+        (Some((reason, message)), _) => NewCondition::new("Degraded", true, *reason, message.clone()),
+        (None, false) => NewCondition::new("Degraded", true, "PodsFailing", failing.join("; ")),
+        (None, true) => NewCondition::new("Degraded", false, "AsExpected", "no failing pods"),
+    };
+    let config = if existing > 0 && synced == existing {
+        NewCondition::new(
+            "ConfigInSync",
+            true,
+            "InSync",
+            format!("{synced}/{existing} pods run the desired configuration"),
+        )
+    } else if existing == 0 {
+        NewCondition::new("ConfigInSync", true, "NoPods", "no pods to configure")
+    } else {
+        NewCondition::new(
+            "ConfigInSync",
+            false,
+            "Propagating",
+            format!("{synced}/{existing} pods run the desired configuration"),
+        )
+    };
+    let image = match input.mutable_image {
+        Some(image) => NewCondition::new(
+            "ImagePinned",
+            false,
+            "MutableImageTag",
+            format!("image {image:?} has a mutable tag; pin a version or digest"),
+        ),
+        None => NewCondition::new("ImagePinned", true, "Pinned", "the image names a fixed version"),
+    };
+    let previous_conditions = input.previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions = merge(
+        previous_conditions,
+        vec![ready_condition, progressing, degraded, config, input.dependencies.condition(), image],
+        input.generation,
+        input.now,
+    );
+
+    RelayServiceStatus {
+        observed_generation: input.generation,
+        replicas: existing,
+        ready_replicas: ready,
+        updated_replicas: updated,
+        ready: Some(format!("{ready}/{desired}")),
+        selector: Some(input.selector.clone()),
+        config_hash,
+        config_synced_replicas: synced,
+        pod_template_hash: template_hash,
+        image_digest,
+        pods,
+        conditions,
+    }
+}
