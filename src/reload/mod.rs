@@ -22,9 +22,16 @@
 //! in [`BearerToken`] and never logged.
 
 mod backoff;
+mod dispatch;
+mod hook;
 mod outcome;
 mod token;
 
 pub use backoff::RetryPolicy;
+pub use dispatch::{DEFAULT_CONCURRENCY, reload_all};
+pub use hook::{
+    CONFIG_HASH_HEADER, HookCall, HookClient, HookClientError, HookClientOptions, HookReport, HookUrlError,
+    MAX_BODY_BYTES, hook_url,
+};
 pub use outcome::{HookOutcome, MAX_REPORTED_HASH_LEN, classify};
 pub use token::BearerToken;
