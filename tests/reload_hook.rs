@@ -68,6 +68,8 @@ struct Seen {
     path: String,
     /// Lower-cased names, values as sent.
     headers: Vec<(String, String)>,
+    /// When the request head was complete.
+    at: Instant,
 }
 
 impl Seen {
@@ -152,7 +154,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Seen> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
-    Some(Seen { method, path, headers })
+    Some(Seen { method, path, headers, at: Instant::now() })
 }
 
 async fn answer(stream: &mut TcpStream, reply: Reply) -> io::Result<()> {
@@ -385,7 +387,14 @@ async fn bearer_token_is_sent_only_when_configured_and_never_printed() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    // tracing caches one interest per callsite for the whole process. While a single
+    // dispatcher is registered, a sibling test thread without a subscriber that hits
+    // `HookClient`'s `debug!` first would cache "never" and blind this capture. A second,
+    // inert dispatcher kept alive makes the interest the union of both (so: evaluated per
+    // event), and the rebuild repairs anything cached before.
+    let _anchor = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
 
     let with_token = Pod::spawn(vec![respond(500, ""), echo(HASH)]).await;
     let without_token = Pod::spawn(vec![echo(HASH)]).await;
@@ -470,4 +479,43 @@ async fn zero_concurrency_still_makes_progress() {
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(HookReport::succeeded));
     assert!(reload_all(&client(), Vec::new(), &policy(1_000), 32).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_waiting_to_retry_does_not_hold_a_concurrency_slot() {
+    // One slot. The first pod fails once and then waits 300 ms before retrying; the
+    // second pod must be called during that wait, not after the first pod is done.
+    let retrying = Pod::spawn(vec![respond(500, ""), echo(HASH)]).await;
+    let other = Pod::spawn(vec![echo(HASH)]).await;
+    let policy = RetryPolicy { initial: ms(300), max: ms(300), deadline: ms(2_000) };
+    let calls = vec![retrying.call("retrying", ms(1_000)), other.call("other", ms(1_000))];
+    let reports = reload_all(&client(), calls, &policy, 1).await;
+    assert_eq!(reports[0].outcome, HookOutcome::Applied);
+    assert_eq!(reports[0].attempts, 2);
+    assert_eq!(reports[1].outcome, HookOutcome::Applied);
+    let retrying_seen = retrying.seen();
+    let other_seen = other.seen();
+    assert!(retrying_seen[0].at <= other_seen[0].at, "the first pod went first");
+    assert!(other_seen[0].at < retrying_seen[1].at, "the other pod was called during the backoff");
+}
+
+#[tokio::test]
+async fn waiting_for_a_slot_past_the_deadline_keeps_the_real_outcome() {
+    // One slot. The refused pod fails at once and, while it backs off, the hanging pod
+    // takes the slot for 800 ms: the refused pod's deadline (300 ms) passes in the queue.
+    // Its report keeps the connection error instead of a zero-budget attempt's timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused_addr = listener.local_addr().unwrap();
+    drop(listener);
+    let hanging = Pod::spawn(vec![Reply::Hang]).await;
+    let refused = HookCall {
+        url: url::Url::parse(&format!("http://{refused_addr}/reload-config")).unwrap(),
+        ..hanging.call("refused", ms(800))
+    };
+    let reports =
+        reload_all(&client(), vec![refused, hanging.call("hanging", ms(800))], &policy(300), 1).await;
+    assert!(matches!(reports[0].outcome, HookOutcome::Connect(_)), "{reports:?}");
+    assert_eq!(reports[0].attempts, 1);
+    assert_eq!(reports[1].outcome, HookOutcome::Timeout);
+    assert_eq!(reports[1].attempts, 1);
 }

@@ -198,19 +198,15 @@ impl HookClient {
                 None
             };
             let Some(delay) = delay else {
-                let report =
-                    HookReport { pod: call.pod.clone(), outcome, attempts, elapsed: start.elapsed() };
-                debug!(
-                    pod = %report.pod,
-                    attempts = report.attempts,
-                    outcome = report.outcome.metric_label(),
-                    elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-                    "reload hook finished"
-                );
-                return report;
+                return finish(call, outcome, attempts, start);
             };
             tokio::time::sleep(delay).await;
             permit = acquire(limit).await;
+            if start.elapsed() >= policy.deadline {
+                // The wait for a slot used up the deadline: keep the last real outcome
+                // rather than a zero-budget attempt's `Timeout`.
+                return finish(call, outcome, attempts, start);
+            }
         }
     }
 
@@ -255,6 +251,18 @@ impl HookClient {
         }
         Ok(request)
     }
+}
+
+fn finish(call: &HookCall, outcome: HookOutcome, attempts: u32, start: Instant) -> HookReport {
+    let report = HookReport { pod: call.pod.clone(), outcome, attempts, elapsed: start.elapsed() };
+    debug!(
+        pod = %report.pod,
+        attempts = report.attempts,
+        outcome = report.outcome.metric_label(),
+        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        "reload hook finished"
+    );
+    report
 }
 
 async fn acquire(limit: Option<&Semaphore>) -> Option<tokio::sync::SemaphorePermit<'_>> {
