@@ -1,11 +1,13 @@
 //! relay-operator: a Kubernetes operator for long-lived network services.
 //!
 //! Data flows one way: [`api`] types → [`render`] (pure: spec → desired objects) →
-//! apply (controller) → status.
+//! [`controller`] (apply, pod plan, status). [`manifest`] feeds `render` offline;
+//! [`reload`] calls the pods' reload hooks.
 
 pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod deps;
 pub mod manifest;
+pub mod reload;
 pub mod render;

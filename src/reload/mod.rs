@@ -1,0 +1,37 @@
+//! The reload hook client: the step of the reload protocol that tells running pods to
+//! pick up a new configuration.
+//!
+//! When a service's configuration changes, the operator writes the ConfigMap whose
+//! content hash is the desired `configHash`, then calls each ready pod's hook:
+//! `POST|PUT http://<podIP>:<port><path>` with `X-Config-Hash: <hash>` and, when
+//! configured, `Authorization: Bearer <token>`. The answer is interpreted by
+//! [`classify`]:
+//!
+//! - 2xx echoing the hash as JSON `configHash` → [`HookOutcome::Applied`];
+//! - 2xx with another `configHash` → [`HookOutcome::Stale`] (the kubelet has not
+//!   refreshed the mounted file yet), retried;
+//! - 2xx without `configHash` (the legacy relay's `{"status":"success",…}`, non-JSON)
+//!   → [`HookOutcome::AppliedUnverified`];
+//! - non-2xx (redirects are never followed), timeout or transport error → retried with
+//!   exponential backoff ([`RetryPolicy`]) until the retry deadline; a report whose
+//!   final outcome is not a success is a failure, and the caller applies `onFailure`.
+//!
+//! Every attempt is bounded in time (connect, headers and body) and reads at most
+//! [`MAX_BODY_BYTES`] of the answer; [`reload_all`] calls many pods concurrently with a
+//! bound, so a slow or hostile pod never stalls the others. The bearer token is wrapped
+//! in [`BearerToken`] and never logged.
+
+mod backoff;
+mod dispatch;
+mod hook;
+mod outcome;
+mod token;
+
+pub use backoff::RetryPolicy;
+pub use dispatch::{DEFAULT_CONCURRENCY, reload_all};
+pub use hook::{
+    CONFIG_HASH_HEADER, HookCall, HookClient, HookClientError, HookClientOptions, HookReport, HookUrlError,
+    MAX_BODY_BYTES, hook_url,
+};
+pub use outcome::{HookOutcome, MAX_REPORTED_HASH_LEN, classify};
+pub use token::BearerToken;
