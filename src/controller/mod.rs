@@ -1,7 +1,38 @@
 //! The controller: reconcilers that apply rendered objects and compute status.
 //!
-//! `plan`, `status` and `conditions` are pure; the reconcilers do the API I/O.
+//! `plan`, `status` and `conditions` are pure; `apply` and `relay_service` do the API I/O;
+//! `runner` wires watches, caches and the kube-runtime Controller.
 
+pub mod apply;
 pub mod conditions;
+pub mod context;
 pub mod plan;
+pub mod relay_service;
+pub mod runner;
 pub mod status;
+
+/// Errors of a reconcile; all of them requeue with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed (including conflicts).
+    #[error("API request failed: {0}")]
+    Kube(#[source] kube::Error),
+    /// An object could not be serialized.
+    #[error("cannot serialize: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A namespaced object came without a namespace.
+    #[error("object has no namespace")]
+    MissingNamespace,
+}
+
+impl Error {
+    /// Stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Self::Kube(_) => "api",
+            Self::Serialize(_) => "serialize",
+            Self::MissingNamespace => "missing_namespace",
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Shared state of the reconcilers: the client, reflector caches, the event recorder.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::{HealthPolicy, RelayService};
+
+/// Reflector caches every read of a reconcile comes from.
+#[derive(Clone)]
+pub struct Caches {
+    /// RelayServices.
+    pub services: Store<RelayService>,
+    /// HealthPolicies.
+    pub policies: Store<HealthPolicy>,
+    /// Managed pods.
+    pub pods: Store<Pod>,
+    /// Managed ConfigMaps.
+    pub config_maps: Store<ConfigMap>,
+    /// Managed Services.
+    pub service_objects: Store<Service>,
+    /// Managed claims.
+    pub claims: Store<PersistentVolumeClaim>,
+    /// Secrets (referenced ones are read for the config hash).
+    pub secrets: Store<Secret>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Caches.
+    pub caches: Caches,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Refuse to create pods for images with mutable tags.
+    pub require_pinned_images: bool,
+    /// Wakes other RelayServices (dependents of one that turned Ready).
+    pub wake: UnboundedSender<ObjectRef<RelayService>>,
+    /// Consecutive failures per object, for exponential requeue backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A new context.
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        recorder: Recorder,
+        require_pinned_images: bool,
+        wake: UnboundedSender<ObjectRef<RelayService>>,
+    ) -> Self {
+        Self { client, caches, recorder, require_pinned_images, wake, failures: Mutex::default() }
+    }
+
+    /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.
+    pub fn failure_backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff(*count)
+    }
+
+    /// Forget the failures of `key` after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+/// 1 s, 2 s, 4 s, … capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs(1u64 << exponent).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(40), Duration::from_secs(300));
+    }
+}
