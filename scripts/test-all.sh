@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust tests, then (when present) the chart and metrics checks with real tools.
+# The whole test suite: Rust tests, then the chart, manifest and metrics checks with the
+# real tools (helm, kubernetes-validate, promtool), installed into .tools/ on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --locked --all-targets
 cargo test --locked --doc
+
+scripts/install-tools.sh
+scripts/check-chart.sh
+scripts/test-checks.sh
+cargo build --locked --bin relay-operator
+scripts/check-metrics.sh target/debug/relay-operator

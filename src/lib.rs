@@ -9,5 +9,6 @@ pub mod controller;
 pub mod crdgen;
 pub mod deps;
 pub mod manifest;
+pub mod ops;
 pub mod reload;
 pub mod render;

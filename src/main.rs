@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use relay_operator::controller::runner::{self, RunOptions};
+use relay_operator::ops::{http, leader, metrics::Metrics, shutdown, telemetry};
 use relay_operator::{crdgen, manifest};
 
 /// Kubernetes operator for long-lived network services.
@@ -16,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller.
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions (or write one file per kind with --dir).
     Crd {
         /// Write `<crd-name>.yaml` files into this directory instead of printing.
@@ -32,9 +39,99 @@ enum Command {
     Version,
 }
 
+/// Options of `relay-operator run` (each also settable by environment variable).
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch, comma-separated; all when empty.
+    #[arg(long, env = "RELAY_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
+    log_format: telemetry::LogFormat,
+    /// Log filter, e.g. `info` or `info,kube=debug`.
+    #[arg(long, env = "RELAY_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Refuse to create pods for images with mutable tags (`:latest` or none).
+    #[arg(long, env = "RELAY_REQUIRE_PINNED_IMAGES")]
+    require_pinned_images: bool,
+    /// Hold a coordination.k8s.io Lease before reconciling (several replicas).
+    #[arg(long, env = "RELAY_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "RELAY_LEASE_NAME", default_value = "relay-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (defaults to the operator's own, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    telemetry::init(args.log_format, &args.log_level).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let state = http::HttpState::new(metrics.clone());
+    let ready = state.ready.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let server = tokio::spawn(http::serve(args.metrics_addr, state, stopped()));
+    let stop = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        tracing::info!("shutting down");
+        stop.send_replace(true);
+    });
+
+    // Serving /metrics does not need the API server; the controller retries until it is reachable.
+    let client =
+        kube::Client::try_default().await.map_err(|e| format!("cannot build Kubernetes client: {e}"))?;
+    let _lease = if args.leader_election {
+        let config = leader::LeaderConfig::new(&args.lease_namespace, &args.lease_name);
+        let mut lease =
+            leader::acquire(client.clone(), &config, metrics.clone()).await.map_err(|e| e.to_string())?;
+        lease.wait_until_leader().await.map_err(|e| e.to_string())?;
+        // Losing the lease stops this replica; its Deployment restarts it as a follower.
+        let mut watcher = lease.subscribe();
+        let stop = stop_tx.clone();
+        tokio::spawn(async move {
+            let _ = watcher.wait_for(|leader| !*leader).await;
+            tracing::warn!("lost the leader lease; stopping");
+            stop.send_replace(true);
+        });
+        Some(lease)
+    } else {
+        None
+    };
+    let namespaces: Vec<Option<String>> =
+        if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
+    let controllers = namespaces.into_iter().map(|namespace| {
+        let options = RunOptions {
+            namespace,
+            require_pinned_images: args.require_pinned_images,
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        runner::run(client.clone(), options, ready.clone(), metrics.clone(), stopped())
+    });
+    futures::future::join_all(controllers).await;
+    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run(args),
         Command::Crd { dir: Some(dir) } => crdgen::write_crd_dir(&dir).map_err(|e| e.to_string()),
         Command::Crd { dir: None } => crdgen::crds_yaml().map(|y| print!("{y}")).map_err(|e| e.to_string()),
         Command::Render { files } => render(&files),

@@ -16,6 +16,7 @@ use super::Error;
 use super::context::{Caches, Context};
 use super::relay_service::reconcile;
 use crate::api::{HealthPolicy, RelayService};
+use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
 /// Options of the controller.
@@ -45,6 +46,7 @@ pub async fn run(
     client: Client,
     options: RunOptions,
     ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
@@ -122,14 +124,19 @@ pub async fn run(
         .reconcile_on(wake_rx)
         .graceful_shutdown_on(shutdown)
         .run(
-            |service, ctx| {
+            move |service, ctx| {
+                let metrics = metrics.clone();
                 let span = info_span!("reconcile", namespace = %service.namespace().unwrap_or_default(), name = %service.name_any());
                 async move {
                     let key = format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any());
+                    let timer = metrics.reconcile_timer(KIND);
                     let result = reconcile(service, ctx.clone()).await;
-                    if result.is_ok() {
-                        ctx.reset_backoff(&key);
+                    drop(timer);
+                    match &result {
+                        Ok(_) => ctx.reset_backoff(&key),
+                        Err(e) => metrics.reconcile_failure(KIND, e.metric_label()),
                     }
+                    record_pod_states(&ctx, &metrics);
                     result
                 }
                 .instrument(span)
@@ -143,6 +150,38 @@ pub async fn run(
             }
         })
         .await;
+}
+
+const KIND: &str = "RelayService";
+
+/// Managed pods by state, from the cache.
+fn record_pod_states(ctx: &Context, metrics: &Metrics) {
+    let mut counts = std::collections::BTreeMap::from([
+        ("ready", 0),
+        ("unready", 0),
+        ("pending", 0),
+        ("failed", 0),
+        ("terminating", 0),
+    ]);
+    for pod in ctx.caches.pods.state() {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let state = match (pod.metadata.deletion_timestamp.is_some(), phase, ready) {
+            (true, _, _) => "terminating",
+            (_, "Failed" | "Succeeded", _) => "failed",
+            (_, "Pending", _) => "pending",
+            (_, _, true) => "ready",
+            _ => "unready",
+        };
+        *counts.entry(state).or_insert(0) += 1;
+    }
+    for (state, count) in counts {
+        metrics.set_managed_pods(state, count);
+    }
 }
 
 /// Requeue a failed reconcile with exponential backoff per object.

@@ -1,0 +1,549 @@
+//! Prometheus metrics of the operator process.
+//!
+//! One [`Metrics`] value owns a private [`prometheus::Registry`] (never the global default
+//! registry), so tests can create as many independent instances as they like. Share it as
+//! `Arc<Metrics>` between the controllers, the leader elector and the HTTP server.
+//!
+//! Label values are kept low-cardinality on purpose: `kind` is a CRD kind, `error` is an
+//! error *class* (e.g. `kube_api`, `invalid_spec`), never a free-form message.
+//!
+//! Label values that are known in advance (`state`, `result`, `phase`) are pre-initialised to
+//! zero so every family is present in the exposition from the first scrape.
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// `Content-Type` of the text exposition format produced by [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Buckets for reconcile durations: 1 ms … 10 s.
+pub const RECONCILE_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Buckets for config-reload propagation: 50 ms … 300 s.
+pub const PROPAGATION_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0];
+
+/// Buckets for the time a TestDeployment needs to reach `Running`: 1 s … 30 min.
+pub const TIME_TO_RUNNING_BUCKETS: &[f64] =
+    &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+
+/// Values of the `state` label of `relay_operator_managed_pods`.
+pub const POD_STATES: &[&str] = &["ready", "unready", "pending", "failed", "terminating"];
+
+/// Values of the `phase` label of `relay_operator_test_deployments`
+/// (the serialized names of [`crate::api::TestDeploymentPhase`]).
+pub const TEST_DEPLOYMENT_PHASES: &[&str] =
+    &["Pending", "Deploying", "Running", "Failed", "Stopped", "Expired"];
+
+/// Outcome of one call of a service's config-reload hook; the `result` label of
+/// `relay_operator_reload_hook_calls_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReloadHookResult {
+    /// The hook accepted the config and reported the expected config hash.
+    Applied,
+    /// The hook accepted the config but did not report which config it now runs.
+    AppliedUnverified,
+    /// The hook reported an older config hash than the one just written.
+    Stale,
+    /// The hook answered with a non-success HTTP status.
+    HttpError,
+    /// The hook did not answer in time.
+    Timeout,
+    /// The hook's endpoint could not be connected to.
+    ConnectError,
+    /// Any other failure.
+    Error,
+}
+
+impl ReloadHookResult {
+    /// Every variant, in declaration order.
+    pub const ALL: [ReloadHookResult; 7] = [
+        Self::Applied,
+        Self::AppliedUnverified,
+        Self::Stale,
+        Self::HttpError,
+        Self::Timeout,
+        Self::ConnectError,
+        Self::Error,
+    ];
+
+    /// The label value, e.g. `applied_unverified`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::AppliedUnverified => "applied_unverified",
+            Self::Stale => "stale",
+            Self::HttpError => "http_error",
+            Self::Timeout => "timeout",
+            Self::ConnectError => "connect_error",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// All metrics of the operator, registered in one private registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciliations: IntCounterVec,
+    reconcile_errors: IntCounterVec,
+    reconcile_duration: HistogramVec,
+    managed_pods: IntGaugeVec,
+    reload_hook_calls: IntCounterVec,
+    reload_propagation: Histogram,
+    reload_restarts: IntCounter,
+    test_deployments: IntGaugeVec,
+    test_deployment_expirations: IntCounter,
+    test_deployment_time_to_running: Histogram,
+    leader: IntGauge,
+    build_info: IntGaugeVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+impl Metrics {
+    /// Creates all metrics in a fresh registry. `relay_operator_build_info{version}` is set to 1
+    /// with this crate's version, `relay_operator_leader` starts at 0.
+    ///
+    /// # Errors
+    /// Only if a metric definition is invalid (a bug), as [`prometheus::Error`].
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let r = Registry::new();
+        let reconciliations = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new("relay_operator_reconciliations_total", "Reconciliations run, by resource kind."),
+                &["kind"],
+            )?,
+        )?;
+        let reconcile_errors = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "relay_operator_reconcile_errors_total",
+                    "Failed reconciliations, by resource kind and error class.",
+                ),
+                &["kind", "error"],
+            )?,
+        )?;
+        let reconcile_duration = register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "relay_operator_reconcile_duration_seconds",
+                    "Wall-clock duration of one reconciliation, by resource kind.",
+                )
+                .buckets(RECONCILE_BUCKETS.to_vec()),
+                &["kind"],
+            )?,
+        )?;
+        let managed_pods = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("relay_operator_managed_pods", "Pods managed by the operator, by state."),
+                &["state"],
+            )?,
+        )?;
+        let reload_hook_calls = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new("relay_operator_reload_hook_calls_total", "Config-reload hook calls, by result."),
+                &["result"],
+            )?,
+        )?;
+        let reload_propagation = register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "relay_operator_reload_propagation_seconds",
+                    "Time from a config change until every pod runs the new config.",
+                )
+                .buckets(PROPAGATION_BUCKETS.to_vec()),
+            )?,
+        )?;
+        let reload_restarts = register(
+            &r,
+            IntCounter::new(
+                "relay_operator_reload_restarts_total",
+                "Pods restarted because a hot config reload failed or was not possible.",
+            )?,
+        )?;
+        let test_deployments = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("relay_operator_test_deployments", "TestDeployments, by phase."),
+                &["phase"],
+            )?,
+        )?;
+        let test_deployment_expirations = register(
+            &r,
+            IntCounter::new(
+                "relay_operator_test_deployment_expirations_total",
+                "TestDeployments whose TTL passed and whose objects were deleted.",
+            )?,
+        )?;
+        let test_deployment_time_to_running = register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "relay_operator_test_deployment_time_to_running_seconds",
+                    "Time from creation of a TestDeployment until all its pods are Ready.",
+                )
+                .buckets(TIME_TO_RUNNING_BUCKETS.to_vec()),
+            )?,
+        )?;
+        let leader = register(
+            &r,
+            IntGauge::new("relay_operator_leader", "1 while this replica holds the leader-election lease.")?,
+        )?;
+        let build_info = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("relay_operator_build_info", "Build information; the value is always 1."),
+                &["version"],
+            )?,
+        )?;
+
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for state in POD_STATES {
+            managed_pods.with_label_values(&[*state]).set(0);
+        }
+        for result in ReloadHookResult::ALL {
+            reload_hook_calls.with_label_values(&[result.as_str()]).reset();
+        }
+        for phase in TEST_DEPLOYMENT_PHASES {
+            test_deployments.with_label_values(&[*phase]).set(0);
+        }
+
+        Ok(Self {
+            registry: r,
+            reconciliations,
+            reconcile_errors,
+            reconcile_duration,
+            managed_pods,
+            reload_hook_calls,
+            reload_propagation,
+            reload_restarts,
+            test_deployments,
+            test_deployment_expirations,
+            test_deployment_time_to_running,
+            leader,
+            build_info,
+        })
+    }
+
+    /// Makes the per-kind series of `kind` (reconciliation counter and duration histogram)
+    /// appear in the exposition with zero values before the first reconciliation.
+    pub fn register_kind(&self, kind: &str) {
+        self.reconciliations.with_label_values(&[kind]).reset();
+        // Touching the child is enough to create it; it starts empty.
+        let _ = self.reconcile_duration.with_label_values(&[kind]);
+    }
+
+    /// Starts timing one reconciliation of `kind`. When the returned guard is dropped, the
+    /// elapsed time is observed in `relay_operator_reconcile_duration_seconds` and
+    /// `relay_operator_reconciliations_total` is incremented (so the counter always equals the
+    /// histogram's `_count`).
+    pub fn reconcile_timer(&self, kind: &str) -> ReconcileTimer {
+        ReconcileTimer {
+            counter: self.reconciliations.with_label_values(&[kind]),
+            histogram: self.reconcile_duration.with_label_values(&[kind]),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts one failed reconciliation of `kind`. `error` must be a low-cardinality error
+    /// class such as `kube_api` or `invalid_spec`, never an error message.
+    pub fn reconcile_failure(&self, kind: &str, error: &str) {
+        self.reconcile_errors.with_label_values(&[kind, error]).inc();
+    }
+
+    /// Sets the number of managed pods in `state` (one of [`POD_STATES`]).
+    pub fn set_managed_pods(&self, state: &str, count: i64) {
+        self.managed_pods.with_label_values(&[state]).set(count);
+    }
+
+    /// Counts one reload-hook call with the given outcome.
+    pub fn reload_hook_call(&self, result: ReloadHookResult) {
+        self.reload_hook_calls.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// Observes how long a config change took to reach every pod.
+    pub fn observe_reload_propagation(&self, seconds: f64) {
+        self.reload_propagation.observe(seconds);
+    }
+
+    /// Counts one pod restart caused by a config change that could not be hot-reloaded.
+    pub fn reload_restart(&self) {
+        self.reload_restarts.inc();
+    }
+
+    /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]).
+    pub fn set_test_deployments(&self, phase: &str, count: i64) {
+        self.test_deployments.with_label_values(&[phase]).set(count);
+    }
+
+    /// Counts one TestDeployment whose TTL expired.
+    pub fn test_deployment_expired(&self) {
+        self.test_deployment_expirations.inc();
+    }
+
+    /// Observes the time a TestDeployment needed from creation to `Running`.
+    pub fn observe_time_to_running(&self, seconds: f64) {
+        self.test_deployment_time_to_running.observe(seconds);
+    }
+
+    /// Sets `relay_operator_leader` to 1 (`true`) or 0.
+    pub fn set_leader(&self, is_leader: bool) {
+        self.leader.set(i64::from(is_leader));
+    }
+
+    /// `relay_operator_reconciliations_total{kind}`.
+    pub fn reconciliations(&self) -> &IntCounterVec {
+        &self.reconciliations
+    }
+
+    /// `relay_operator_reconcile_errors_total{kind,error}`.
+    pub fn reconcile_errors(&self) -> &IntCounterVec {
+        &self.reconcile_errors
+    }
+
+    /// `relay_operator_reconcile_duration_seconds{kind}`.
+    pub fn reconcile_duration(&self) -> &HistogramVec {
+        &self.reconcile_duration
+    }
+
+    /// `relay_operator_managed_pods{state}`.
+    pub fn managed_pods(&self) -> &IntGaugeVec {
+        &self.managed_pods
+    }
+
+    /// `relay_operator_reload_hook_calls_total{result}`.
+    pub fn reload_hook_calls(&self) -> &IntCounterVec {
+        &self.reload_hook_calls
+    }
+
+    /// `relay_operator_reload_propagation_seconds`.
+    pub fn reload_propagation(&self) -> &Histogram {
+        &self.reload_propagation
+    }
+
+    /// `relay_operator_reload_restarts_total`.
+    pub fn reload_restarts(&self) -> &IntCounter {
+        &self.reload_restarts
+    }
+
+    /// `relay_operator_test_deployments{phase}`.
+    pub fn test_deployments(&self) -> &IntGaugeVec {
+        &self.test_deployments
+    }
+
+    /// `relay_operator_test_deployment_expirations_total`.
+    pub fn test_deployment_expirations(&self) -> &IntCounter {
+        &self.test_deployment_expirations
+    }
+
+    /// `relay_operator_test_deployment_time_to_running_seconds`.
+    pub fn test_deployment_time_to_running(&self) -> &Histogram {
+        &self.test_deployment_time_to_running
+    }
+
+    /// `relay_operator_leader`.
+    pub fn leader(&self) -> &IntGauge {
+        &self.leader
+    }
+
+    /// `relay_operator_build_info{version}`.
+    pub fn build_info(&self) -> &IntGaugeVec {
+        &self.build_info
+    }
+
+    /// The underlying registry, e.g. to register additional collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Encodes every metric in the Prometheus text format ([`CONTENT_TYPE`]).
+    ///
+    /// Encoding into a `String` cannot fail for well-formed metrics; should it fail anyway, the
+    /// error is logged and whatever was encoded so far is returned.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %err, "failed to encode metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Guard returned by [`Metrics::reconcile_timer`]; records the reconciliation when dropped.
+#[derive(Debug)]
+#[must_use = "the reconciliation is recorded when the timer is dropped; bind it to a variable"]
+pub struct ReconcileTimer {
+    counter: IntCounter,
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl ReconcileTimer {
+    /// Time elapsed since the timer was started.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+        self.counter.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_metrics_expose_static_families() {
+        let m = Metrics::new().unwrap();
+        let text = m.encode();
+        for name in [
+            "relay_operator_managed_pods",
+            "relay_operator_reload_hook_calls_total",
+            "relay_operator_reload_propagation_seconds",
+            "relay_operator_reload_restarts_total",
+            "relay_operator_test_deployments",
+            "relay_operator_test_deployment_expirations_total",
+            "relay_operator_test_deployment_time_to_running_seconds",
+            "relay_operator_leader",
+            "relay_operator_build_info",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "missing HELP for {name}:\n{text}");
+            assert!(text.contains(&format!("# TYPE {name} ")), "missing TYPE for {name}:\n{text}");
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("relay_operator_build_info{{version=\"{version}\"}} 1")), "{text}");
+        assert!(text.contains("relay_operator_leader 0"), "{text}");
+        for r in ReloadHookResult::ALL {
+            assert!(
+                text.contains(&format!(
+                    "relay_operator_reload_hook_calls_total{{result=\"{}\"}} 0",
+                    r.as_str()
+                )),
+                "{text}"
+            );
+        }
+        assert!(text.contains("relay_operator_managed_pods{state=\"terminating\"} 0"), "{text}");
+        assert!(text.contains("relay_operator_test_deployments{phase=\"Expired\"} 0"), "{text}");
+        // Vecs with unknown label values have no series yet and are left out entirely.
+        assert!(!text.contains("relay_operator_reconcile_errors_total"), "{text}");
+    }
+
+    #[test]
+    fn reconcile_timer_counts_and_observes_on_drop() {
+        let m = Metrics::new().unwrap();
+        {
+            let _t = m.reconcile_timer("RelayService");
+            assert_eq!(m.reconciliations().with_label_values(&["RelayService"]).get(), 0);
+        }
+        {
+            let _t = m.reconcile_timer("RelayService");
+        }
+        assert_eq!(m.reconciliations().with_label_values(&["RelayService"]).get(), 2);
+        assert_eq!(m.reconcile_duration().with_label_values(&["RelayService"]).get_sample_count(), 2);
+        let text = m.encode();
+        assert!(text.contains("# TYPE relay_operator_reconciliations_total counter"), "{text}");
+        assert!(text.contains("relay_operator_reconciliations_total{kind=\"RelayService\"} 2"), "{text}");
+        assert!(text.contains("# TYPE relay_operator_reconcile_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains(
+                "relay_operator_reconcile_duration_seconds_bucket{kind=\"RelayService\",le=\"0.001\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "relay_operator_reconcile_duration_seconds_bucket{kind=\"RelayService\",le=\"10\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_operator_reconcile_duration_seconds_count{kind=\"RelayService\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_and_accessors_are_encoded() {
+        let m = Metrics::new().unwrap();
+        m.reconcile_failure("TestDeployment", "kube_api");
+        m.reconcile_failure("TestDeployment", "kube_api");
+        m.set_managed_pods("ready", 3);
+        m.reload_hook_call(ReloadHookResult::AppliedUnverified);
+        m.observe_reload_propagation(0.2);
+        m.reload_restart();
+        m.set_test_deployments("Running", 4);
+        m.test_deployment_expired();
+        m.observe_time_to_running(12.0);
+        m.set_leader(true);
+        let text = m.encode();
+        for needle in [
+            "relay_operator_reconcile_errors_total{error=\"kube_api\",kind=\"TestDeployment\"} 2",
+            "relay_operator_managed_pods{state=\"ready\"} 3",
+            "relay_operator_reload_hook_calls_total{result=\"applied_unverified\"} 1",
+            "relay_operator_reload_propagation_seconds_bucket{le=\"0.25\"} 1",
+            "relay_operator_reload_propagation_seconds_bucket{le=\"300\"} 1",
+            "relay_operator_reload_restarts_total 1",
+            "relay_operator_test_deployments{phase=\"Running\"} 4",
+            "relay_operator_test_deployment_expirations_total 1",
+            "relay_operator_test_deployment_time_to_running_seconds_count 1",
+            "relay_operator_leader 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        m.set_leader(false);
+        assert_eq!(m.leader().get(), 0);
+    }
+
+    #[test]
+    fn register_kind_exposes_zero_series() {
+        let m = Metrics::new().unwrap();
+        m.register_kind("TestDeployment");
+        let text = m.encode();
+        assert!(text.contains("relay_operator_reconciliations_total{kind=\"TestDeployment\"} 0"), "{text}");
+        assert!(
+            text.contains("relay_operator_reconcile_duration_seconds_count{kind=\"TestDeployment\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn instances_are_independent() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.reload_restart();
+        assert_eq!(a.reload_restarts().get(), 1);
+        assert_eq!(b.reload_restarts().get(), 0);
+    }
+
+    #[test]
+    fn phases_match_api_enum() {
+        use crate::api::TestDeploymentPhase as P;
+        let names: Vec<String> = [P::Pending, P::Deploying, P::Running, P::Failed, P::Stopped, P::Expired]
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, TEST_DEPLOYMENT_PHASES);
+    }
+}
