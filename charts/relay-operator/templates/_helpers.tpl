@@ -107,5 +107,5 @@ Leader-election rules: only ever granted by a Role in the release namespace.
 {{- define "relay-operator.leaderElectionRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update"]
+  verbs: ["get", "create", "update", "patch"]
 {{- end }}
