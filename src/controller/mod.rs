@@ -1,9 +1,11 @@
 //! The controller: reconcilers that apply rendered objects and compute status.
 //!
-//! `plan`, `status` and `conditions` are pure; `apply` and `relay_service` do the API I/O;
+//! `plan`, `status` and `conditions` are pure; `apply`, `children` and `relay_service` do
+//! the API I/O;
 //! `runner` wires watches, caches and the kube-runtime Controller.
 
 pub mod apply;
+pub mod children;
 pub mod conditions;
 pub mod context;
 pub mod plan;

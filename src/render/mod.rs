@@ -21,7 +21,7 @@ use crate::api::{HealthPolicySpec, RelayServiceSpec};
 pub use config::{CONFIG_HASH_KEY, RenderedConfig, render_config};
 pub use labels::{
     ANNOTATION_CONFIG_HASH, LABEL_OWNER_KIND, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, LABEL_SERVICE,
-    LABEL_VOLUME, MANAGER,
+    LABEL_VOLUME, MANAGER, selector_string,
 };
 pub use pod::{CONTAINER_NAME, image_is_pinned};
 pub use probes::{ProbeSet, probes_for};
