@@ -43,6 +43,8 @@ pub struct Context {
     pub require_pinned_images: bool,
     /// Wakes other RelayServices (dependents of one that turned Ready).
     pub wake: UnboundedSender<ObjectRef<RelayService>>,
+    /// Client of the one-off health fetches on pods that turned unready.
+    pub health_client: reqwest::Client,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -56,7 +58,15 @@ impl Context {
         require_pinned_images: bool,
         wake: UnboundedSender<ObjectRef<RelayService>>,
     ) -> Self {
-        Self { client, caches, recorder, require_pinned_images, wake, failures: Mutex::default() }
+        Self {
+            client,
+            caches,
+            recorder,
+            require_pinned_images,
+            wake,
+            health_client: super::health_detail::client(),
+            failures: Mutex::default(),
+        }
     }
 
     /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.

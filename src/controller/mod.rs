@@ -8,6 +8,7 @@ pub mod apply;
 pub mod children;
 pub mod conditions;
 pub mod context;
+pub mod health_detail;
 pub mod plan;
 pub mod relay_service;
 pub mod runner;

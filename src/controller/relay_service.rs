@@ -1,9 +1,11 @@
 //! The RelayService reconciler: dependencies, the shared child convergence, status, and
 //! waking dependents when the service turns Ready.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -14,8 +16,12 @@ use kube::{Resource, ResourceExt};
 use super::Error;
 use super::children::{Target, converge, owned_pods, publish, resolve_and_render};
 use super::context::Context;
+use super::health_detail;
 use super::status::{Dependencies, StatusInput, compute};
-use crate::api::RelayService;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::Store;
+
+use crate::api::{HealthPolicy, RelayService, RelayServiceStatus};
 use crate::deps::{DependencyGraph, cycle_through};
 use crate::render::{MANAGER, Owner, OwnerKind, image_is_pinned, selector_string};
 
@@ -63,6 +69,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
             format!("image {image:?} has a mutable tag; pin a version or digest so rollbacks are possible");
         publish(&ctx, &reference, EventType::Warning, "MutableImageTag", "Validate", note).await;
     }
+    let health_details = fetch_health_details(&ctx, &reference, &pods, service.status.as_ref()).await;
     let problem = rendered.as_ref().err().map(|p| (p.reason, p.message.clone()));
     let rendered = rendered.ok();
 
@@ -76,6 +83,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         dependencies: &dependencies,
         problem: problem.clone(),
         mutable_image,
+        health_details: &health_details,
         previous: service.status.as_ref(),
         now: Timestamp::now(),
     });
@@ -99,6 +107,29 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         }
         None => Action::requeue(Duration::from_secs(30)),
     })
+}
+
+/// Fetch the health endpoint of every pod that turned unready since the last status, once,
+/// and publish what it said as a Warning Event.
+async fn fetch_health_details(
+    ctx: &Context,
+    reference: &ObjectReference,
+    pods: &[Pod],
+    previous: Option<&RelayServiceStatus>,
+) -> BTreeMap<String, String> {
+    let mut details = BTreeMap::new();
+    for pod in pods.iter().filter(|p| health_detail::turned_unready(p, previous)) {
+        let Some(url) = health_detail::health_url(pod) else { continue };
+        let name = pod.name_any();
+        let detail = health_detail::fetch(&ctx.health_client, url).await;
+        let note = health_detail::truncate(
+            &format!("pod {name} turned unready: {detail}"),
+            health_detail::MAX_SHOWN_BYTES,
+        );
+        publish(ctx, reference, EventType::Warning, "PodUnready", "HealthCheck", note).await;
+        details.insert(name, detail);
+    }
+    details
 }
 
 /// Trigger a reconcile of every service in `namespace` that depends on `name`.
@@ -156,4 +187,46 @@ pub fn is_ready(service: &RelayService) -> bool {
         s.observed_generation == service.metadata.generation
             && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
     })
+}
+
+/// RelayServices that reference `policy` (a change to it reaches every one of them).
+pub fn services_using_policy(
+    services: &Store<RelayService>,
+    policy: &HealthPolicy,
+) -> Vec<ObjectRef<RelayService>> {
+    referencing(services, policy, |s, name| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
+}
+
+/// RelayServices that read `secret` (config keys or the hook's bearer token).
+pub fn services_using_secret(
+    services: &Store<RelayService>,
+    secret: &Secret,
+) -> Vec<ObjectRef<RelayService>> {
+    referencing(services, secret, |s, name| {
+        let config =
+            s.spec.config.as_ref().is_some_and(|c| c.secrets.iter().any(|k| k.secret_key_ref.name == name));
+        let token = s
+            .spec
+            .reload
+            .as_ref()
+            .and_then(|r| r.bearer_token_secret_ref.as_ref())
+            .is_some_and(|t| t.name == name);
+        config || token
+    })
+}
+
+/// RelayServices in the object's namespace for which `references(service, object name)` holds.
+fn referencing<K: ResourceExt>(
+    services: &Store<RelayService>,
+    object: &K,
+    references: impl Fn(&RelayService, &str) -> bool,
+) -> Vec<ObjectRef<RelayService>> {
+    let name = object.name_any();
+    let namespace = object.namespace();
+    services
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == namespace && references(s, &name))
+        .map(|s| ObjectRef::from_obj(&**s))
+        .collect()
 }

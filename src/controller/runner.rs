@@ -7,14 +7,14 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Error;
 use super::context::{Caches, Context};
-use super::relay_service::reconcile;
+use super::relay_service::{reconcile, services_using_policy, services_using_secret};
 use crate::api::{HealthPolicy, RelayService};
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
@@ -114,12 +114,10 @@ pub async fn run(
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
         .owns_stream(pvc_stream)
-        .watches_stream(policy_stream, move |policy: HealthPolicy| referencing(&services_for_policies, &policy, |s, name| {
-            s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name)
-        }))
-        .watches_stream(secret_stream, move |secret: Secret| referencing(&services_for_secrets, &secret, |s, name| {
-            s.spec.config.as_ref().is_some_and(|c| c.secrets.iter().any(|k| k.secret_key_ref.name == name))
-        }))
+        .watches_stream(policy_stream, move |policy: HealthPolicy| {
+            services_using_policy(&services_for_policies, &policy)
+        })
+        .watches_stream(secret_stream, move |secret: Secret| services_using_secret(&services_for_secrets, &secret))
         // A dependency turning Ready wakes its dependents (sent by the reconciler).
         .reconcile_on(wake_rx)
         .graceful_shutdown_on(shutdown)
@@ -190,20 +188,4 @@ fn error_policy(service: Arc<RelayService>, error: &Error, ctx: Arc<Context>) ->
     let wait = ctx.failure_backoff(&key);
     warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
-}
-
-/// RelayServices in the object's namespace for which `references(service, object name)` holds.
-fn referencing<K: ResourceExt>(
-    services: &Store<RelayService>,
-    object: &K,
-    references: impl Fn(&RelayService, &str) -> bool,
-) -> Vec<ObjectRef<RelayService>> {
-    let name = object.name_any();
-    let namespace = object.namespace();
-    services
-        .state()
-        .iter()
-        .filter(|s| s.namespace() == namespace && references(s, &name))
-        .map(|s| ObjectRef::from_obj(&**s))
-        .collect()
 }

@@ -66,6 +66,8 @@ pub struct StatusInput<'a> {
     pub problem: Option<(&'a str, String)>,
     /// The image tag is mutable.
     pub mutable_image: Option<&'a str>,
+    /// Health answers fetched in this reconcile from pods that turned unready, by pod name.
+    pub health_details: &'a std::collections::BTreeMap<String, String>,
     /// Status as it is now (for stable transition times and reload results).
     pub previous: Option<&'a RelayServiceStatus>,
     /// Current time.
@@ -131,7 +133,12 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
                 restarts: statuses.iter().map(|s| s.restart_count).sum(),
                 image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
                 last_reload: previous.and_then(|p| p.last_reload.clone()),
-                health_detail: previous.and_then(|p| p.health_detail.clone()).filter(|_| !is_ready(pod)),
+                health_detail: input
+                    .health_details
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| previous.and_then(|p| p.health_detail.clone()))
+                    .filter(|_| !is_ready(pod)),
                 name,
             }
         })

@@ -1,0 +1,97 @@
+//! When a pod turns unready and its health check is HTTP, fetch the health endpoint once and
+//! keep the (truncated) answer, so `kubectl describe` shows *why* (e.g. `ws_connected: false`).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::RelayServiceStatus;
+
+/// Most bytes of the health answer read from the pod.
+pub const MAX_READ_BYTES: usize = 64 * 1024;
+/// Most bytes of it kept in status and in the Event (an Event note holds at most 1 KiB).
+pub const MAX_SHOWN_BYTES: usize = 1000;
+/// Timeout of the single fetch.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether `pod` was Ready in the previous status and is not Ready now.
+pub fn turned_unready(pod: &Pod, previous: Option<&RelayServiceStatus>) -> bool {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let was_ready = previous.is_some_and(|s| s.pods.iter().any(|p| p.name == name && p.ready));
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    was_ready && !ready && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// The URL of the pod's HTTP readiness check (`scheme://podIP:port/path`), if it has one.
+pub fn health_url(pod: &Pod) -> Option<url::Url> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
+    let get = pod.spec.as_ref()?.containers.first()?.readiness_probe.as_ref()?.http_get.as_ref()?;
+    let port = match &get.port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port) => *port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => return None,
+    };
+    let scheme = get.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+    url::Url::parse(&format!("{scheme}://{host}:{port}{}", get.path.as_deref().unwrap_or("/"))).ok()
+}
+
+/// Fetch `url` once (no redirects, bounded time and size) and describe the answer, truncated.
+pub async fn fetch(client: &reqwest::Client, url: url::Url) -> String {
+    let work = async {
+        let mut response = client.get(url).send().await.map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < MAX_READ_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(format!("HTTP {status}, body unreadable: {e}")),
+            }
+        }
+        Ok(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()))
+    };
+    let detail = match tokio::time::timeout(FETCH_TIMEOUT, work).await {
+        Ok(Ok(detail)) | Ok(Err(detail)) => detail,
+        Err(_) => format!("no answer within {}s", FETCH_TIMEOUT.as_secs()),
+    };
+    truncate(&detail, MAX_SHOWN_BYTES)
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The HTTP client of health fetches: no redirects, no proxy, bounded connect time.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("abcdefghij", 8), "abcde...");
+        let cut = truncate("ääääää", 8);
+        assert!(cut.len() <= 8 && cut.ends_with("..."), "{cut}");
+    }
+}
