@@ -1,0 +1,247 @@
+//! Test support: an in-process fake API server (records requests, echoes writes, can fail
+//! after N writes to simulate a crash) and reflector caches fed by hand.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
+};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use relay_operator::api::{HealthPolicy, RelayService};
+use relay_operator::controller::context::{Caches, Context};
+use serde_json::{Value, json};
+
+/// A recorded request: method, path (with query), JSON body.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+/// Writes (PATCH/DELETE outside Events) the fake accepts before it answers 500, as if the
+/// operator crashed there; `usize::MAX` = never.
+pub type FailAfter = Arc<AtomicUsize>;
+
+/// A fake API server that answers every write by echoing the object, and records requests.
+pub fn fake_client(fail_after: FailAfter) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    let writes = Arc::new(AtomicUsize::new(0));
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let recorded = recorded.clone();
+        let fail_after = fail_after.clone();
+        let writes = writes.clone();
+        async move {
+            let method = request.method().to_string();
+            let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let bytes = request.into_body().collect().await?.to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let is_write = (method == "PATCH" || method == "DELETE") && !path.contains("/events");
+            if is_write && writes.fetch_add(1, Ordering::SeqCst) >= fail_after.load(Ordering::SeqCst) {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected failure", "reason": "InternalError", "code": 500, "metadata": {}});
+                let mut response = Response::new(Body::from(serde_json::to_vec(&status).unwrap()));
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response);
+            }
+            recorded.lock().unwrap().push(Call { method: method.clone(), path, body: body.clone() });
+            let reply = if method == "DELETE" {
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+            } else {
+                // The server answers with the whole object; a status patch carries no metadata.
+                let mut object = body;
+                if object.get("metadata").is_none() {
+                    object["metadata"] = json!({"name": "web", "namespace": "demo"});
+                    object["spec"] = json!({"image": "x:1"});
+                }
+                object
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(Body::from(
+                serde_json::to_vec(&reply).unwrap(),
+            )))
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+/// Reflector caches fed by hand, a Context on the fake client, and the recorded requests.
+pub struct Harness {
+    pub ctx: Arc<Context>,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    pub fail_after: FailAfter,
+    pub pods: Writer<Pod>,
+    pub config_maps: Writer<ConfigMap>,
+    pub services: Writer<Service>,
+    pub claims: Writer<PersistentVolumeClaim>,
+    pub relay_services: Writer<RelayService>,
+    pub policies: Writer<HealthPolicy>,
+    pub secrets: Writer<Secret>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
+        let (client, calls) = fake_client(fail_after.clone());
+        let (pods_r, pods) = reflector::store();
+        let (cm_r, config_maps) = reflector::store();
+        let (svc_r, services) = reflector::store();
+        let (pvc_r, claims) = reflector::store();
+        let (rs_r, relay_services) = reflector::store();
+        let (hp_r, policies) = reflector::store();
+        let (sec_r, secrets) = reflector::store();
+        let caches = Caches {
+            services: rs_r,
+            policies: hp_r,
+            pods: pods_r,
+            config_maps: cm_r,
+            service_objects: svc_r,
+            claims: pvc_r,
+            secrets: sec_r,
+        };
+        let ctx = context(client, caches);
+        Self {
+            ctx,
+            calls,
+            fail_after,
+            pods,
+            config_maps,
+            services,
+            claims,
+            relay_services,
+            policies,
+            secrets,
+        }
+    }
+
+    /// A restarted operator: a fresh Context (and client) over the same cluster state.
+    pub fn restart(&mut self) {
+        self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
+        let (client, calls) = fake_client(self.fail_after.clone());
+        self.calls = calls;
+        self.ctx = context(client, self.ctx.caches.clone());
+    }
+
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    /// Feed every object the operator wrote back into the caches, as the watches would.
+    pub fn sync(&mut self, calls: &[Call], ready: bool) {
+        for call in calls.iter().filter(|c| c.method == "PATCH") {
+            let kind = call.body["kind"].as_str().unwrap_or_default();
+            let value = call.body.clone();
+            match kind {
+                "Pod" => {
+                    let mut pod: Pod = serde_json::from_value(value).unwrap();
+                    pod.status = Some(running(ready));
+                    self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+                }
+                "ConfigMap" => self
+                    .config_maps
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                "Service" => self
+                    .services
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                "PersistentVolumeClaim" => self
+                    .claims
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                _ => {}
+            }
+        }
+        for call in calls.iter().filter(|c| c.method == "DELETE") {
+            let path = call.path.split('?').next().unwrap_or_default();
+            let mut segments = path.rsplit('/');
+            let name = segments.next().unwrap_or_default().to_string();
+            let plural = segments.next().unwrap_or_default();
+            let meta = kube::api::ObjectMeta {
+                name: Some(name),
+                namespace: Some("demo".into()),
+                ..Default::default()
+            };
+            match plural {
+                "pods" => self.pods.apply_watcher_event(&watcher::Event::Delete(Pod {
+                    metadata: meta,
+                    ..Default::default()
+                })),
+                "persistentvolumeclaims" => {
+                    self.claims.apply_watcher_event(&watcher::Event::Delete(PersistentVolumeClaim {
+                        metadata: meta,
+                        ..Default::default()
+                    }))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Set the Ready condition of one cached pod (and its IP).
+    pub fn set_pod(&mut self, name: &str, ready: bool, pod_ip: Option<&str>) {
+        let pod = self.ctx.caches.pods.state().into_iter().find(|p| p.metadata.name.as_deref() == Some(name));
+        let mut pod = (*pod.expect("pod in cache")).clone();
+        let mut status = running(ready);
+        status.pod_ip = pod_ip.map(String::from);
+        pod.status = Some(status);
+        self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+    }
+
+    pub fn set_ready(&mut self, ready: bool) {
+        for pod in self.ctx.caches.pods.state() {
+            let mut pod = (*pod).clone();
+            pod.status = Some(running(ready));
+            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+        }
+    }
+}
+
+pub fn running(ready: bool) -> PodStatus {
+    PodStatus {
+        phase: Some("Running".into()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn context(client: Client, caches: Caches) -> Arc<Context> {
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
+    let (wake, _) = futures::channel::mpsc::unbounded();
+    Arc::new(Context::new(client, caches, recorder, false, wake))
+}
+
+pub fn relay_service(spec: Value) -> RelayService {
+    let mut rs: RelayService = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
+        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": 1},
+        "spec": spec,
+    }))
+    .unwrap();
+    rs.meta_mut().resource_version = Some("1".into());
+    rs
+}
+
+/// Apply the status the operator patched onto our copy, as the API server would.
+pub fn with_patched_status(mut rs: RelayService, calls: &[Call]) -> RelayService {
+    if let Some(call) =
+        calls.iter().rev().find(|c| c.path.ends_with("/status") || c.path.contains("/status?"))
+    {
+        rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+    }
+    rs
+}
+
+pub fn summary(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(|c| format!("{} {}", c.method, c.path.split('?').next().unwrap())).collect()
+}
