@@ -402,3 +402,33 @@ async fn converges_after_a_crash_at_any_step() {
         );
     }
 }
+
+#[tokio::test]
+async fn health_policy_status_counts_its_users() {
+    let mut h = Harness::new();
+    for (name, uses) in [("api", true), ("relay", true), ("db", false)] {
+        let mut spec = json!({"image": "a:1"});
+        if uses {
+            spec["healthPolicyRef"] = json!({"name": "shared"});
+        }
+        let mut rs = relay_service(spec);
+        rs.metadata.name = Some(name.into());
+        h.relay_services.apply_watcher_event(&watcher::Event::Apply(rs));
+    }
+    let policy: relay_operator::api::HealthPolicy = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
+        "metadata": {"name": "shared", "namespace": "demo", "generation": 3},
+        "spec": {"tcp": {"port": 5432}, "interval": "10s", "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}}))
+    .unwrap();
+    relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
+    let calls = h.take_calls();
+    assert_eq!(
+        summary(&calls),
+        ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/healthpolicies/shared/status"]
+    );
+    let status = &calls[0].body["status"];
+    assert_eq!(status["usedBy"], 2);
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["conditions"][0]["type"], "Accepted");
+    assert_eq!(status["conditions"][0]["status"], "True");
+}

@@ -9,6 +9,7 @@ pub mod children;
 pub mod conditions;
 pub mod context;
 pub mod health_detail;
+pub mod health_policy;
 pub mod plan;
 pub mod relay_service;
 pub mod runner;

@@ -7,13 +7,14 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Error;
 use super::context::{Caches, Context};
+use super::health_policy;
 use super::relay_service::{reconcile, services_using_policy, services_using_secret};
 use crate::api::{HealthPolicy, RelayService};
 use crate::ops::metrics::Metrics;
@@ -107,9 +108,12 @@ pub async fn run(
     let ctx =
         Arc::new(Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx));
 
+    let shutdown = shutdown.shared();
+    let policies_controller =
+        run_policy_controller(&client, ns, ctx.clone(), metrics.clone(), shutdown.clone());
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
-    Controller::for_stream(service_stream, services)
+    let services_controller = Controller::for_stream(service_stream, services)
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
@@ -146,11 +150,66 @@ pub async fn run(
             if let Err(e) = result {
                 warn!(error = %e, "controller error");
             }
+        });
+    futures::join!(services_controller, policies_controller);
+}
+
+const KIND: &str = "RelayService";
+
+/// The HealthPolicy controller: its own watch of policies, woken by RelayService changes so
+/// `status.usedBy` follows the services referencing each policy.
+async fn run_policy_controller(
+    client: &Client,
+    namespace: &Option<String>,
+    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let referenced = |service: RelayService| {
+        let namespace = service.namespace();
+        service.spec.health_policy_ref.map(|r| {
+            let reference = ObjectRef::<HealthPolicy>::new(&r.name);
+            match namespace {
+                Some(ns) => reference.within(&ns),
+                None => reference,
+            }
+        })
+    };
+    Controller::new(api::<HealthPolicy>(client, namespace), watcher::Config::default())
+        .watches(api::<RelayService>(client, namespace), watcher::Config::default(), referenced)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |policy, ctx| {
+                let metrics = metrics.clone();
+                let span = info_span!("reconcile", namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any());
+                async move {
+                    let timer = metrics.reconcile_timer(POLICY_KIND);
+                    let result = health_policy::reconcile(policy, ctx).await;
+                    drop(timer);
+                    if let Err(e) = &result {
+                        metrics.reconcile_failure(POLICY_KIND, e.metric_label());
+                    }
+                    result
+                }
+                .instrument(span)
+            },
+            |policy: Arc<HealthPolicy>, error: &Error, ctx: Arc<Context>| {
+                let key = format!("HealthPolicy/{}/{}", policy.namespace().unwrap_or_default(), policy.name_any());
+                let wait = ctx.failure_backoff(&key);
+                warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
+                Action::requeue(wait)
+            },
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller error");
+            }
         })
         .await;
 }
 
-const KIND: &str = "RelayService";
+const POLICY_KIND: &str = "HealthPolicy";
 
 /// Managed pods by state, from the cache.
 fn record_pod_states(ctx: &Context, metrics: &Metrics) {

@@ -1,0 +1,56 @@
+//! The HealthPolicy reconciler: whether the check maps onto probes, and how many services use it.
+//!
+//! Deleting a policy that is in use is handled on the services' side: their pods are left
+//! as they are and they get `Degraded=True, reason HealthPolicyNotFound`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+
+use super::Error;
+use super::conditions::{NewCondition, merge};
+use super::context::Context;
+use crate::api::{HealthPolicy, HealthPolicyStatus};
+use crate::render::{MANAGER, probes_for};
+
+/// Status of `policy` given the number of services referencing it.
+pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPolicyStatus {
+    let accepted = match probes_for(&policy.spec, "spec") {
+        Ok(_) => NewCondition::new("Accepted", true, "Valid", "the check maps onto container probes"),
+        Err(e) => NewCondition::new("Accepted", false, e.reason(), e.to_string()),
+    };
+    let previous = policy.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    HealthPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        used_by,
+        conditions: merge(previous, vec![accepted], policy.metadata.generation, now),
+    }
+}
+
+/// Reconcile one HealthPolicy: count its users in the RelayService cache, write status.
+pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
+    let name = policy.name_any();
+    let used_by = ctx
+        .caches
+        .services
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|s| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
+        .count();
+    let status = compute(&policy, i32::try_from(used_by).unwrap_or(i32::MAX), Timestamp::now());
+    if policy.status.as_ref() != Some(&status) {
+        let api: Api<HealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy", "status": status});
+        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::Kube)?;
+    }
+    // Services that stop referencing the policy are noticed by this periodic pass.
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
