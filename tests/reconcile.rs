@@ -120,7 +120,23 @@ async fn dependencies_gate_pod_creation() {
     h.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres));
     reconcile(Arc::new(api), h.ctx.clone()).await.unwrap();
     assert!(summary(&h.take_calls()).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
-    h.set_ready(true);
+}
+
+#[tokio::test]
+async fn a_dependency_turning_ready_wakes_its_dependents() {
+    let mut h = Harness::new();
+    let mut postgres = relay_service(json!({"image": "postgres:16.4"}));
+    postgres.metadata.name = Some("postgres".into());
+    let mut api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
+    api.metadata.name = Some("api".into());
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(api));
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    let calls = step(&mut h, &postgres, true).await;
+    assert!(h.woken.try_recv().is_err(), "nobody is woken while postgres is not Ready");
+    let postgres = with_patched_status(postgres, &calls);
+    step(&mut h, &postgres, true).await;
+    let woken = h.woken.try_recv().unwrap();
+    assert_eq!(woken.name, "api");
 }
 
 #[tokio::test]
@@ -431,4 +447,81 @@ async fn health_policy_status_counts_its_users() {
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["conditions"][0]["type"], "Accepted");
     assert_eq!(status["conditions"][0]["status"], "True");
+}
+
+fn condition(calls: &[Call], type_: &str) -> Value {
+    let status =
+        &calls.iter().rev().find(|c| c.path.contains("/status")).expect("a status write").body["status"];
+    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).cloned().unwrap()
+}
+
+#[tokio::test]
+async fn scale_up_and_resume_after_suspend() {
+    let mut h = Harness::new();
+    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
+    spec["replicas"] = json!(1);
+    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
+    spec["replicas"] = json!(3);
+    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    let pods: Vec<String> = writes(&calls).into_iter().filter(|c| c.contains("/pods/")).collect();
+    assert_eq!(
+        pods,
+        ["PATCH /api/v1/namespaces/demo/pods/web-1", "PATCH /api/v1/namespaces/demo/pods/web-2"]
+    );
+
+    spec["suspend"] = json!(true);
+    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    assert_eq!(writes(&calls).iter().filter(|c| c.starts_with("DELETE")).count(), 3);
+    assert_eq!(condition(&calls, "Ready")["reason"], "Suspended");
+    assert!(calls.iter().any(|c| c.body["reason"] == "Suspended"), "an Event says so");
+
+    spec["suspend"] = json!(false);
+    let calls = step(&mut h, &relay_service(spec), true).await;
+    let pods: Vec<String> = writes(&calls).into_iter().filter(|c| c.contains("/pods/")).collect();
+    assert_eq!(pods.len(), 3, "resume recreates every pod: {pods:#?}");
+    assert!(
+        !writes(&calls).iter().any(|c| c.contains("persistentvolumeclaims")),
+        "the same claims are used again"
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_cycle_is_a_condition_not_a_loop() {
+    let mut h = Harness::new();
+    let mut a = relay_service(json!({"image": "a:1.0.0", "dependsOn": ["b"]}));
+    a.metadata.name = Some("a".into());
+    let mut b = relay_service(json!({"image": "b:1.0.0", "dependsOn": ["a"]}));
+    b.metadata.name = Some("b".into());
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(b));
+    let action = reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
+    let calls = h.take_calls();
+    assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")));
+    let deps = condition(&calls, "DependenciesReady");
+    assert_eq!((deps["status"].as_str(), deps["reason"].as_str()), (Some("False"), Some("DependencyCycle")));
+    assert_eq!(deps["message"], "dependency cycle: a → b → a");
+    assert_ne!(
+        format!("{action:?}"),
+        format!("{:?}", kube::runtime::controller::Action::requeue(std::time::Duration::ZERO))
+    );
+}
+
+#[tokio::test]
+async fn mutable_images_warn_and_can_be_refused() {
+    let mut h = Harness::new();
+    let calls = step(&mut h, &relay_service(json!({"image": "nginx:latest"})), true).await;
+    assert!(writes(&calls).iter().any(|c| c.contains("/pods/web-0")), "a warning, not a refusal, by default");
+    let pinned = condition(&calls, "ImagePinned");
+    assert_eq!(
+        (pinned["status"].as_str(), pinned["reason"].as_str()),
+        (Some("False"), Some("MutableImageTag"))
+    );
+    assert!(calls.iter().any(|c| c.body["reason"] == "MutableImageTag" && c.body["type"] == "Warning"));
+
+    let mut strict = Harness::with_policy(true);
+    let calls = step(&mut strict, &relay_service(json!({"image": "nginx"})), true).await;
+    assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")), "refused with --require-pinned-images");
+    let ready = condition(&calls, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ImageNotPinned")));
 }

@@ -26,6 +26,10 @@ use crate::deps::{DependencyGraph, cycle_through};
 use crate::render::{MANAGER, Owner, OwnerKind, image_is_pinned, selector_string};
 
 /// Reconcile one RelayService.
+///
+/// No finalizer: every child except retained claims carries a controller owner reference,
+/// so the garbage collector removes them with the service, and retained claims must outlive
+/// it by design — there is nothing the operator has to do before deletion completes.
 pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = service.namespace().ok_or(Error::MissingNamespace)?;
     let name = service.name_any();

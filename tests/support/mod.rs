@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -76,6 +78,7 @@ pub fn fake_client(fail_after: FailAfter) -> (Client, Arc<Mutex<Vec<Call>>>) {
 /// Reflector caches fed by hand, a Context on the fake client, and the recorded requests.
 pub struct Harness {
     pub ctx: Arc<Context>,
+    pub woken: Woken,
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub fail_after: FailAfter,
     pub pods: Writer<Pod>,
@@ -89,6 +92,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
+        Self::with_policy(false)
+    }
+
+    /// A harness whose operator runs with `--require-pinned-images` when `require_pinned`.
+    pub fn with_policy(require_pinned: bool) -> Self {
         let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(fail_after.clone());
         let (pods_r, pods) = reflector::store();
@@ -107,9 +115,10 @@ impl Harness {
             claims: pvc_r,
             secrets: sec_r,
         };
-        let ctx = context(client, caches);
+        let (ctx, woken) = context(client, caches, require_pinned);
         Self {
             ctx,
+            woken,
             calls,
             fail_after,
             pods,
@@ -127,7 +136,7 @@ impl Harness {
         self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
-        self.ctx = context(client, self.ctx.caches.clone());
+        (self.ctx, self.woken) = context(client, self.ctx.caches.clone(), self.ctx.require_pinned_images);
     }
 
     pub fn take_calls(&self) -> Vec<Call> {
@@ -214,11 +223,14 @@ pub fn running(ready: bool) -> PodStatus {
     }
 }
 
-fn context(client: Client, caches: Caches) -> Arc<Context> {
+/// Services the reconcilers asked to wake (dependents of a service that turned Ready).
+pub type Woken = futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<RelayService>>;
+
+fn context(client: Client, caches: Caches, require_pinned: bool) -> (Arc<Context>, Woken) {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
-    let (wake, _) = futures::channel::mpsc::unbounded();
-    Arc::new(Context::new(client, caches, recorder, false, wake))
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    (Arc::new(Context::new(client, caches, recorder, require_pinned, wake)), woken)
 }
 
 pub fn relay_service(spec: Value) -> RelayService {
