@@ -6,18 +6,9 @@
 #   K8S_VERSION=1.33 scripts/check-chart.sh     # validate against another version
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$ROOT/.tools/bin:$ROOT/.tools/venv/bin:$PATH"
-CHART="$ROOT/charts/relay-operator"
+# shellcheck source=lib/tools-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools-env.sh"
 K8S_VERSION="${K8S_VERSION:-1.34}"
-PY="$ROOT/.tools/venv/bin/python"
-cd "$ROOT"
-
-for tool in helm promtool "$PY"; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-tools.sh" >&2; exit 2; }
-done
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
 step() { printf '\n=== %s\n' "$*"; }
 
 step "chart CRDs are the generated ones (crds/ == charts/relay-operator/crds/)"

@@ -6,17 +6,9 @@
 #   scripts/test-checks.sh
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$ROOT/.tools/bin:$ROOT/.tools/venv/bin:$PATH"
-CHART="$ROOT/charts/relay-operator"
+# shellcheck source=lib/tools-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools-env.sh"
 FIX="$ROOT/tests/fixtures/chart"
-PY="$ROOT/.tools/venv/bin/python"
-cd "$ROOT"
-for tool in helm promtool "$PY"; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-tools.sh" >&2; exit 2; }
-done
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
 
 passed=0
 failed=0
