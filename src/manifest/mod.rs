@@ -2,7 +2,7 @@
 //! resources exactly as the API server would (the generated CRD schema, defaults and CEL
 //! rules), resolve references among the inputs, and render every service.
 //!
-//! I/O is limited to reading the given files; everything after [`load`] is pure.
+//! I/O is limited to reading the given files; everything after [`load_paths`] is pure.
 
 mod error;
 mod load;

@@ -121,7 +121,7 @@ pub struct RenderedService {
     pub claims: Vec<PersistentVolumeClaim>,
     /// One pod per ordinal `0..replicas` (empty when suspended).
     pub pods: Vec<Pod>,
-    /// sha256 of the canonical configuration (`""`-config hashes too).
+    /// sha256 of the canonical configuration (a service without `config` has one too).
     pub config_hash: String,
     /// Short hash of the pod template and of the values of restart keys.
     pub pod_template_hash: String,
