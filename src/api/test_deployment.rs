@@ -107,6 +107,24 @@ pub enum TestDeploymentPhase {
     Expired,
 }
 
+impl TestDeploymentPhase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [TestDeploymentPhase; 6] =
+        [Self::Pending, Self::Deploying, Self::Running, Self::Failed, Self::Stopped, Self::Expired];
+
+    /// The serialized name, e.g. `Running`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Deploying => "Deploying",
+            Self::Running => "Running",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+            Self::Expired => "Expired",
+        }
+    }
+}
+
 /// Observed state of a TestDeployment.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,6 +168,9 @@ pub struct FailureDetail {
     /// Human-readable message, e.g. the kubelet's back-off message.
     #[serde(default)]
     pub message: String,
+    /// Pod the failure comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// Container the failure comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,

@@ -1,4 +1,6 @@
-//! Wiring: one watch per kind feeding both a reflector cache and the Controller's triggers.
+//! Wiring: one watch per kind feeding both a reflector cache and the RelayService
+//! Controller's triggers; a second Controller for TestDeployments with its own watches of
+//! the owned children (triggers only — it reads the shared caches).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,8 @@ use tracing::{Instrument, info, info_span, warn};
 use super::Error;
 use super::context::{Caches, Context};
 use super::relay_service::reconcile;
-use crate::api::{HealthPolicy, RelayService};
+use super::test_deployment;
+use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
@@ -40,8 +43,8 @@ where
     }
 }
 
-/// Run the RelayService controller until `shutdown` resolves. `ready` is set once every
-/// cache has synced.
+/// Run the RelayService and TestDeployment controllers until `shutdown` resolves. `ready`
+/// is set once every cache has synced.
 pub async fn run(
     client: Client,
     options: RunOptions,
@@ -70,6 +73,7 @@ pub async fn run(
     let (secrets, secret_stream) = cached!(Secret, all.clone());
     let (policies, policy_stream) = cached!(HealthPolicy, all.clone());
     let (services, service_stream) = cached!(RelayService, all.clone());
+    let (test_deployments, td_stream) = cached!(TestDeployment, all.clone());
 
     let caches = Caches {
         services: services.clone(),
@@ -82,6 +86,7 @@ pub async fn run(
     };
     let readiness = {
         let caches = caches.clone();
+        let test_deployments = test_deployments.clone();
         async move {
             let synced = futures::future::join_all([
                 caches.services.wait_until_ready().boxed(),
@@ -91,6 +96,7 @@ pub async fn run(
                 caches.service_objects.wait_until_ready().boxed(),
                 caches.claims.wait_until_ready().boxed(),
                 caches.secrets.wait_until_ready().boxed(),
+                test_deployments.wait_until_ready().boxed(),
             ])
             .await;
             if synced.iter().all(Result::is_ok) {
@@ -107,9 +113,23 @@ pub async fn run(
     let ctx =
         Arc::new(Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx));
 
+    let shutdown = shutdown.shared();
+    let test_deployment_controller = run_test_deployments(
+        TestDeploymentWiring {
+            client: client.clone(),
+            namespace: options.namespace.clone(),
+            managed: managed.clone(),
+            store: test_deployments,
+            stream: td_stream,
+        },
+        ctx.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
-    Controller::for_stream(service_stream, services)
+    let relay_service_controller = Controller::for_stream(service_stream, services)
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
@@ -148,8 +168,107 @@ pub async fn run(
             if let Err(e) = result {
                 warn!(error = %e, "controller error");
             }
+        });
+    futures::future::join(relay_service_controller, test_deployment_controller).await;
+}
+
+/// What the TestDeployment controller is built from.
+struct TestDeploymentWiring<S> {
+    client: Client,
+    namespace: Option<String>,
+    managed: watcher::Config,
+    store: Store<TestDeployment>,
+    stream: S,
+}
+
+/// The TestDeployment controller. It starts once the child caches have synced, so an
+/// expiry that passed while the operator was down finds every child to delete.
+async fn run_test_deployments<S>(
+    wiring: TestDeploymentWiring<S>,
+    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    S: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
+{
+    let synced = futures::future::join_all([
+        ctx.caches.pods.wait_until_ready().boxed(),
+        ctx.caches.config_maps.wait_until_ready().boxed(),
+        ctx.caches.service_objects.wait_until_ready().boxed(),
+        ctx.caches.claims.wait_until_ready().boxed(),
+        ctx.caches.services.wait_until_ready().boxed(),
+    ])
+    .await;
+    if !synced.iter().all(Result::is_ok) {
+        // The caches' writers are gone: the RelayService controller has stopped.
+        return;
+    }
+    let TestDeploymentWiring { client, namespace, managed, store, stream } = wiring;
+    let ns = &namespace;
+    metrics.register_kind(TD_KIND);
+    let gauge_store = store.clone();
+    Controller::for_stream(stream, store)
+        .owns(api::<Pod>(&client, ns), managed.clone())
+        .owns(api::<Service>(&client, ns), managed.clone())
+        .owns(api::<ConfigMap>(&client, ns), managed.clone())
+        .owns(api::<PersistentVolumeClaim>(&client, ns), managed)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |td, ctx| {
+                let metrics = metrics.clone();
+                let gauge_store = gauge_store.clone();
+                let span = info_span!("reconcile", kind = TD_KIND, namespace = %td.namespace().unwrap_or_default(), name = %td.name_any());
+                async move {
+                    let key = td_key(&td);
+                    let timer = metrics.reconcile_timer(TD_KIND);
+                    let result = test_deployment::reconcile(td, ctx.clone(), &metrics).await;
+                    drop(timer);
+                    match &result {
+                        Ok(_) => ctx.reset_backoff(&key),
+                        Err(e) => metrics.reconcile_failure(TD_KIND, e.metric_label()),
+                    }
+                    record_test_deployment_phases(&gauge_store, &metrics);
+                    result
+                }
+                .instrument(span)
+            },
+            td_error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "test deployment controller error");
+            }
         })
         .await;
+}
+
+const TD_KIND: &str = "TestDeployment";
+
+/// Backoff key of a TestDeployment (kind-prefixed: a RelayService may have the same name).
+fn td_key(td: &TestDeployment) -> String {
+    format!("{TD_KIND}/{}/{}", td.namespace().unwrap_or_default(), td.name_any())
+}
+
+/// TestDeployments by phase, recomputed from the cache.
+fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metrics) {
+    let mut counts: std::collections::BTreeMap<&str, i64> =
+        TestDeploymentPhase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
+    for td in store.state() {
+        let phase = td.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        *counts.entry(phase.as_str()).or_insert(0) += 1;
+    }
+    for (phase, count) in counts {
+        metrics.set_test_deployments(phase, count);
+    }
+}
+
+/// Requeue a failed TestDeployment reconcile with exponential backoff per object.
+fn td_error_policy(td: Arc<TestDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = td_key(&td);
+    let wait = ctx.failure_backoff(&key);
+    warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
 }
 
 const KIND: &str = "RelayService";
