@@ -25,7 +25,8 @@ use super::relay_service::RelayServiceSpec;
     category = "relayops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt", description = "When the deployment expires"),
+    // A string column: kubectl prints a future time in a `date` column as `<invalid>`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt", description = "When the deployment expires (UTC)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 49").message("name must be at most 49 characters (pod and claim names are derived from it)"),
 )]
