@@ -326,3 +326,42 @@ fn referencing<K: ResourceExt>(
         .map(|s| ObjectRef::from_obj(&**s))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn td(name: &str, phase: Option<TestDeploymentPhase>) -> TestDeployment {
+        let mut td: TestDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"template": {"image": "x:1"}},
+        }))
+        .unwrap();
+        td.status = phase.map(|phase| crate::api::TestDeploymentStatus { phase, ..Default::default() });
+        td
+    }
+
+    #[test]
+    fn phase_gauge_is_recomputed_from_the_cache() {
+        let (store, mut writer) = reflector::store::<TestDeployment>();
+        for object in [
+            td("a", Some(TestDeploymentPhase::Running)),
+            td("b", Some(TestDeploymentPhase::Running)),
+            td("c", Some(TestDeploymentPhase::Expired)),
+            td("d", None),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(object));
+        }
+        let metrics = Metrics::new().unwrap();
+        metrics.set_test_deployments("Failed", 7);
+        record_test_deployment_phases(&store, &metrics);
+        let count = |phase: &str| metrics.test_deployments().with_label_values(&[phase]).get();
+        assert_eq!(
+            (count("Running"), count("Expired"), count("Pending"), count("Failed")),
+            (2, 1, 1, 0),
+            "a phase with no deployment left drops to 0"
+        );
+    }
+}
