@@ -25,7 +25,8 @@ use super::relay_service::RelayServiceSpec;
     category = "relayops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt", description = "When the deployment expires"),
+    // A string column: kubectl prints a future time in a `date` column as `<invalid>`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt", description = "When the deployment expires (UTC)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 49").message("name must be at most 49 characters (pod and claim names are derived from it)"),
 )]
@@ -107,6 +108,24 @@ pub enum TestDeploymentPhase {
     Expired,
 }
 
+impl TestDeploymentPhase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [TestDeploymentPhase; 6] =
+        [Self::Pending, Self::Deploying, Self::Running, Self::Failed, Self::Stopped, Self::Expired];
+
+    /// The serialized name, e.g. `Running`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Deploying => "Deploying",
+            Self::Running => "Running",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+            Self::Expired => "Expired",
+        }
+    }
+}
+
 /// Observed state of a TestDeployment.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,6 +169,9 @@ pub struct FailureDetail {
     /// Human-readable message, e.g. the kubelet's back-off message.
     #[serde(default)]
     pub message: String,
+    /// Pod the failure comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// Container the failure comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,

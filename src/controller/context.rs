@@ -1,11 +1,12 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -31,6 +32,9 @@ pub struct Caches {
     pub secrets: Store<Secret>,
 }
 
+/// The reconcilers' source of the current time (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// Everything a reconcile needs.
 pub struct Context {
     /// API client.
@@ -47,6 +51,8 @@ pub struct Context {
     pub health_client: reqwest::Client,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
+    clock: Clock,
 }
 
 impl Context {
@@ -66,7 +72,19 @@ impl Context {
             wake,
             health_client: super::health_detail::client(),
             failures: Mutex::default(),
+            clock: Arc::new(Timestamp::now),
         }
+    }
+
+    /// Replace the clock (tests pass a fixed or steppable time).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time according to the clock.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
     }
 
     /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.

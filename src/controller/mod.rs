@@ -1,7 +1,7 @@
 //! The controller: reconcilers that apply rendered objects and compute status.
 //!
-//! `plan`, `status` and `conditions` are pure; `apply`, `children` and `relay_service` do
-//! the API I/O;
+//! `plan`, `status`, `phase` and `conditions` are pure; `apply`, `children`,
+//! `relay_service` and `test_deployment` do the API I/O;
 //! `runner` wires watches, caches and the kube-runtime Controller.
 
 pub mod apply;
@@ -10,10 +10,12 @@ pub mod conditions;
 pub mod context;
 pub mod health_detail;
 pub mod health_policy;
+pub mod phase;
 pub mod plan;
 pub mod relay_service;
 pub mod runner;
 pub mod status;
+pub mod test_deployment;
 
 /// Errors of a reconcile; all of them requeue with backoff.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,7 @@
-//! Wiring: one watch per kind feeding both a reflector cache and the Controller's triggers.
+//! Wiring: one watch per kind feeding both a reflector cache and the RelayService
+//! Controller's triggers; a second Controller for TestDeployments with its own watches of
+//! the owned children (triggers only — it reads the shared caches); a third for
+//! HealthPolicies.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
@@ -16,9 +19,52 @@ use super::Error;
 use super::context::{Caches, Context};
 use super::health_policy;
 use super::relay_service::{reconcile, services_using_policy, services_using_secret};
-use crate::api::{HealthPolicy, RelayService};
+use super::test_deployment;
+use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
+
+/// Every cache whose initial list must complete before the operator reports ready.
+const CACHES: [&str; 8] = [
+    "Pod",
+    "ConfigMap",
+    "Service",
+    "PersistentVolumeClaim",
+    "Secret",
+    "HealthPolicy",
+    "RelayService",
+    "TestDeployment",
+];
+
+/// Which caches have completed their initial list, observed on the reflector streams.
+///
+/// `Store::wait_until_ready` is not used here: its one-shot channel keeps a single waker,
+/// so a second waiter on a store (next to the Controller's own) can miss the wake-up and
+/// hang — seen as a `/readyz` that never turned ready.
+#[derive(Clone, Default)]
+struct SyncTracker(Arc<tokio::sync::watch::Sender<std::collections::BTreeSet<&'static str>>>);
+
+impl SyncTracker {
+    /// Pass `events` through, recording `name` once its first initial list is applied.
+    fn track<K, S>(&self, name: &'static str, events: S) -> impl futures::Stream<Item = S::Item> + use<K, S>
+    where
+        S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    {
+        let synced = self.0.clone();
+        events.inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                synced.send_if_modified(|set| set.insert(name));
+            }
+        })
+    }
+
+    /// Resolve once every cache in `names` has synced.
+    async fn wait_for(&self, names: &[&str]) {
+        let mut synced = self.0.subscribe();
+        // An error means the sender is gone, i.e. the operator is shutting down.
+        let _ = synced.wait_for(|set| names.iter().all(|n| set.contains(n))).await;
+    }
+}
 
 /// Options of the controller.
 #[derive(Clone, Debug)]
@@ -41,8 +87,8 @@ where
     }
 }
 
-/// Run the RelayService controller until `shutdown` resolves. `ready` is set once every
-/// cache has synced.
+/// Run the RelayService, HealthPolicy and TestDeployment controllers until `shutdown` resolves. `ready`
+/// is set once every cache has synced.
 pub async fn run(
     client: Client,
     options: RunOptions,
@@ -54,13 +100,12 @@ pub async fn run(
     let all = watcher::Config::default();
     let ns = &options.namespace;
 
+    let sync = SyncTracker::default();
     macro_rules! cached {
         ($kind:ty, $config:expr) => {{
             let (reader, writer) = reflector::store::<$kind>();
-            let stream = reflector(writer, watcher(api::<$kind>(&client, ns), $config))
-                .default_backoff()
-                .touched_objects();
-            (reader, stream)
+            let events = reflector(writer, watcher(api::<$kind>(&client, ns), $config).default_backoff());
+            (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
     }
     use reflector::reflector;
@@ -71,6 +116,7 @@ pub async fn run(
     let (secrets, secret_stream) = cached!(Secret, all.clone());
     let (policies, policy_stream) = cached!(HealthPolicy, all.clone());
     let (services, service_stream) = cached!(RelayService, all.clone());
+    let (test_deployments, td_stream) = cached!(TestDeployment, all.clone());
 
     let caches = Caches {
         services: services.clone(),
@@ -82,22 +128,11 @@ pub async fn run(
         secrets: secrets.clone(),
     };
     let readiness = {
-        let caches = caches.clone();
+        let sync = sync.clone();
         async move {
-            let synced = futures::future::join_all([
-                caches.services.wait_until_ready().boxed(),
-                caches.policies.wait_until_ready().boxed(),
-                caches.pods.wait_until_ready().boxed(),
-                caches.config_maps.wait_until_ready().boxed(),
-                caches.service_objects.wait_until_ready().boxed(),
-                caches.claims.wait_until_ready().boxed(),
-                caches.secrets.wait_until_ready().boxed(),
-            ])
-            .await;
-            if synced.iter().all(Result::is_ok) {
-                info!("caches synced");
-                ready.store(true, Ordering::SeqCst);
-            }
+            sync.wait_for(&CACHES).await;
+            info!("caches synced");
+            ready.store(true, Ordering::SeqCst);
         }
     };
     tokio::spawn(readiness);
@@ -111,9 +146,23 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let policies_controller =
         run_policy_controller(&client, ns, ctx.clone(), metrics.clone(), shutdown.clone());
+    let test_deployment_controller = run_test_deployments(
+        TestDeploymentWiring {
+            client: client.clone(),
+            namespace: options.namespace.clone(),
+            managed: managed.clone(),
+            store: test_deployments,
+            stream: td_stream,
+            sync: sync.clone(),
+        },
+        ctx.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
-    let services_controller = Controller::for_stream(service_stream, services)
+    let relay_service_controller = Controller::for_stream(service_stream, services)
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
@@ -151,10 +200,69 @@ pub async fn run(
                 warn!(error = %e, "controller error");
             }
         });
-    futures::join!(services_controller, policies_controller);
+    futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
 }
 
-const KIND: &str = "RelayService";
+/// What the TestDeployment controller is built from.
+struct TestDeploymentWiring<S> {
+    client: Client,
+    namespace: Option<String>,
+    managed: watcher::Config,
+    store: Store<TestDeployment>,
+    stream: S,
+    sync: SyncTracker,
+}
+
+/// The TestDeployment controller. It starts once the child caches have synced, so an
+/// expiry that passed while the operator was down finds every child to delete.
+async fn run_test_deployments<S>(
+    wiring: TestDeploymentWiring<S>,
+    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    S: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
+{
+    wiring.sync.wait_for(&["Pod", "ConfigMap", "Service", "PersistentVolumeClaim", "RelayService"]).await;
+    let TestDeploymentWiring { client, namespace, managed, store, stream, .. } = wiring;
+    let ns = &namespace;
+    metrics.register_kind(TD_KIND);
+    let gauge_store = store.clone();
+    Controller::for_stream(stream, store)
+        .owns(api::<Pod>(&client, ns), managed.clone())
+        .owns(api::<Service>(&client, ns), managed.clone())
+        .owns(api::<ConfigMap>(&client, ns), managed.clone())
+        .owns(api::<PersistentVolumeClaim>(&client, ns), managed)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |td, ctx| {
+                let metrics = metrics.clone();
+                let gauge_store = gauge_store.clone();
+                let span = info_span!("reconcile", kind = TD_KIND, namespace = %td.namespace().unwrap_or_default(), name = %td.name_any());
+                async move {
+                    let key = td_key(&td);
+                    let timer = metrics.reconcile_timer(TD_KIND);
+                    let result = test_deployment::reconcile(td, ctx.clone(), &metrics).await;
+                    drop(timer);
+                    match &result {
+                        Ok(_) => ctx.reset_backoff(&key),
+                        Err(e) => metrics.reconcile_failure(TD_KIND, e.metric_label()),
+                    }
+                    record_test_deployment_phases(&gauge_store, &metrics);
+                    result
+                }
+                .instrument(span)
+            },
+            td_error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "test deployment controller error");
+            }
+        })
+        .await;
+}
 
 /// The HealthPolicy controller: its own watch of policies, woken by RelayService changes so
 /// `status.usedBy` follows the services referencing each policy.
@@ -211,6 +319,36 @@ async fn run_policy_controller(
 
 const POLICY_KIND: &str = "HealthPolicy";
 
+const TD_KIND: &str = "TestDeployment";
+
+/// Backoff key of a TestDeployment (kind-prefixed: a RelayService may have the same name).
+fn td_key(td: &TestDeployment) -> String {
+    format!("{TD_KIND}/{}/{}", td.namespace().unwrap_or_default(), td.name_any())
+}
+
+/// TestDeployments by phase, recomputed from the cache.
+fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metrics) {
+    let mut counts: std::collections::BTreeMap<&str, i64> =
+        TestDeploymentPhase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
+    for td in store.state() {
+        let phase = td.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        *counts.entry(phase.as_str()).or_insert(0) += 1;
+    }
+    for (phase, count) in counts {
+        metrics.set_test_deployments(phase, count);
+    }
+}
+
+/// Requeue a failed TestDeployment reconcile with exponential backoff per object.
+fn td_error_policy(td: Arc<TestDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = td_key(&td);
+    let wait = ctx.failure_backoff(&key);
+    warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+const KIND: &str = "RelayService";
+
 /// Managed pods by state, from the cache.
 fn record_pod_states(ctx: &Context, metrics: &Metrics) {
     let mut counts = std::collections::BTreeMap::from([
@@ -247,4 +385,43 @@ fn error_policy(service: Arc<RelayService>, error: &Error, ctx: Arc<Context>) ->
     let wait = ctx.failure_backoff(&key);
     warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn td(name: &str, phase: Option<TestDeploymentPhase>) -> TestDeployment {
+        let mut td: TestDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"template": {"image": "x:1"}},
+        }))
+        .unwrap();
+        td.status = phase.map(|phase| crate::api::TestDeploymentStatus { phase, ..Default::default() });
+        td
+    }
+
+    #[test]
+    fn phase_gauge_is_recomputed_from_the_cache() {
+        let (store, mut writer) = reflector::store::<TestDeployment>();
+        for object in [
+            td("a", Some(TestDeploymentPhase::Running)),
+            td("b", Some(TestDeploymentPhase::Running)),
+            td("c", Some(TestDeploymentPhase::Expired)),
+            td("d", None),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(object));
+        }
+        let metrics = Metrics::new().unwrap();
+        metrics.set_test_deployments("Failed", 7);
+        record_test_deployment_phases(&store, &metrics);
+        let count = |phase: &str| metrics.test_deployments().with_label_values(&[phase]).get();
+        assert_eq!(
+            (count("Running"), count("Expired"), count("Pending"), count("Failed")),
+            (2, 1, 1, 0),
+            "a phase with no deployment left drops to 0"
+        );
+    }
 }

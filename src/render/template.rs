@@ -12,9 +12,12 @@ pub fn effective_spec(
 ) -> Option<RelayServiceSpec> {
     let mut spec = match (&td.template, source) {
         (Some(template), _) => template.clone(),
-        (None, Some(source)) => source.clone(),
+        // A copied RelayService's own `suspend` is its operational state, not part of what is
+        // tested: the TestDeployment's `suspend` alone governs the copy.
+        (None, Some(source)) => RelayServiceSpec { suspend: false, ..source.clone() },
         (None, None) => return None,
     };
+    spec.suspend |= td.suspend;
     if let Some(overrides) = &td.overrides {
         if let Some(image) = &overrides.image {
             spec.image = image.clone();

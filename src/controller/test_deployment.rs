@@ -1,0 +1,333 @@
+//! The TestDeployment reconciler: snapshot the source spec once, render and converge the
+//! children through the shared [`children`](super::children) code path, compute the phase
+//! ([`phase`](super::phase)), read a crashed container's log once per failure, expire at
+//! `creationTimestamp + ttl`, publish Events and metrics.
+//!
+//! **Source snapshot.** With `fromRelayService`, the source's spec is copied on the first
+//! reconcile that finds the source and stored JSON-serialized in the annotation
+//! [`ANNOTATION_SOURCE_SPEC`] on the TestDeployment; every later reconcile uses the
+//! annotation and never looks at the source again. An annotation rather than status,
+//! because status must be reconstructible from the cluster (backup/restore tools and
+//! `kubectl get -o yaml | kubectl apply` drop it, and the operator rewrites it on every
+//! reconcile), whereas the copy is input that cannot be recomputed once the source
+//! changed. The annotation travels with the object, survives `kubectl apply` of the
+//! manifest (neither client- nor server-side apply removes keys they did not set) and can be
+//! inspected — or deliberately edited — by a user. The write carries the cached
+//! `resourceVersion`, so a reconcile working from a stale copy (one that has not seen the
+//! annotation yet) gets a conflict and retries instead of copying a newer source.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, LogParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use super::Error;
+use super::apply::delete;
+use super::children::{Problem, Target, converge, owned_pods, publish, resolve_and_render};
+use super::context::Context;
+use super::phase::{self, LogRequest, PhaseInput};
+use crate::api::{RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus};
+use crate::ops::metrics::Metrics;
+use crate::render::{LABEL_SERVICE, MANAGER, Owner, OwnerKind, effective_spec};
+
+/// Annotation holding the JSON of the `fromRelayService` spec as copied at creation.
+pub const ANNOTATION_SOURCE_SPEC: &str = "relayops.io/source-spec";
+
+/// How often a deployment with a problem (missing source, missing HealthPolicy) looks
+/// again: the TestDeployment controller does not watch RelayServices or HealthPolicies.
+pub const PROBLEM_REQUEUE: Duration = Duration::from_secs(30);
+
+/// At most this much of a crashed container's log is kept in `failure.logTail`.
+pub const LOG_TAIL_BYTES: i64 = 4096;
+/// At most this many lines of a crashed container's log are kept.
+pub const LOG_TAIL_LINES: i64 = 20;
+
+/// Reconcile one TestDeployment.
+pub async fn reconcile(
+    td: Arc<TestDeployment>,
+    ctx: Arc<Context>,
+    metrics: &Metrics,
+) -> Result<Action, Error> {
+    let namespace = td.namespace().ok_or(Error::MissingNamespace)?;
+    if td.metadata.deletion_timestamp.is_some() {
+        // Every child is owned: garbage collection removes them.
+        return Ok(Action::await_change());
+    }
+    let now = ctx.now();
+    let created = td.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let owner = Owner {
+        kind: OwnerKind::TestDeployment,
+        name: td.name_any(),
+        namespace: namespace.clone(),
+        uid: td.uid(),
+    };
+    let reference = td.object_ref(&());
+    let previous = td.status.as_ref();
+    if phase::is_expired(&td.spec, created, now, previous) {
+        return expire(&ctx, &td, &owner, &reference, created, now, metrics).await;
+    }
+
+    let spec = match source_spec(&ctx, &td, &reference).await? {
+        Ok(source) => effective_spec(&td.spec, source.as_ref()).ok_or_else(|| Problem {
+            reason: "NoTemplate",
+            message: "set exactly one of template or fromRelayService".into(),
+        }),
+        Err(problem) => Err(problem),
+    };
+    let rendered = match &spec {
+        Ok(spec) => resolve_and_render(&ctx, &owner, spec),
+        Err(problem) => Err(problem.clone()),
+    };
+    let pods = owned_pods(&ctx, &owner);
+    match (&spec, &rendered) {
+        (Ok(spec), Ok(rendered)) => {
+            let target = Target { owner: &owner, reference: reference.clone(), spec };
+            converge(&ctx, &target, rendered, &pods, true).await?;
+        }
+        (_, Err(problem)) if !ready_reason_is(previous, problem.reason) => {
+            let note = problem.message.clone();
+            publish(&ctx, &reference, EventType::Warning, problem.reason, "Reconcile", note).await;
+        }
+        _ => {}
+    }
+    let problem = rendered.as_ref().err();
+    let input = PhaseInput {
+        spec: &td.spec,
+        generation: td.metadata.generation,
+        created,
+        now,
+        desired: spec.as_ref().ok().map(|s| if s.suspend { 0 } else { s.replicas }),
+        url: spec.as_ref().ok().and_then(|s| phase::service_url(&owner, s)),
+        pods: &pods,
+        problem,
+        previous,
+    };
+    let outcome = phase::compute(&input);
+    let mut status = outcome.status;
+    if let (Some(request), Some(failure)) = (&outcome.log_request, status.failure.as_mut()) {
+        failure.log_tail = Some(read_log(&ctx, &namespace, request).await);
+    }
+    write_status(&ctx, &td, &status).await?;
+    if previous.map(|s| s.phase) != Some(status.phase) {
+        announce(&ctx, &reference, &status).await;
+    }
+    if status.phase == TestDeploymentPhase::Running
+        && previous.is_none_or(|s| s.ready_at.is_none())
+        && let Some(ready_at) = status.ready_at.as_deref().and_then(phase::parse_time)
+    {
+        metrics.observe_time_to_running(ready_at.duration_since(created).as_secs_f64().max(0.0));
+    }
+
+    let mut wait = phase::next_wake(&input, &status).map(|at| until(now, at));
+    if problem.is_some() {
+        wait = Some(wait.map_or(PROBLEM_REQUEUE, |w| w.min(PROBLEM_REQUEUE)));
+    }
+    Ok(wait.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The time from `now` until `at` (zero when `at` has passed).
+pub fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// The spec of `fromRelayService`: from the snapshot annotation, or copied now (and the
+/// annotation written). `Ok(None)` for an inline template.
+async fn source_spec(
+    ctx: &Context,
+    td: &TestDeployment,
+    reference: &ObjectReference,
+) -> Result<Result<Option<RelayServiceSpec>, Problem>, Error> {
+    let Some(source) = &td.spec.from_relay_service else { return Ok(Ok(None)) };
+    let namespace = td.namespace().ok_or(Error::MissingNamespace)?;
+    if let Some(text) = td.annotations().get(ANNOTATION_SOURCE_SPEC) {
+        return Ok(serde_json::from_str(text).map(Some).map_err(|e| Problem {
+            reason: "InvalidSourceSnapshot",
+            message: format!("annotation {ANNOTATION_SOURCE_SPEC} is not a RelayService spec: {e}"),
+        }));
+    }
+    let Some(found) = ctx.caches.services.get(&ObjectRef::new(source).within(&namespace)) else {
+        return Ok(Err(Problem {
+            reason: "SourceNotFound",
+            message: format!(
+                "RelayService {namespace}/{source} not found; its spec is copied once it exists"
+            ),
+        }));
+    };
+    let text = serde_json::to_string(&found.spec).map_err(Error::Serialize)?;
+    let mut metadata = serde_json::json!({"annotations": {ANNOTATION_SOURCE_SPEC: text}});
+    if let Some(version) = td.resource_version() {
+        metadata["resourceVersion"] = version.into();
+    }
+    let api: Api<TestDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+    api.patch(&td.name_any(), &params, &Patch::Merge(serde_json::json!({"metadata": metadata})))
+        .await
+        .map_err(Error::Kube)?;
+    let generation = found.metadata.generation.map_or_else(String::new, |g| format!(" (generation {g})"));
+    info!(source = %source, "copied the source spec");
+    let note =
+        format!("copied the spec of RelayService {source}{generation}; later changes to it are not applied");
+    publish(ctx, reference, EventType::Normal, "CopiedSource", "Snapshot", note).await;
+    Ok(Ok(Some(found.spec.clone())))
+}
+
+fn ready_reason_is(previous: Option<&TestDeploymentStatus>, reason: &str) -> bool {
+    previous.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason))
+}
+
+/// Read the tail of a container's log; a failure to read is recorded instead, so the log
+/// is requested once per failure, not on every reconcile.
+async fn read_log(ctx: &Context, namespace: &str, request: &LogRequest) -> String {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = LogParams {
+        container: Some(request.container.clone()),
+        previous: request.previous,
+        tail_lines: Some(LOG_TAIL_LINES),
+        limit_bytes: Some(LOG_TAIL_BYTES),
+        ..LogParams::default()
+    };
+    match api.logs(&request.pod, &params).await {
+        Ok(mut text) => {
+            let mut end = text.len().min(LOG_TAIL_BYTES as usize);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        }
+        Err(e) => format!("(log of {}/{} unavailable: {e})", request.pod, request.container),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    td: &TestDeployment,
+    status: &TestDeploymentStatus,
+) -> Result<(), Error> {
+    if td.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let namespace = td.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<TestDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch =
+        serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment", "status": status});
+    api.patch_status(&td.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// An Event for a phase change.
+async fn announce(ctx: &Context, reference: &ObjectReference, status: &TestDeploymentStatus) {
+    let type_ =
+        if status.phase == TestDeploymentPhase::Failed { EventType::Warning } else { EventType::Normal };
+    let note = match (&status.failure, status.phase) {
+        (Some(failure), TestDeploymentPhase::Failed) => format!("{}: {}", failure.reason, failure.message),
+        _ => status
+            .conditions
+            .iter()
+            .find(|c| {
+                c.type_ == if status.phase == TestDeploymentPhase::Expired { "Expired" } else { "Ready" }
+            })
+            .map(|c| c.message.clone())
+            .unwrap_or_default(),
+    };
+    publish(ctx, reference, type_, status.phase.as_str(), "Phase", note).await;
+}
+
+/// The TTL ran out: delete every child (storage included), then keep the record or delete
+/// the TestDeployment itself.
+async fn expire(
+    ctx: &Context,
+    td: &TestDeployment,
+    owner: &Owner,
+    reference: &ObjectReference,
+    created: Timestamp,
+    now: Timestamp,
+    metrics: &Metrics,
+) -> Result<Action, Error> {
+    let previous = td.status.as_ref();
+    let first_time = previous.map(|s| s.phase) != Some(TestDeploymentPhase::Expired);
+    let deleted = delete_children(ctx, owner, first_time).await?;
+    if deleted > 0 {
+        info!(deleted, "deleted the children of an expired test deployment");
+    }
+    if td.spec.delete_on_expiry {
+        let note = format!(
+            "ttl {} ran out: deleted its children and the TestDeployment itself (deleteOnExpiry)",
+            td.spec.ttl
+        );
+        publish(ctx, reference, EventType::Normal, "Expired", "Delete", note).await;
+        delete::<TestDeployment>(&ctx.client, &owner.namespace, &owner.name).await?;
+        if first_time {
+            metrics.test_deployment_expired();
+        }
+        return Ok(Action::await_change());
+    }
+    let status = phase::compute(&PhaseInput {
+        spec: &td.spec,
+        generation: td.metadata.generation,
+        created,
+        now,
+        desired: None,
+        url: None,
+        pods: &[],
+        problem: None,
+        previous,
+    })
+    .status;
+    write_status(ctx, td, &status).await?;
+    if first_time {
+        metrics.test_deployment_expired();
+        announce(ctx, reference, &status).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Delete pods, Service, ConfigMap and claims of `owner`. The Service and ConfigMap are
+/// deleted by name when `unconditionally` (the first time), otherwise only when cached.
+/// Returns how many deletes were sent.
+async fn delete_children(ctx: &Context, owner: &Owner, unconditionally: bool) -> Result<usize, Error> {
+    let namespace = owner.namespace.as_str();
+    let base = owner.base_name();
+    let mut count = 0;
+    for pod in owned_pods(ctx, owner).iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        delete::<Pod>(&ctx.client, namespace, &pod.name_any()).await?;
+        count += 1;
+    }
+    let cached_service = ctx.caches.service_objects.get(&ObjectRef::new(&base).within(namespace)).is_some();
+    if unconditionally || cached_service {
+        delete::<Service>(&ctx.client, namespace, &base).await?;
+        count += 1;
+    }
+    let config_map = owner.config_map_name();
+    let cached_config = ctx.caches.config_maps.get(&ObjectRef::new(&config_map).within(namespace)).is_some();
+    if unconditionally || cached_config {
+        delete::<ConfigMap>(&ctx.client, namespace, &config_map).await?;
+        count += 1;
+    }
+    let claims: Vec<String> = ctx
+        .caches
+        .claims
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(namespace)
+                && c.labels().get(LABEL_SERVICE) == Some(&base)
+                && c.metadata.deletion_timestamp.is_none()
+        })
+        .map(|c| c.name_any())
+        .collect();
+    for claim in claims {
+        delete::<PersistentVolumeClaim>(&ctx.client, namespace, &claim).await?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,657 @@
+//! The TestDeployment reconciler against an in-process fake API server and an injectable
+//! clock: Pending → Deploying → Running, every failure reason (the crash log read through
+//! the log subresource), suspend and resume, expiry while the operator was down, TTL
+//! extension, deleteOnExpiry, the source snapshot and the requeue at expiry.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
+use relay_operator::controller::context::{Caches, Context};
+use relay_operator::controller::test_deployment::{ANNOTATION_SOURCE_SPEC, reconcile};
+use relay_operator::ops::metrics::Metrics;
+use relay_operator::render::CONTAINER_NAME;
+use serde_json::{Value, json};
+
+/// A recorded request: method, path (with query), JSON body.
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+const LOG: &str = "starting\npanic: cannot connect to wss://stream.example.invalid/ws\n";
+
+/// A fake API server: echoes writes, answers deletes with a Status, logs with [`LOG`].
+fn fake_client() -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let recorded = recorded.clone();
+        async move {
+            let method = request.method().to_string();
+            let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let bytes = request.into_body().collect().await?.to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            recorded.lock().unwrap().push(Call {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.clone(),
+            });
+            let reply = if path.contains("/log?") {
+                return Ok(Response::new(Body::from(LOG.as_bytes().to_vec())));
+            } else if method == "DELETE" {
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+            } else if path.contains("/testdeployments/") {
+                // Metadata and status patches: the server answers with a whole object.
+                json!({"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+                       "metadata": {"name": "pr", "namespace": "demo"}, "spec": {"template": {"image": "x:1"}}})
+            } else {
+                body
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(Body::from(
+                serde_json::to_vec(&reply).unwrap(),
+            )))
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+fn t0() -> Timestamp {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn after(seconds: i64) -> Timestamp {
+    Timestamp::from_second(t0().as_second() + seconds).unwrap()
+}
+
+fn time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    metrics: Metrics,
+    clock: Arc<Mutex<Timestamp>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    pods: Writer<Pod>,
+    config_maps: Writer<ConfigMap>,
+    services: Writer<Service>,
+    claims: Writer<PersistentVolumeClaim>,
+    relay_services: Writer<RelayService>,
+    _policies: Writer<HealthPolicy>,
+    _secrets: Writer<Secret>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let (client, calls) = fake_client();
+        let (pods_r, pods) = reflector::store();
+        let (cm_r, config_maps) = reflector::store();
+        let (svc_r, services) = reflector::store();
+        let (pvc_r, claims) = reflector::store();
+        let (rs_r, relay_services) = reflector::store();
+        let (hp_r, policies) = reflector::store();
+        let (sec_r, secrets) = reflector::store();
+        let caches = Caches {
+            services: rs_r,
+            policies: hp_r,
+            pods: pods_r,
+            config_maps: cm_r,
+            service_objects: svc_r,
+            claims: pvc_r,
+            secrets: sec_r,
+        };
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
+        let (wake, _) = futures::channel::mpsc::unbounded();
+        let clock = Arc::new(Mutex::new(after(1)));
+        let now = clock.clone();
+        let ctx = Context::new(client, caches, recorder, false, wake)
+            .with_clock(Arc::new(move || *now.lock().unwrap()));
+        Self {
+            ctx: Arc::new(ctx),
+            metrics: Metrics::new().unwrap(),
+            clock,
+            calls,
+            pods,
+            config_maps,
+            services,
+            claims,
+            relay_services,
+            _policies: policies,
+            _secrets: secrets,
+        }
+    }
+
+    fn set_time(&self, t: Timestamp) {
+        *self.clock.lock().unwrap() = t;
+    }
+
+    fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    /// Reconcile `td`, then apply the status (and annotations) the operator wrote to it, as
+    /// the API server would; returns the new object, the action and the requests made.
+    async fn reconcile(&mut self, td: &TestDeployment) -> (TestDeployment, Action, Vec<Call>) {
+        let action = reconcile(Arc::new(td.clone()), self.ctx.clone(), &self.metrics).await.unwrap();
+        let calls = self.take_calls();
+        let mut td = td.clone();
+        for call in calls.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/")) {
+            if call.path.contains("/status?") {
+                td.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+            } else if let Some(annotations) = call.body["metadata"]["annotations"].as_object() {
+                for (key, value) in annotations {
+                    td.annotations_mut().insert(key.clone(), value.as_str().unwrap().to_string());
+                }
+            }
+        }
+        (td, action, calls)
+    }
+
+    /// Feed every object the operator wrote back into the caches, as the watches would;
+    /// new pods get `status`.
+    fn sync(&mut self, calls: &[Call], status: &PodStatus) {
+        for call in calls.iter().filter(|c| c.method == "PATCH") {
+            let value = call.body.clone();
+            match call.body["kind"].as_str().unwrap_or_default() {
+                "Pod" => {
+                    let mut pod: Pod = serde_json::from_value(value).unwrap();
+                    pod.status = Some(status.clone());
+                    self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+                }
+                "ConfigMap" => self
+                    .config_maps
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                "Service" => self
+                    .services
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                "PersistentVolumeClaim" => self
+                    .claims
+                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
+                _ => {}
+            }
+        }
+        for call in calls.iter().filter(|c| c.method == "DELETE") {
+            let name = call.path.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+            let metadata = kube::api::ObjectMeta {
+                name: Some(name),
+                namespace: Some("demo".into()),
+                ..Default::default()
+            };
+            if call.path.contains("/pods/") {
+                self.pods
+                    .apply_watcher_event(&watcher::Event::Delete(Pod { metadata, ..Default::default() }));
+            } else if call.path.contains("/services/") {
+                self.services
+                    .apply_watcher_event(&watcher::Event::Delete(Service { metadata, ..Default::default() }));
+            } else if call.path.contains("/configmaps/") {
+                self.config_maps.apply_watcher_event(&watcher::Event::Delete(ConfigMap {
+                    metadata,
+                    ..Default::default()
+                }));
+            } else if call.path.contains("/persistentvolumeclaims/") {
+                self.claims.apply_watcher_event(&watcher::Event::Delete(PersistentVolumeClaim {
+                    metadata,
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+
+    /// Give every cached pod `status`.
+    fn set_pod_status(&mut self, status: &PodStatus) {
+        for pod in self.ctx.caches.pods.state() {
+            let mut pod = (*pod).clone();
+            pod.status = Some(status.clone());
+            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+        }
+    }
+}
+
+fn running(ready: bool) -> PodStatus {
+    PodStatus {
+        phase: Some("Running".into()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn with_container(state: ContainerState, last_state: Option<ContainerState>) -> PodStatus {
+    PodStatus {
+        container_statuses: Some(vec![ContainerStatus {
+            name: CONTAINER_NAME.into(),
+            state: Some(state),
+            last_state,
+            restart_count: 3,
+            ..Default::default()
+        }]),
+        ..running(false)
+    }
+}
+
+fn waiting(reason: &str, message: &str) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some(message.into()) }),
+        ..Default::default()
+    }
+}
+
+fn terminated(exit_code: i32) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code,
+            reason: Some("Error".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn test_deployment(spec: Value) -> TestDeployment {
+    let mut td: TestDeployment = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+        "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1,
+                     "creationTimestamp": time(t0())},
+        "spec": spec,
+    }))
+    .unwrap();
+    td.meta_mut().resource_version = Some("1".into());
+    td
+}
+
+fn template() -> Value {
+    json!({"template": {"image": "ghcr.io/example/web:1.0.0", "ports": [{"name": "http", "containerPort": 8080}],
+            "config": {"data": {"A": "1"}}, "storage": [{"name": "data", "size": "1Gi", "mountPath": "/data"}]},
+           "ttl": "1h", "progressDeadline": "10m"})
+}
+
+fn summary(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(|c| format!("{} {}", c.method, c.path.split('?').next().unwrap())).collect()
+}
+
+fn writes(calls: &[Call]) -> Vec<String> {
+    summary(calls).into_iter().filter(|c| !c.contains("/events")).collect()
+}
+
+fn event_reasons(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.path.contains("/events"))
+        .filter_map(|c| c.body["reason"].as_str().map(String::from))
+        .collect()
+}
+
+fn condition<'a>(td: &'a TestDeployment, type_: &str) -> (&'a str, &'a str) {
+    let c = td.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.as_str(), c.reason.as_str())
+}
+
+fn phase(td: &TestDeployment) -> &'static str {
+    td.status.as_ref().unwrap().phase.as_str()
+}
+
+fn requeue(seconds: u64) -> String {
+    format!("{:?}", Action::requeue(Duration::from_secs(seconds)))
+}
+
+/// Create the children and bring the pod to `status`; returns the object after two reconciles.
+async fn deployed(h: &mut Harness, spec: Value, status: &PodStatus) -> TestDeployment {
+    let (td, _, calls) = h.reconcile(&test_deployment(spec)).await;
+    h.sync(&calls, status);
+    h.set_time(after(30));
+    let (td, _, _) = h.reconcile(&td).await;
+    td
+}
+
+#[tokio::test]
+async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_expiry() {
+    let mut h = Harness::new();
+    let (td, action, calls) = h.reconcile(&test_deployment(template())).await;
+    let paths = writes(&calls);
+    for expected in [
+        "PATCH /api/v1/namespaces/demo/configmaps/pr-td-config",
+        "PATCH /api/v1/namespaces/demo/services/pr-td",
+        "PATCH /api/v1/namespaces/demo/persistentvolumeclaims/data-pr-td-0",
+        "PATCH /api/v1/namespaces/demo/pods/pr-td-0",
+        "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status",
+    ] {
+        assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:#?}");
+    }
+    let status = td.status.clone().unwrap();
+    assert_eq!(phase(&td), "Pending");
+    assert_eq!(status.expires_at, Some(time(after(3600))));
+    assert_eq!(status.url.as_deref(), Some("http://pr-td.demo.svc:8080"));
+    assert!(event_reasons(&calls).contains(&"Pending".to_string()));
+    // Not Ready yet: wake at the progress deadline (10m after creation).
+    assert_eq!(format!("{action:?}"), requeue(599));
+
+    h.sync(&calls, &running(false));
+    h.set_time(after(20));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert_eq!(phase(&td), "Deploying");
+    assert_eq!(td.status.as_ref().unwrap().started_at, Some(time(after(20))));
+    assert_eq!(event_reasons(&calls), ["Deploying"]);
+
+    h.set_pod_status(&running(true));
+    h.set_time(after(45));
+    let (td, action, calls) = h.reconcile(&td).await;
+    assert_eq!(phase(&td), "Running");
+    let status = td.status.clone().unwrap();
+    assert_eq!(status.ready_at, Some(time(after(45))));
+    assert_eq!(status.started_at, Some(time(after(20))));
+    assert_eq!(condition(&td, "Ready"), ("True", "AllPodsReady"));
+    assert_eq!(event_reasons(&calls), ["Running"]);
+    assert_eq!(h.metrics.test_deployment_time_to_running().get_sample_count(), 1);
+    assert_eq!(h.metrics.test_deployment_time_to_running().get_sample_sum(), 45.0);
+    // Running: the next wake is exactly expiresAt − now.
+    assert_eq!(format!("{action:?}"), requeue(3600 - 45));
+
+    // Converged: nothing written, no second observation.
+    h.set_time(after(100));
+    let (_, action, calls) = h.reconcile(&td).await;
+    assert_eq!(summary(&calls), Vec::<String>::new());
+    assert_eq!(h.metrics.test_deployment_time_to_running().get_sample_count(), 1);
+    assert_eq!(format!("{action:?}"), requeue(3500));
+}
+
+#[tokio::test]
+async fn image_pull_failure_takes_reason_and_message_from_the_pod() {
+    let mut h = Harness::new();
+    let message = "Back-off pulling image \"ghcr.io/example/web:1.0.0\"";
+    let status = with_container(waiting("ImagePullBackOff", message), None);
+    let td = deployed(&mut h, template(), &status).await;
+    assert_eq!(phase(&td), "Failed");
+    let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!(failure.reason, "ImagePullBackOff");
+    assert_eq!(failure.message, message);
+    assert_eq!(failure.container.as_deref(), Some(CONTAINER_NAME));
+    assert_eq!(failure.pod.as_deref(), Some("pr-td-0"));
+    assert_eq!(failure.log_tail, None, "no log for an image that never ran");
+    assert_eq!(condition(&td, "Failed"), ("True", "ImagePullBackOff"));
+    assert_eq!(condition(&td, "Ready"), ("False", "ImagePullBackOff"));
+
+    let status = with_container(waiting("ErrImagePull", "manifest unknown"), None);
+    h.set_pod_status(&status);
+    let (td, _, _) = h.reconcile(&td).await;
+    assert_eq!(td.status.unwrap().failure.unwrap().reason, "ErrImagePull");
+}
+
+#[tokio::test]
+async fn crash_loop_reads_the_previous_log_once() {
+    let mut h = Harness::new();
+    let status = with_container(
+        waiting("CrashLoopBackOff", "back-off 40s restarting failed container=app"),
+        Some(terminated(1)),
+    );
+    let (td, _, calls) = h.reconcile(&test_deployment(template())).await;
+    h.sync(&calls, &status);
+    let (td, _, calls) = h.reconcile(&td).await;
+    let logs: Vec<&Call> = calls.iter().filter(|c| c.path.contains("/log")).collect();
+    assert_eq!(logs.len(), 1, "{:#?}", summary(&calls));
+    let path = &logs[0].path;
+    assert_eq!(logs[0].method, "GET");
+    assert!(path.starts_with("/api/v1/namespaces/demo/pods/pr-td-0/log?"), "{path}");
+    for part in ["previous=true", "container=app", "tailLines=20", "limitBytes=4096"] {
+        assert!(path.contains(part), "{part} missing from {path}");
+    }
+    let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!(failure.reason, "CrashLoopBackOff");
+    assert_eq!(failure.exit_code, Some(1));
+    assert_eq!(failure.log_tail.as_deref(), Some(LOG));
+    assert!(event_reasons(&calls).contains(&"Failed".to_string()));
+
+    // Same failure: the log is not read again.
+    h.set_time(after(90));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/log")), "{:#?}", summary(&calls));
+    assert_eq!(td.status.unwrap().failure.unwrap().log_tail.as_deref(), Some(LOG));
+}
+
+#[tokio::test]
+async fn non_zero_exit_reads_the_current_log() {
+    let mut h = Harness::new();
+    let td = deployed(&mut h, template(), &with_container(terminated(137), None)).await;
+    let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!((failure.reason.as_str(), failure.exit_code), ("Error", Some(137)));
+    assert_eq!(failure.message, "container app exited with code 137");
+    assert_eq!(failure.log_tail.as_deref(), Some(LOG));
+}
+
+#[tokio::test]
+async fn unschedulable_pod_fails() {
+    let mut h = Harness::new();
+    let status = PodStatus {
+        phase: Some("Pending".into()),
+        conditions: Some(vec![PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some("0/3 nodes are available: 3 Insufficient memory.".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let td = deployed(&mut h, template(), &status).await;
+    assert_eq!(phase(&td), "Failed");
+    let failure = td.status.unwrap().failure.unwrap();
+    assert_eq!(failure.reason, "Unschedulable");
+    assert_eq!(failure.message, "0/3 nodes are available: 3 Insufficient memory.");
+}
+
+#[tokio::test]
+async fn progress_deadline_exceeded() {
+    let mut h = Harness::new();
+    let td = deployed(&mut h, template(), &running(false)).await;
+    assert_eq!(phase(&td), "Deploying");
+    let started = td.status.as_ref().unwrap().started_at.clone();
+    assert_eq!(started, Some(time(after(30))));
+    h.set_time(after(30 + 599));
+    let (td, _, _) = h.reconcile(&td).await;
+    assert_eq!(phase(&td), "Deploying");
+    h.set_time(after(30 + 600));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert_eq!(phase(&td), "Failed");
+    let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!(failure.reason, "ProgressDeadlineExceeded");
+    assert!(failure.message.contains("0/1 pods ready"), "{}", failure.message);
+    assert_eq!(event_reasons(&calls), ["Failed"]);
+}
+
+#[tokio::test]
+async fn suspend_stops_and_resume_restarts() {
+    let mut h = Harness::new();
+    let td = deployed(&mut h, template(), &running(true)).await;
+    assert_eq!(phase(&td), "Running");
+
+    let mut suspended = td.clone();
+    suspended.spec.suspend = true;
+    suspended.metadata.generation = Some(2);
+    let (td, _, calls) = h.reconcile(&suspended).await;
+    assert!(writes(&calls).contains(&"DELETE /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
+    assert!(!writes(&calls).iter().any(|c| c.starts_with("DELETE") && !c.contains("/pods/")));
+    assert_eq!(phase(&td), "Stopped");
+    assert_eq!(condition(&td, "Ready"), ("False", "Suspended"));
+    assert!(event_reasons(&calls).contains(&"Stopped".to_string()));
+    h.sync(&calls, &running(true));
+    assert!(h.ctx.caches.pods.state().is_empty());
+
+    let mut resumed = td.clone();
+    resumed.spec.suspend = false;
+    resumed.metadata.generation = Some(3);
+    let (td, _, calls) = h.reconcile(&resumed).await;
+    assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
+    assert_eq!(phase(&td), "Pending");
+    h.sync(&calls, &running(true));
+    let (td, _, _) = h.reconcile(&td).await;
+    assert_eq!(phase(&td), "Running");
+}
+
+#[tokio::test]
+async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_record() {
+    let mut h = Harness::new();
+    let td = deployed(&mut h, template(), &running(true)).await;
+    assert_eq!(phase(&td), "Running");
+    // The operator was down from here until 2h after creation (ttl 1h).
+    h.set_time(after(7200));
+    let (td, action, calls) = h.reconcile(&td).await;
+    let paths = writes(&calls);
+    for expected in [
+        "DELETE /api/v1/namespaces/demo/pods/pr-td-0",
+        "DELETE /api/v1/namespaces/demo/services/pr-td",
+        "DELETE /api/v1/namespaces/demo/configmaps/pr-td-config",
+        "DELETE /api/v1/namespaces/demo/persistentvolumeclaims/data-pr-td-0",
+        "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status",
+    ] {
+        assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:#?}");
+    }
+    assert!(!paths.iter().any(|p| p.starts_with("PATCH") && !p.contains("/status")), "{paths:#?}");
+    let status_at = paths.iter().position(|p| p.contains("/status")).unwrap();
+    assert!(paths[..status_at].iter().all(|p| p.starts_with("DELETE")), "children first: {paths:#?}");
+    assert_eq!(phase(&td), "Expired");
+    let status = td.status.clone().unwrap();
+    assert_eq!(status.expired_at, Some(time(after(7200))));
+    assert_eq!(status.expires_at, Some(time(after(3600))));
+    assert_eq!(status.ready_at, Some(time(after(30))), "the record keeps its history");
+    assert_eq!(condition(&td, "Expired"), ("True", "TTLExpired"));
+    assert_eq!(condition(&td, "Ready"), ("False", "Expired"));
+    assert!(event_reasons(&calls).contains(&"Expired".to_string()));
+    assert_eq!(format!("{action:?}"), format!("{:?}", Action::await_change()));
+    assert_eq!(h.metrics.test_deployment_expirations().get(), 1);
+
+    // Once expired and clean, a reconcile makes no request (and counts nothing again).
+    h.sync(&calls, &running(true));
+    h.set_time(after(9000));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert_eq!(summary(&calls), Vec::<String>::new());
+    assert_eq!(h.metrics.test_deployment_expirations().get(), 1);
+    assert_eq!(phase(&td), "Expired");
+}
+
+#[tokio::test]
+async fn raising_the_ttl_before_expiry_extends_it() {
+    let mut h = Harness::new();
+    let td = deployed(&mut h, template(), &running(true)).await;
+    let mut longer = td.clone();
+    longer.spec.ttl = "2h".into();
+    longer.metadata.generation = Some(2);
+    h.set_time(after(3000));
+    let (td, action, _) = h.reconcile(&longer).await;
+    assert_eq!(td.status.as_ref().unwrap().expires_at, Some(time(after(7200))));
+    assert_eq!(format!("{action:?}"), requeue(7200 - 3000));
+    // Past the old expiry: still Running, nothing deleted.
+    h.set_time(after(3700));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert!(!summary(&calls).iter().any(|c| c.starts_with("DELETE")), "{:#?}", summary(&calls));
+    assert_eq!(phase(&td), "Running");
+}
+
+#[tokio::test]
+async fn delete_on_expiry_deletes_the_test_deployment() {
+    let mut h = Harness::new();
+    let mut spec = template();
+    spec["deleteOnExpiry"] = json!(true);
+    let td = deployed(&mut h, spec, &running(true)).await;
+    h.set_time(after(3600));
+    let (_, action, calls) = h.reconcile(&td).await;
+    let paths = writes(&calls);
+    assert!(paths.contains(&"DELETE /api/v1/namespaces/demo/pods/pr-td-0".to_string()), "{paths:#?}");
+    assert_eq!(
+        paths.last().map(String::as_str),
+        Some("DELETE /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr")
+    );
+    assert!(!paths.iter().any(|p| p.contains("/status")), "no record is kept: {paths:#?}");
+    assert_eq!(format!("{action:?}"), format!("{:?}", Action::await_change()));
+    assert_eq!(h.metrics.test_deployment_expirations().get(), 1);
+}
+
+fn source(image: &str) -> RelayService {
+    let mut rs: RelayService = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
+        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": 4},
+        "spec": {"image": image, "replicas": 3, "suspend": true,
+                 "ports": [{"name": "http", "containerPort": 8000, "servicePort": 80}],
+                 "config": {"data": {"LOG_LEVEL": "info"}}},
+    }))
+    .unwrap();
+    rs.meta_mut().resource_version = Some("7".into());
+    rs
+}
+
+#[tokio::test]
+async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
+    let mut h = Harness::new();
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    let spec =
+        json!({"fromRelayService": "web", "overrides": {"replicas": 1, "config": {"LOG_LEVEL": "debug"}}});
+    let (td, _, calls) = h.reconcile(&test_deployment(spec)).await;
+    let snapshot = calls
+        .iter()
+        .find(|c| {
+            c.method == "PATCH"
+                && c.path.starts_with("/apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr?")
+        })
+        .expect("the snapshot is written to the TestDeployment");
+    assert_eq!(snapshot.body["metadata"]["resourceVersion"], "1", "guarded by the cached resourceVersion");
+    let copied: Value = serde_json::from_str(
+        snapshot.body["metadata"]["annotations"][ANNOTATION_SOURCE_SPEC].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(copied["image"], "ghcr.io/example/web:1.0.0");
+    assert!(event_reasons(&calls).contains(&"CopiedSource".to_string()));
+    let pod = calls.iter().find(|c| c.path.contains("/pods/pr-td-0")).expect("pod created");
+    assert_eq!(pod.body["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.0.0");
+    assert!(!calls.iter().any(|c| c.path.contains("/pods/pr-td-1")), "overrides.replicas applies");
+    assert_eq!(td.status.as_ref().unwrap().url.as_deref(), Some("http://pr-td.demo.svc:80"));
+    let config = calls.iter().find(|c| c.path.contains("/configmaps/pr-td-config")).unwrap();
+    assert!(config.body.to_string().contains("debug"), "overrides.config applies");
+    h.sync(&calls, &running(true));
+
+    // The source changes (and disappears from the cache): the deployment keeps its copy.
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert_eq!(
+        writes(&calls),
+        ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status"]
+    );
+    assert_eq!(phase(&td), "Running");
+    h.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
+    let (_, _, calls) = h.reconcile(&td).await;
+    assert_eq!(summary(&calls), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn missing_source_is_pending_with_a_condition() {
+    let mut h = Harness::new();
+    let (td, action, calls) = h.reconcile(&test_deployment(json!({"fromRelayService": "web"}))).await;
+    assert!(!summary(&calls).iter().any(|c| c.contains("/pods/") || c.contains("configmaps")));
+    assert_eq!(phase(&td), "Pending");
+    assert_eq!(condition(&td, "Ready"), ("False", "SourceNotFound"));
+    assert!(event_reasons(&calls).contains(&"SourceNotFound".to_string()));
+    assert_eq!(format!("{action:?}"), requeue(30));
+
+    // It appears later: copied then.
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    let (td, _, calls) = h.reconcile(&td).await;
+    assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
+    assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
+}
