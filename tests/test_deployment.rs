@@ -3,73 +3,23 @@
 //! the log subresource), suspend and resume, expiry while the operator was down, TTL
 //! extension, deleteOnExpiry, the source snapshot and the requeue at expiry.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
-use relay_operator::controller::context::{Caches, Context};
+use kube::{Resource, ResourceExt};
+use relay_operator::api::{RelayService, TestDeployment};
 use relay_operator::controller::test_deployment::{ANNOTATION_SOURCE_SPEC, reconcile};
-use relay_operator::ops::metrics::Metrics;
 use relay_operator::render::CONTAINER_NAME;
 use serde_json::{Value, json};
-
-/// A recorded request: method, path (with query), JSON body.
-#[derive(Clone, Debug)]
-struct Call {
-    method: String,
-    path: String,
-    body: Value,
-}
-
-const LOG: &str = "starting\npanic: cannot connect to wss://stream.example.invalid/ws\n";
-
-/// A fake API server: echoes writes, answers deletes with a Status, logs with [`LOG`].
-fn fake_client() -> (Client, Arc<Mutex<Vec<Call>>>) {
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let recorded = calls.clone();
-    let service = tower::service_fn(move |request: Request<Body>| {
-        let recorded = recorded.clone();
-        async move {
-            let method = request.method().to_string();
-            let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-            let bytes = request.into_body().collect().await?.to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            recorded.lock().unwrap().push(Call {
-                method: method.clone(),
-                path: path.clone(),
-                body: body.clone(),
-            });
-            let reply = if path.contains("/log?") {
-                return Ok(Response::new(Body::from(LOG.as_bytes().to_vec())));
-            } else if method == "DELETE" {
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
-            } else if path.contains("/testdeployments/") {
-                // Metadata and status patches: the server answers with a whole object.
-                json!({"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
-                       "metadata": {"name": "pr", "namespace": "demo"}, "spec": {"template": {"image": "x:1"}}})
-            } else {
-                body
-            };
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(Body::from(
-                serde_json::to_vec(&reply).unwrap(),
-            )))
-        }
-    });
-    (Client::new(service, "default"), calls)
-}
+use support::*;
 
 fn t0() -> Timestamp {
     "2026-03-01T12:00:00Z".parse().unwrap()
@@ -83,157 +33,29 @@ fn time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-struct Harness {
-    ctx: Arc<Context>,
-    metrics: Metrics,
-    clock: Arc<Mutex<Timestamp>>,
-    calls: Arc<Mutex<Vec<Call>>>,
-    pods: Writer<Pod>,
-    config_maps: Writer<ConfigMap>,
-    services: Writer<Service>,
-    claims: Writer<PersistentVolumeClaim>,
-    relay_services: Writer<RelayService>,
-    _policies: Writer<HealthPolicy>,
-    _secrets: Writer<Secret>,
+/// A harness whose clock starts one second after the deployments are created.
+fn harness() -> Harness {
+    let h = Harness::new();
+    h.set_time(after(1));
+    h
 }
 
-impl Harness {
-    fn new() -> Self {
-        let (client, calls) = fake_client();
-        let (pods_r, pods) = reflector::store();
-        let (cm_r, config_maps) = reflector::store();
-        let (svc_r, services) = reflector::store();
-        let (pvc_r, claims) = reflector::store();
-        let (rs_r, relay_services) = reflector::store();
-        let (hp_r, policies) = reflector::store();
-        let (sec_r, secrets) = reflector::store();
-        let caches = Caches {
-            services: rs_r,
-            policies: hp_r,
-            pods: pods_r,
-            config_maps: cm_r,
-            service_objects: svc_r,
-            claims: pvc_r,
-            secrets: sec_r,
-        };
-        let recorder =
-            Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
-        let (wake, _) = futures::channel::mpsc::unbounded();
-        let clock = Arc::new(Mutex::new(after(1)));
-        let now = clock.clone();
-        let ctx = Context::new(client, caches, recorder, false, wake)
-            .with_clock(Arc::new(move || *now.lock().unwrap()));
-        Self {
-            ctx: Arc::new(ctx),
-            metrics: Metrics::new().unwrap(),
-            clock,
-            calls,
-            pods,
-            config_maps,
-            services,
-            claims,
-            relay_services,
-            _policies: policies,
-            _secrets: secrets,
-        }
-    }
-
-    fn set_time(&self, t: Timestamp) {
-        *self.clock.lock().unwrap() = t;
-    }
-
-    fn take_calls(&self) -> Vec<Call> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
-
-    /// Reconcile `td`, then apply the status (and annotations) the operator wrote to it, as
-    /// the API server would; returns the new object, the action and the requests made.
-    async fn reconcile(&mut self, td: &TestDeployment) -> (TestDeployment, Action, Vec<Call>) {
-        let action = reconcile(Arc::new(td.clone()), self.ctx.clone(), &self.metrics).await.unwrap();
-        let calls = self.take_calls();
-        let mut td = td.clone();
-        for call in calls.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/")) {
-            if call.path.contains("/status?") {
-                td.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
-            } else if let Some(annotations) = call.body["metadata"]["annotations"].as_object() {
-                for (key, value) in annotations {
-                    td.annotations_mut().insert(key.clone(), value.as_str().unwrap().to_string());
-                }
-            }
-        }
-        (td, action, calls)
-    }
-
-    /// Feed every object the operator wrote back into the caches, as the watches would;
-    /// new pods get `status`.
-    fn sync(&mut self, calls: &[Call], status: &PodStatus) {
-        for call in calls.iter().filter(|c| c.method == "PATCH") {
-            let value = call.body.clone();
-            match call.body["kind"].as_str().unwrap_or_default() {
-                "Pod" => {
-                    let mut pod: Pod = serde_json::from_value(value).unwrap();
-                    pod.status = Some(status.clone());
-                    self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
-                }
-                "ConfigMap" => self
-                    .config_maps
-                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
-                "Service" => self
-                    .services
-                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
-                "PersistentVolumeClaim" => self
-                    .claims
-                    .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
-                _ => {}
-            }
-        }
-        for call in calls.iter().filter(|c| c.method == "DELETE") {
-            let name = call.path.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
-            let metadata = kube::api::ObjectMeta {
-                name: Some(name),
-                namespace: Some("demo".into()),
-                ..Default::default()
-            };
-            if call.path.contains("/pods/") {
-                self.pods
-                    .apply_watcher_event(&watcher::Event::Delete(Pod { metadata, ..Default::default() }));
-            } else if call.path.contains("/services/") {
-                self.services
-                    .apply_watcher_event(&watcher::Event::Delete(Service { metadata, ..Default::default() }));
-            } else if call.path.contains("/configmaps/") {
-                self.config_maps.apply_watcher_event(&watcher::Event::Delete(ConfigMap {
-                    metadata,
-                    ..Default::default()
-                }));
-            } else if call.path.contains("/persistentvolumeclaims/") {
-                self.claims.apply_watcher_event(&watcher::Event::Delete(PersistentVolumeClaim {
-                    metadata,
-                    ..Default::default()
-                }));
+/// Reconcile `td`, then apply the status (and annotations) the operator wrote to it, as
+/// the API server would; returns the new object, the action and the requests made.
+async fn reconcile_td(h: &mut Harness, td: &TestDeployment) -> (TestDeployment, Action, Vec<Call>) {
+    let action = reconcile(Arc::new(td.clone()), h.ctx.clone(), &h.metrics).await.unwrap();
+    let calls = h.take_calls();
+    let mut td = td.clone();
+    for call in calls.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/")) {
+        if call.path.contains("/status?") {
+            td.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+        } else if let Some(annotations) = call.body["metadata"]["annotations"].as_object() {
+            for (key, value) in annotations {
+                td.annotations_mut().insert(key.clone(), value.as_str().unwrap().to_string());
             }
         }
     }
-
-    /// Give every cached pod `status`.
-    fn set_pod_status(&mut self, status: &PodStatus) {
-        for pod in self.ctx.caches.pods.state() {
-            let mut pod = (*pod).clone();
-            pod.status = Some(status.clone());
-            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
-        }
-    }
-}
-
-fn running(ready: bool) -> PodStatus {
-    PodStatus {
-        phase: Some("Running".into()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
+    (td, action, calls)
 }
 
 fn with_container(state: ContainerState, last_state: Option<ContainerState>) -> PodStatus {
@@ -285,10 +107,6 @@ fn template() -> Value {
            "ttl": "1h", "progressDeadline": "10m"})
 }
 
-fn summary(calls: &[Call]) -> Vec<String> {
-    calls.iter().map(|c| format!("{} {}", c.method, c.path.split('?').next().unwrap())).collect()
-}
-
 fn writes(calls: &[Call]) -> Vec<String> {
     summary(calls).into_iter().filter(|c| !c.contains("/events")).collect()
 }
@@ -316,17 +134,17 @@ fn requeue(seconds: u64) -> String {
 
 /// Create the children and bring the pod to `status`; returns the object after two reconciles.
 async fn deployed(h: &mut Harness, spec: Value, status: &PodStatus) -> TestDeployment {
-    let (td, _, calls) = h.reconcile(&test_deployment(spec)).await;
-    h.sync(&calls, status);
+    let (td, _, calls) = reconcile_td(h, &test_deployment(spec)).await;
+    h.sync_with(&calls, status);
     h.set_time(after(30));
-    let (td, _, _) = h.reconcile(&td).await;
+    let (td, _, _) = reconcile_td(h, &td).await;
     td
 }
 
 #[tokio::test]
 async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_expiry() {
-    let mut h = Harness::new();
-    let (td, action, calls) = h.reconcile(&test_deployment(template())).await;
+    let mut h = harness();
+    let (td, action, calls) = reconcile_td(&mut h, &test_deployment(template())).await;
     let paths = writes(&calls);
     for expected in [
         "PATCH /api/v1/namespaces/demo/configmaps/pr-td-config",
@@ -345,16 +163,16 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
     // Not Ready yet: wake at the progress deadline (10m after creation).
     assert_eq!(format!("{action:?}"), requeue(599));
 
-    h.sync(&calls, &running(false));
+    h.sync_with(&calls, &running(false));
     h.set_time(after(20));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Deploying");
     assert_eq!(td.status.as_ref().unwrap().started_at, Some(time(after(20))));
     assert_eq!(event_reasons(&calls), ["Deploying"]);
 
     h.set_pod_status(&running(true));
     h.set_time(after(45));
-    let (td, action, calls) = h.reconcile(&td).await;
+    let (td, action, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Running");
     let status = td.status.clone().unwrap();
     assert_eq!(status.ready_at, Some(time(after(45))));
@@ -368,7 +186,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
 
     // Converged: nothing written, no second observation.
     h.set_time(after(100));
-    let (_, action, calls) = h.reconcile(&td).await;
+    let (_, action, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
     assert_eq!(h.metrics.test_deployment_time_to_running().get_sample_count(), 1);
     assert_eq!(format!("{action:?}"), requeue(3500));
@@ -376,7 +194,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
 
 #[tokio::test]
 async fn image_pull_failure_takes_reason_and_message_from_the_pod() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let message = "Back-off pulling image \"ghcr.io/example/web:1.0.0\"";
     let status = with_container(waiting("ImagePullBackOff", message), None);
     let td = deployed(&mut h, template(), &status).await;
@@ -392,20 +210,20 @@ async fn image_pull_failure_takes_reason_and_message_from_the_pod() {
 
     let status = with_container(waiting("ErrImagePull", "manifest unknown"), None);
     h.set_pod_status(&status);
-    let (td, _, _) = h.reconcile(&td).await;
+    let (td, _, _) = reconcile_td(&mut h, &td).await;
     assert_eq!(td.status.unwrap().failure.unwrap().reason, "ErrImagePull");
 }
 
 #[tokio::test]
 async fn crash_loop_reads_the_previous_log_once() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let status = with_container(
         waiting("CrashLoopBackOff", "back-off 40s restarting failed container=app"),
         Some(terminated(1)),
     );
-    let (td, _, calls) = h.reconcile(&test_deployment(template())).await;
-    h.sync(&calls, &status);
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(template())).await;
+    h.sync_with(&calls, &status);
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     let logs: Vec<&Call> = calls.iter().filter(|c| c.path.contains("/log")).collect();
     assert_eq!(logs.len(), 1, "{:#?}", summary(&calls));
     let path = &logs[0].path;
@@ -422,14 +240,14 @@ async fn crash_loop_reads_the_previous_log_once() {
 
     // Same failure: the log is not read again.
     h.set_time(after(90));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(!calls.iter().any(|c| c.path.contains("/log")), "{:#?}", summary(&calls));
     assert_eq!(td.status.unwrap().failure.unwrap().log_tail.as_deref(), Some(LOG));
 }
 
 #[tokio::test]
 async fn non_zero_exit_reads_the_current_log() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let td = deployed(&mut h, template(), &with_container(terminated(137), None)).await;
     let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
     assert_eq!((failure.reason.as_str(), failure.exit_code), ("Error", Some(137)));
@@ -439,7 +257,7 @@ async fn non_zero_exit_reads_the_current_log() {
 
 #[tokio::test]
 async fn unschedulable_pod_fails() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let status = PodStatus {
         phase: Some("Pending".into()),
         conditions: Some(vec![PodCondition {
@@ -460,16 +278,16 @@ async fn unschedulable_pod_fails() {
 
 #[tokio::test]
 async fn progress_deadline_exceeded() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let td = deployed(&mut h, template(), &running(false)).await;
     assert_eq!(phase(&td), "Deploying");
     let started = td.status.as_ref().unwrap().started_at.clone();
     assert_eq!(started, Some(time(after(30))));
     h.set_time(after(30 + 599));
-    let (td, _, _) = h.reconcile(&td).await;
+    let (td, _, _) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Deploying");
     h.set_time(after(30 + 600));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Failed");
     let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
     assert_eq!(failure.reason, "ProgressDeadlineExceeded");
@@ -479,41 +297,41 @@ async fn progress_deadline_exceeded() {
 
 #[tokio::test]
 async fn suspend_stops_and_resume_restarts() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let td = deployed(&mut h, template(), &running(true)).await;
     assert_eq!(phase(&td), "Running");
 
     let mut suspended = td.clone();
     suspended.spec.suspend = true;
     suspended.metadata.generation = Some(2);
-    let (td, _, calls) = h.reconcile(&suspended).await;
+    let (td, _, calls) = reconcile_td(&mut h, &suspended).await;
     assert!(writes(&calls).contains(&"DELETE /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
     assert!(!writes(&calls).iter().any(|c| c.starts_with("DELETE") && !c.contains("/pods/")));
     assert_eq!(phase(&td), "Stopped");
     assert_eq!(condition(&td, "Ready"), ("False", "Suspended"));
     assert!(event_reasons(&calls).contains(&"Stopped".to_string()));
-    h.sync(&calls, &running(true));
+    h.sync_with(&calls, &running(true));
     assert!(h.ctx.caches.pods.state().is_empty());
 
     let mut resumed = td.clone();
     resumed.spec.suspend = false;
     resumed.metadata.generation = Some(3);
-    let (td, _, calls) = h.reconcile(&resumed).await;
+    let (td, _, calls) = reconcile_td(&mut h, &resumed).await;
     assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
     assert_eq!(phase(&td), "Pending");
-    h.sync(&calls, &running(true));
-    let (td, _, _) = h.reconcile(&td).await;
+    h.sync_with(&calls, &running(true));
+    let (td, _, _) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Running");
 }
 
 #[tokio::test]
 async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_record() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let td = deployed(&mut h, template(), &running(true)).await;
     assert_eq!(phase(&td), "Running");
     // The operator was down from here until 2h after creation (ttl 1h).
     h.set_time(after(7200));
-    let (td, action, calls) = h.reconcile(&td).await;
+    let (td, action, calls) = reconcile_td(&mut h, &td).await;
     let paths = writes(&calls);
     for expected in [
         "DELETE /api/v1/namespaces/demo/pods/pr-td-0",
@@ -539,9 +357,9 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
     assert_eq!(h.metrics.test_deployment_expirations().get(), 1);
 
     // Once expired and clean, a reconcile makes no request (and counts nothing again).
-    h.sync(&calls, &running(true));
+    h.sync_with(&calls, &running(true));
     h.set_time(after(9000));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
     assert_eq!(h.metrics.test_deployment_expirations().get(), 1);
     assert_eq!(phase(&td), "Expired");
@@ -549,30 +367,30 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
 
 #[tokio::test]
 async fn raising_the_ttl_before_expiry_extends_it() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let td = deployed(&mut h, template(), &running(true)).await;
     let mut longer = td.clone();
     longer.spec.ttl = "2h".into();
     longer.metadata.generation = Some(2);
     h.set_time(after(3000));
-    let (td, action, _) = h.reconcile(&longer).await;
+    let (td, action, _) = reconcile_td(&mut h, &longer).await;
     assert_eq!(td.status.as_ref().unwrap().expires_at, Some(time(after(7200))));
     assert_eq!(format!("{action:?}"), requeue(7200 - 3000));
     // Past the old expiry: still Running, nothing deleted.
     h.set_time(after(3700));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(!summary(&calls).iter().any(|c| c.starts_with("DELETE")), "{:#?}", summary(&calls));
     assert_eq!(phase(&td), "Running");
 }
 
 #[tokio::test]
 async fn delete_on_expiry_deletes_the_test_deployment() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let mut spec = template();
     spec["deleteOnExpiry"] = json!(true);
     let td = deployed(&mut h, spec, &running(true)).await;
     h.set_time(after(3600));
-    let (_, action, calls) = h.reconcile(&td).await;
+    let (_, action, calls) = reconcile_td(&mut h, &td).await;
     let paths = writes(&calls);
     assert!(paths.contains(&"DELETE /api/v1/namespaces/demo/pods/pr-td-0".to_string()), "{paths:#?}");
     assert_eq!(
@@ -599,11 +417,11 @@ fn source(image: &str) -> RelayService {
 
 #[tokio::test]
 async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
     let spec =
         json!({"fromRelayService": "web", "overrides": {"replicas": 1, "config": {"LOG_LEVEL": "debug"}}});
-    let (td, _, calls) = h.reconcile(&test_deployment(spec)).await;
+    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
     let snapshot = calls
         .iter()
         .find(|c| {
@@ -624,25 +442,26 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     assert_eq!(td.status.as_ref().unwrap().url.as_deref(), Some("http://pr-td.demo.svc:80"));
     let config = calls.iter().find(|c| c.path.contains("/configmaps/pr-td-config")).unwrap();
     assert!(config.body.to_string().contains("debug"), "overrides.config applies");
-    h.sync(&calls, &running(true));
+    h.sync_with(&calls, &running(true));
 
     // The source changes (and disappears from the cache): the deployment keeps its copy.
     h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(
         writes(&calls),
         ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status"]
     );
     assert_eq!(phase(&td), "Running");
     h.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
-    let (_, _, calls) = h.reconcile(&td).await;
+    let (_, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn missing_source_is_pending_with_a_condition() {
-    let mut h = Harness::new();
-    let (td, action, calls) = h.reconcile(&test_deployment(json!({"fromRelayService": "web"}))).await;
+    let mut h = harness();
+    let (td, action, calls) =
+        reconcile_td(&mut h, &test_deployment(json!({"fromRelayService": "web"}))).await;
     assert!(!summary(&calls).iter().any(|c| c.contains("/pods/") || c.contains("configmaps")));
     assert_eq!(phase(&td), "Pending");
     assert_eq!(condition(&td, "Ready"), ("False", "SourceNotFound"));
@@ -651,7 +470,7 @@ async fn missing_source_is_pending_with_a_condition() {
 
     // It appears later: copied then.
     h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
-    let (td, _, calls) = h.reconcile(&td).await;
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
     assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
 }

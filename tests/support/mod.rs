@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
 };
+use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
@@ -20,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService};
 use relay_operator::controller::context::{Caches, Context};
+use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 
 /// A recorded request: method, path (with query), JSON body.
@@ -28,6 +30,34 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub body: Value,
+}
+
+/// What the fake answers for every pods/log request.
+pub const LOG: &str = "starting\npanic: cannot connect to wss://stream.example.invalid/ws\n";
+
+/// The server answers a patch with the whole object; a status or metadata patch of a
+/// custom resource carries only part of it, so fill in the rest.
+fn whole_object(path: &str, mut object: Value) -> Value {
+    let (kind, spec) = if path.contains("/testdeployments/") {
+        ("TestDeployment", json!({"template": {"image": "x:1"}}))
+    } else if path.contains("/relayservices/") {
+        ("RelayService", json!({"image": "x:1"}))
+    } else if path.contains("/healthpolicies/") {
+        ("HealthPolicy", json!({"tcp": {"port": 1}}))
+    } else {
+        return object;
+    };
+    let name = path.split("/status").next().unwrap_or_default().split('?').next().unwrap_or_default();
+    let name = name.rsplit('/').next().unwrap_or_default();
+    object["apiVersion"] = json!("relayops.io/v1alpha1");
+    object["kind"] = json!(kind);
+    if object.get("metadata").is_none_or(|m| m.get("name").is_none()) {
+        object["metadata"] = json!({"name": name, "namespace": "demo"});
+    }
+    if object.get("spec").is_none() {
+        object["spec"] = spec;
+    }
+    object
 }
 
 /// Writes (PATCH/DELETE outside Events) the fake accepts before it answers 500, as if the
@@ -55,17 +85,18 @@ pub fn fake_client(fail_after: FailAfter) -> (Client, Arc<Mutex<Vec<Call>>>) {
                 *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                 return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response);
             }
-            recorded.lock().unwrap().push(Call { method: method.clone(), path, body: body.clone() });
+            recorded.lock().unwrap().push(Call {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.clone(),
+            });
+            if path.contains("/log?") {
+                return Ok(Response::new(Body::from(LOG.as_bytes().to_vec())));
+            }
             let reply = if method == "DELETE" {
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
             } else {
-                // The server answers with the whole object; a status patch carries no metadata.
-                let mut object = body;
-                if object.get("metadata").is_none() {
-                    object["metadata"] = json!({"name": "web", "namespace": "demo"});
-                    object["spec"] = json!({"image": "x:1"});
-                }
-                object
+                whole_object(&path, body)
             };
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(Body::from(
                 serde_json::to_vec(&reply).unwrap(),
@@ -78,6 +109,9 @@ pub fn fake_client(fail_after: FailAfter) -> (Client, Arc<Mutex<Vec<Call>>>) {
 /// Reflector caches fed by hand, a Context on the fake client, and the recorded requests.
 pub struct Harness {
     pub ctx: Arc<Context>,
+    /// The time `ctx.now()` reports; see [`Harness::set_time`].
+    pub clock: Arc<Mutex<Timestamp>>,
+    pub metrics: Metrics,
     pub woken: Woken,
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub fail_after: FailAfter,
@@ -115,9 +149,12 @@ impl Harness {
             claims: pvc_r,
             secrets: sec_r,
         };
-        let (ctx, woken) = context(client, caches, require_pinned);
+        let clock = Arc::new(Mutex::new(Timestamp::now()));
+        let (ctx, woken) = context(client, caches, require_pinned, clock.clone());
         Self {
             ctx,
+            clock,
+            metrics: Metrics::new().unwrap(),
             woken,
             calls,
             fail_after,
@@ -136,7 +173,13 @@ impl Harness {
         self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
-        (self.ctx, self.woken) = context(client, self.ctx.caches.clone(), self.ctx.require_pinned_images);
+        (self.ctx, self.woken) =
+            context(client, self.ctx.caches.clone(), self.ctx.require_pinned_images, self.clock.clone());
+    }
+
+    /// Set the time the operator sees.
+    pub fn set_time(&self, t: Timestamp) {
+        *self.clock.lock().unwrap() = t;
     }
 
     pub fn take_calls(&self) -> Vec<Call> {
@@ -145,13 +188,18 @@ impl Harness {
 
     /// Feed every object the operator wrote back into the caches, as the watches would.
     pub fn sync(&mut self, calls: &[Call], ready: bool) {
+        self.sync_with(calls, &running(ready));
+    }
+
+    /// Like [`Harness::sync`]; new pods get `status`.
+    pub fn sync_with(&mut self, calls: &[Call], status: &PodStatus) {
         for call in calls.iter().filter(|c| c.method == "PATCH") {
             let kind = call.body["kind"].as_str().unwrap_or_default();
             let value = call.body.clone();
             match kind {
                 "Pod" => {
                     let mut pod: Pod = serde_json::from_value(value).unwrap();
-                    pod.status = Some(running(ready));
+                    pod.status = Some(status.clone());
                     self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
                 }
                 "ConfigMap" => self
@@ -187,8 +235,25 @@ impl Harness {
                         ..Default::default()
                     }))
                 }
+                "services" => self.services.apply_watcher_event(&watcher::Event::Delete(Service {
+                    metadata: meta,
+                    ..Default::default()
+                })),
+                "configmaps" => self.config_maps.apply_watcher_event(&watcher::Event::Delete(ConfigMap {
+                    metadata: meta,
+                    ..Default::default()
+                })),
                 _ => {}
             }
+        }
+    }
+
+    /// Give every cached pod `status`.
+    pub fn set_pod_status(&mut self, status: &PodStatus) {
+        for pod in self.ctx.caches.pods.state() {
+            let mut pod = (*pod).clone();
+            pod.status = Some(status.clone());
+            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
         }
     }
 
@@ -226,11 +291,18 @@ pub fn running(ready: bool) -> PodStatus {
 /// Services the reconcilers asked to wake (dependents of a service that turned Ready).
 pub type Woken = futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<RelayService>>;
 
-fn context(client: Client, caches: Caches, require_pinned: bool) -> (Arc<Context>, Woken) {
+fn context(
+    client: Client,
+    caches: Caches,
+    require_pinned: bool,
+    clock: Arc<Mutex<Timestamp>>,
+) -> (Arc<Context>, Woken) {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    (Arc::new(Context::new(client, caches, recorder, require_pinned, wake)), woken)
+    let ctx = Context::new(client, caches, recorder, require_pinned, wake)
+        .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    (Arc::new(ctx), woken)
 }
 
 pub fn relay_service(spec: Value) -> RelayService {
