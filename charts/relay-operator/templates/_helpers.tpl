@@ -76,32 +76,26 @@ relayops.io/rbac=leader-election (Role), and read .rules.
 */}}
 {{- define "relay-operator.controllerRules" -}}
 - apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  resources: ["pods", "services", "configmaps", "persistentvolumeclaims"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 - apiGroups: [""]
-  resources: ["pods/proxy"]
-  verbs: ["get", "create"]
-- apiGroups: [""]
-  resources: ["services", "configmaps", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 - apiGroups: ["relayops.io"]
   resources: ["relayservices", "healthpolicies"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch"]
 - apiGroups: ["relayops.io"]
   resources: ["testdeployments"]
-  verbs: ["get", "list", "watch", "patch", "update", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["relayops.io"]
   resources: ["relayservices/status", "healthpolicies/status", "testdeployments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/*
@@ -110,5 +104,5 @@ Leader-election rules: only ever granted by a Role in the release namespace.
 {{- define "relay-operator.leaderElectionRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end }}

@@ -1,0 +1,242 @@
+//! RBAC coverage: every (API group, resource, verb) the operator uses — the watches of the
+//! running binary and the writes of the reconcilers in their tests — is granted by the
+//! chart's roles, and the roles grant nothing beyond that (and no `*`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_operator::controller::relay_service::reconcile;
+use serde_json::{Value, json};
+use support::process::{fake_api, start, wait_for};
+use support::*;
+
+type Permission = (String, String, String);
+
+/// (group, resource incl. subresource, verb) of one request `METHOD /api…?query`.
+fn permissions(method: &str, target: &str) -> Vec<Permission> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.first() {
+        Some(&"api") => (String::new(), &segments[2..]),
+        Some(&"apis") => (segments[1].to_string(), &segments[3..]),
+        _ => return vec![],
+    };
+    let rest = if rest.first() == Some(&"namespaces") && rest.len() > 2 { &rest[2..] } else { rest };
+    let resource = match rest {
+        [resource] | [resource, _] => resource.to_string(),
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        _ => return vec![],
+    };
+    let named = rest.len() >= 2;
+    let verbs: &[&str] = match method {
+        "GET" if query.contains("watch=true") => &["watch"],
+        "GET" if named => &["get"],
+        "GET" => &["list"],
+        "POST" => &["create"],
+        "DELETE" => &["delete"],
+        // Server-side apply (always forced here) may create the object, which needs `create` too.
+        "PATCH" if query.contains("force=true") && !resource.ends_with("/status") => &["patch", "create"],
+        "PATCH" => &["patch"],
+        "PUT" => &["update"],
+        _ => &[],
+    };
+    verbs.iter().map(|v| (group.clone(), resource.clone(), v.to_string())).collect()
+}
+
+/// Lease verbs of leader election: kube-lease-manager gets the Lease, creates it when
+/// missing and renews it by server-side apply (see `src/ops/leader.rs` and its tests).
+fn lease_permissions() -> Vec<Permission> {
+    ["get", "create", "patch"]
+        .iter()
+        .map(|v| ("coordination.k8s.io".into(), "leases".into(), v.to_string()))
+        .collect()
+}
+
+async fn watches_of_the_binary() -> BTreeSet<Permission> {
+    let (address, seen) = fake_api().await;
+    let (_operator, port) = start(&address);
+    let synced = wait_for(port, "/readyz", 200, Duration::from_secs(30)).await;
+    assert!(synced, "operator never synced; requests: {:#?}", seen.lock().unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = seen.lock().unwrap().clone();
+    requests
+        .iter()
+        .flat_map(|r| {
+            let (method, target) = r.split_once(' ').unwrap();
+            permissions(method, target)
+        })
+        .collect()
+}
+
+async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
+    let mut h = Harness::new();
+    let mut spec: Value = serde_json::from_str(
+        r#"{"image": "a:1.0.0", "replicas": 2, "ports": [{"name": "http", "containerPort": 8080}],
+            "config": {"data": {"A": "1"}},
+            "storage": [{"name": "data", "size": "1Gi", "mountPath": "/data", "retention": {"whenScaled": "Delete"}}]}"#,
+    )
+    .unwrap();
+    let mut calls = Vec::new();
+    for replicas in [2, 1, 1, 1] {
+        spec["replicas"] = json!(replicas);
+        reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
+        let step = h.take_calls();
+        h.sync(&step, true);
+        calls.extend(step);
+    }
+    let policy = serde_json::from_value(json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
+        "metadata": {"name": "p", "namespace": "demo"}, "spec": {"tcp": {"port": 1}}}))
+    .unwrap();
+    relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
+    calls.extend(h.take_calls());
+    calls.extend(test_deployment_lifecycle().await);
+    calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
+}
+
+/// A TestDeployment copied from a RelayService, crash-looping (its log is read), then
+/// expiring with `deleteOnExpiry`.
+async fn test_deployment_lifecycle() -> Vec<Call> {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus};
+    use relay_operator::api::TestDeployment;
+    use relay_operator::controller::test_deployment::reconcile;
+
+    let mut h = Harness::new();
+    let created = k8s_openapi::jiff::Timestamp::now();
+    let source = relay_service(
+        json!({"image": "a:1.0.0", "storage": [{"name": "d", "size": "1Gi", "mountPath": "/d"}]}),
+    );
+    h.relay_services.apply_watcher_event(&kube::runtime::watcher::Event::Apply(source));
+    let mut td: TestDeployment = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+        "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1, "resourceVersion": "1",
+                     "creationTimestamp": created.to_string()},
+        "spec": {"fromRelayService": "web", "ttl": "1h", "deleteOnExpiry": true}}))
+    .unwrap();
+    let mut calls = Vec::new();
+    let crashing = k8s_openapi::api::core::v1::PodStatus {
+        container_statuses: Some(vec![ContainerStatus {
+            name: relay_operator::render::CONTAINER_NAME.into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    message: None,
+                }),
+                ..Default::default()
+            }),
+            restart_count: 2,
+            ..Default::default()
+        }]),
+        ..running(false)
+    };
+    for later in [0, 60, 7200] {
+        h.set_time(k8s_openapi::jiff::Timestamp::from_second(created.as_second() + later).unwrap());
+        reconcile(Arc::new(td.clone()), h.ctx.clone(), &h.metrics).await.unwrap();
+        let step = h.take_calls();
+        h.sync_with(&step, &crashing);
+        for call in step.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/pr?")) {
+            for (key, value) in call.body["metadata"]["annotations"].as_object().into_iter().flatten() {
+                td.metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(key.clone(), value.as_str().unwrap().into());
+            }
+        }
+        calls.extend(step);
+    }
+    assert!(calls.iter().any(|c| c.path.contains("/log?")), "the crash log was read");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "DELETE"
+                && c.path.split('?').next().unwrap().ends_with("/testdeployments/pr")),
+        "expired and deleted: {:#?}",
+        summary(&calls)
+    );
+    calls
+}
+
+fn helm() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/helm");
+    if local.exists() {
+        return Some(local);
+    }
+    std::process::Command::new("helm")
+        .arg("version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "helm".into())
+}
+
+/// Permissions granted by the chart's controller and leader-election roles (default values).
+fn granted(helm: &Path) -> BTreeSet<Permission> {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/relay-operator");
+    let out =
+        std::process::Command::new(helm).args(["template", "relay-operator"]).arg(&chart).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let mut granted = BTreeSet::new();
+    for document in documents.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
+        for rule in document["rules"].as_array().unwrap() {
+            let list = |key: &str| -> Vec<String> {
+                rule[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+            };
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        assert!(group != "*" && resource != "*" && verb != "*", "wildcard in {rule}");
+                        granted.insert((group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[tokio::test]
+async fn chart_roles_grant_exactly_what_the_operator_uses() {
+    let Some(helm) = helm() else {
+        assert!(std::env::var("CI").is_err(), "helm missing in CI: scripts/install-tools.sh must run first");
+        eprintln!("skipped: helm not found (run scripts/install-tools.sh)");
+        return;
+    };
+    let mut used = watches_of_the_binary().await;
+    used.extend(writes_of_the_reconcilers().await);
+    used.extend(lease_permissions());
+    let granted = granted(&helm);
+    let missing: Vec<&Permission> = used.difference(&granted).collect();
+    let unused: Vec<&Permission> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "the chart does not grant: {missing:#?}");
+    assert!(unused.is_empty(), "the chart grants more than the operator uses: {unused:#?}");
+}
+
+#[test]
+fn request_mapping() {
+    let p = |g: &str, r: &str, v: &str| (g.to_string(), r.to_string(), v.to_string());
+    assert_eq!(permissions("GET", "/api/v1/pods?labelSelector=x&watch=true"), [p("", "pods", "watch")]);
+    assert_eq!(
+        permissions("GET", "/apis/relayops.io/v1alpha1/relayservices?limit=500"),
+        [p("relayops.io", "relayservices", "list")]
+    );
+    assert_eq!(
+        permissions("PATCH", "/api/v1/namespaces/demo/pods/web-0?fieldManager=relay-operator&force=true"),
+        [p("", "pods", "patch"), p("", "pods", "create")]
+    );
+    assert_eq!(
+        permissions(
+            "PATCH",
+            "/apis/relayops.io/v1alpha1/namespaces/demo/relayservices/web/status?fieldManager=x"
+        ),
+        [p("relayops.io", "relayservices/status", "patch")]
+    );
+    assert_eq!(
+        permissions("GET", "/api/v1/namespaces/demo/pods/web-0/log?previous=true"),
+        [p("", "pods/log", "get")]
+    );
+    assert_eq!(permissions("DELETE", "/api/v1/namespaces/demo/pods/web-1"), [p("", "pods", "delete")]);
+}
