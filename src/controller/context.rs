@@ -1,7 +1,7 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
@@ -10,7 +10,10 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::reload::{ReloadOptions, ReloadState};
 use crate::api::{HealthPolicy, RelayService};
+use crate::ops::metrics::Metrics;
+use crate::reload::HookClientError;
 
 /// Reflector caches every read of a reconcile comes from.
 #[derive(Clone)]
@@ -43,6 +46,12 @@ pub struct Context {
     pub require_pinned_images: bool,
     /// Wakes other RelayServices (dependents of one that turned Ready).
     pub wake: UnboundedSender<ObjectRef<RelayService>>,
+    /// Metrics of the reload phase (none in tests that do not look).
+    pub metrics: Option<Arc<Metrics>>,
+    /// State of the reload phase (when each desired hash was first seen).
+    pub reload_state: ReloadState,
+    /// Options of the reload phase; built with defaults on first use when not set.
+    reload: OnceLock<ReloadOptions>,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -56,7 +65,38 @@ impl Context {
         require_pinned_images: bool,
         wake: UnboundedSender<ObjectRef<RelayService>>,
     ) -> Self {
-        Self { client, caches, recorder, require_pinned_images, wake, failures: Mutex::default() }
+        Self {
+            client,
+            caches,
+            recorder,
+            require_pinned_images,
+            wake,
+            metrics: None,
+            reload_state: ReloadState::default(),
+            reload: OnceLock::new(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Use these reload options (hook client, concurrency, `--hook-via`).
+    pub fn with_reload(self, options: ReloadOptions) -> Self {
+        let reload = OnceLock::new();
+        let _ = reload.set(options);
+        Self { reload, ..self }
+    }
+
+    /// Record reload metrics here.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics: Some(metrics), ..self }
+    }
+
+    /// The reload options: those set with [`Self::with_reload`], or the defaults.
+    pub fn reload_options(&self) -> Result<&ReloadOptions, HookClientError> {
+        if let Some(options) = self.reload.get() {
+            return Ok(options);
+        }
+        let options = ReloadOptions::try_default()?;
+        Ok(self.reload.get_or_init(|| options))
     }
 
     /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.

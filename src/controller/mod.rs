@@ -1,6 +1,6 @@
 //! The controller: reconcilers that apply rendered objects and compute status.
 //!
-//! `plan`, `status` and `conditions` are pure; `apply`, `children` and `relay_service` do
+//! `plan`, `reload_plan`, `status` and `conditions` are pure; `reload` runs the reload hooks; `apply`, `children` and `relay_service` do
 //! the API I/O;
 //! `runner` wires watches, caches and the kube-runtime Controller.
 
@@ -10,6 +10,8 @@ pub mod conditions;
 pub mod context;
 pub mod plan;
 pub mod relay_service;
+pub mod reload;
+pub mod reload_plan;
 pub mod runner;
 pub mod status;
 
@@ -25,6 +27,9 @@ pub enum Error {
     /// A namespaced object came without a namespace.
     #[error("object has no namespace")]
     MissingNamespace,
+    /// The reload hook HTTP client could not be built.
+    #[error("{0}")]
+    HookClient(#[source] crate::reload::HookClientError),
 }
 
 impl Error {
@@ -35,6 +40,7 @@ impl Error {
             Self::Kube(_) => "api",
             Self::Serialize(_) => "serialize",
             Self::MissingNamespace => "missing_namespace",
+            Self::HookClient(_) => "hook_client",
         }
     }
 }

@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 use super::Error;
 use super::children::{Target, converge, owned_pods, publish, resolve_and_render};
 use super::context::Context;
+use super::reload::{ReloadRound, propagate};
 use super::status::{Dependencies, StatusInput, compute};
 use crate::api::RelayService;
 use crate::deps::{DependencyGraph, cycle_through};
@@ -36,12 +37,17 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     };
     let dependencies = dependencies(&ctx, &service, &namespace);
     let rendered = resolve_and_render(&ctx, &owner, spec);
-    let pods = owned_pods(&ctx, &owner);
+    let mut pods = owned_pods(&ctx, &owner);
     let reference = service.object_ref(&());
+    let mut reloads = ReloadRound::default();
     match &rendered {
         Ok(rendered) => {
             let target = Target { owner: &owner, reference: reference.clone(), spec };
             converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
+            let previous = service.status.as_ref();
+            reloads =
+                propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
+            reloads.apply_to(&mut pods);
         }
         Err(problem) => {
             publish(
@@ -77,6 +83,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         problem: problem.clone(),
         mutable_image,
         previous: service.status.as_ref(),
+        reloads: &reloads.results,
         now: Timestamp::now(),
     });
     if service.status.as_ref() != Some(&status) {
@@ -91,14 +98,16 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
             .await
             .map_err(Error::Kube)?;
     }
-    Ok(match problem {
+    let wait = match problem {
         // Invalid input: wait for the next change instead of requeueing hot.
-        Some(_) => Action::await_change(),
+        Some(_) => return Ok(Action::await_change()),
         None if status.ready_replicas == status.replicas && status.updated_replicas == status.replicas => {
-            Action::requeue(Duration::from_secs(300))
+            Duration::from_secs(300)
         }
-        None => Action::requeue(Duration::from_secs(30)),
-    })
+        None => Duration::from_secs(30),
+    };
+    // The reload phase may need to come back sooner (settle delay, a newer configuration).
+    Ok(Action::requeue(reloads.requeue.map_or(wait, |r| r.min(wait))))
 }
 
 /// Trigger a reconcile of every service in `namespace` that depends on `name`.

@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::Error;
 use super::context::{Caches, Context};
 use super::relay_service::reconcile;
+use super::reload::ReloadOptions;
 use crate::api::{HealthPolicy, RelayService};
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub require_pinned_images: bool,
     /// Identity for Events (pod name).
     pub instance: Option<String>,
+    /// Reload hook client, concurrency and `--hook-via`.
+    pub reload: ReloadOptions,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -104,8 +107,11 @@ pub async fn run(
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
     let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx =
-        Arc::new(Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx));
+    let ctx = Arc::new(
+        Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx)
+            .with_reload(options.reload.clone())
+            .with_metrics(metrics.clone()),
+    );
 
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
