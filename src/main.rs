@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use relay_operator::controller::reload::{HookVia, ReloadOptions};
 use relay_operator::controller::runner::{self, RunOptions};
 use relay_operator::ops::{http, leader, metrics::Metrics, shutdown, telemetry};
 use relay_operator::{crdgen, manifest};
@@ -66,6 +67,14 @@ struct RunArgs {
     /// Namespace of the Lease (defaults to the operator's own, from POD_NAMESPACE).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Most reload hook calls in flight at once per service.
+    #[arg(long, env = "RELAY_HOOK_CONCURRENCY", default_value_t = relay_operator::reload::DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(usize))]
+    hook_concurrency: usize,
+    /// How reload hooks are reached: `pod-ip` (direct, in-cluster) or `proxy` (through the
+    /// API server's pod proxy, e.g. when the operator runs outside the cluster).
+    #[arg(long, env = "RELAY_HOOK_VIA", value_enum, default_value_t = HookVia::PodIp)]
+    hook_via: HookVia,
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
@@ -117,6 +126,7 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     } else {
         None
     };
+    let reload = ReloadOptions::new(args.hook_concurrency, args.hook_via).map_err(|e| e.to_string())?;
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
     let controllers = namespaces.into_iter().map(|namespace| {
@@ -124,6 +134,7 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
             namespace,
             require_pinned_images: args.require_pinned_images,
             instance: std::env::var("POD_NAME").ok(),
+            reload: reload.clone(),
         };
         runner::run(client.clone(), options, ready.clone(), metrics.clone(), stopped())
     });

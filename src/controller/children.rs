@@ -105,7 +105,7 @@ pub async fn converge(
 }
 
 /// Referenced Secrets' data, for the configuration hash (values never leave memory).
-fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> SecretData {
+pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> SecretData {
     let referenced: BTreeSet<&str> =
         spec.config.iter().flat_map(|c| c.secrets.iter().map(|s| s.secret_key_ref.name.as_str())).collect();
     referenced

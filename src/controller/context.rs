@@ -1,7 +1,7 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
@@ -11,7 +11,10 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::reload::{ReloadOptions, ReloadState};
 use crate::api::{HealthPolicy, RelayService};
+use crate::ops::metrics::Metrics;
+use crate::reload::HookClientError;
 
 /// Reflector caches every read of a reconcile comes from.
 #[derive(Clone)]
@@ -49,6 +52,12 @@ pub struct Context {
     pub wake: UnboundedSender<ObjectRef<RelayService>>,
     /// Client of the one-off health fetches on pods that turned unready.
     pub health_client: reqwest::Client,
+    /// Metrics of the reload phase (none in tests that do not look).
+    pub metrics: Option<Arc<Metrics>>,
+    /// State of the reload phase (when each desired hash was first seen).
+    pub reload_state: ReloadState,
+    /// Options of the reload phase; built with defaults on first use when not set.
+    reload: OnceLock<ReloadOptions>,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -71,6 +80,9 @@ impl Context {
             require_pinned_images,
             wake,
             health_client: super::health_detail::client(),
+            metrics: None,
+            reload_state: ReloadState::default(),
+            reload: OnceLock::new(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }
@@ -85,6 +97,27 @@ impl Context {
     /// The current time according to the clock.
     pub fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    /// Use these reload options (hook client, concurrency, `--hook-via`).
+    pub fn with_reload(self, options: ReloadOptions) -> Self {
+        let reload = OnceLock::new();
+        let _ = reload.set(options);
+        Self { reload, ..self }
+    }
+
+    /// Record reload metrics here.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics: Some(metrics), ..self }
+    }
+
+    /// The reload options: those set with [`Self::with_reload`], or the defaults.
+    pub fn reload_options(&self) -> Result<&ReloadOptions, HookClientError> {
+        if let Some(options) = self.reload.get() {
+            return Ok(options);
+        }
+        let options = ReloadOptions::try_default()?;
+        Ok(self.reload.get_or_init(|| options))
     }
 
     /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.

@@ -1,7 +1,7 @@
 //! The controller: reconcilers that apply rendered objects and compute status.
 //!
-//! `plan`, `status`, `phase` and `conditions` are pure; `apply`, `children`,
-//! `relay_service` and `test_deployment` do the API I/O;
+//! `plan`, `reload_plan`, `status`, `phase` and `conditions` are pure; `reload` runs the
+//! reload hooks; `apply`, `children`, `relay_service` and `test_deployment` do the API I/O;
 //! `runner` wires watches, caches and the kube-runtime Controller.
 
 pub mod apply;
@@ -13,6 +13,8 @@ pub mod health_policy;
 pub mod phase;
 pub mod plan;
 pub mod relay_service;
+pub mod reload;
+pub mod reload_plan;
 pub mod runner;
 pub mod status;
 pub mod test_deployment;
@@ -29,6 +31,9 @@ pub enum Error {
     /// A namespaced object came without a namespace.
     #[error("object has no namespace")]
     MissingNamespace,
+    /// The reload hook HTTP client could not be built.
+    #[error("{0}")]
+    HookClient(#[source] crate::reload::HookClientError),
 }
 
 impl Error {
@@ -39,6 +44,7 @@ impl Error {
             Self::Kube(_) => "api",
             Self::Serialize(_) => "serialize",
             Self::MissingNamespace => "missing_namespace",
+            Self::HookClient(_) => "hook_client",
         }
     }
 }

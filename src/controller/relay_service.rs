@@ -17,6 +17,7 @@ use super::Error;
 use super::children::{Target, converge, owned_pods, publish, resolve_and_render};
 use super::context::Context;
 use super::health_detail;
+use super::reload::{ReloadRound, propagate};
 use super::status::{Dependencies, StatusInput, compute};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
@@ -46,12 +47,17 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     };
     let dependencies = dependencies(&ctx, &service, &namespace);
     let rendered = resolve_and_render(&ctx, &owner, spec);
-    let pods = owned_pods(&ctx, &owner);
+    let mut pods = owned_pods(&ctx, &owner);
     let reference = service.object_ref(&());
+    let mut reloads = ReloadRound::default();
     match &rendered {
         Ok(rendered) => {
             let target = Target { owner: &owner, reference: reference.clone(), spec };
             converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
+            let previous = service.status.as_ref();
+            reloads =
+                propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
+            reloads.apply_to(&mut pods);
         }
         Err(problem) => {
             publish(
@@ -89,6 +95,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         mutable_image,
         health_details: &health_details,
         previous: service.status.as_ref(),
+        reloads: &reloads.results,
         now: Timestamp::now(),
     });
     if service.status.as_ref() != Some(&status) {
@@ -103,14 +110,16 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
             .await
             .map_err(Error::Kube)?;
     }
-    Ok(match problem {
+    let wait = match problem {
         // Invalid input: wait for the next change instead of requeueing hot.
-        Some(_) => Action::await_change(),
+        Some(_) => return Ok(Action::await_change()),
         None if status.ready_replicas == status.replicas && status.updated_replicas == status.replicas => {
-            Action::requeue(Duration::from_secs(300))
+            Duration::from_secs(300)
         }
-        None => Action::requeue(Duration::from_secs(30)),
-    })
+        None => Duration::from_secs(30),
+    };
+    // The reload phase may need to come back sooner (settle delay, a newer configuration).
+    Ok(Action::requeue(reloads.requeue.map_or(wait, |r| r.min(wait))))
 }
 
 /// Fetch the health endpoint of every pod that turned unready since the last status, once,

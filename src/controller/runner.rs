@@ -19,6 +19,7 @@ use super::Error;
 use super::context::{Caches, Context};
 use super::health_policy;
 use super::relay_service::{reconcile, services_using_policy, services_using_secret};
+use super::reload::ReloadOptions;
 use super::test_deployment;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::ops::metrics::Metrics;
@@ -75,6 +76,8 @@ pub struct RunOptions {
     pub require_pinned_images: bool,
     /// Identity for Events (pod name).
     pub instance: Option<String>,
+    /// Reload hook client, concurrency and `--hook-via`.
+    pub reload: ReloadOptions,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -140,8 +143,11 @@ pub async fn run(
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
     let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx =
-        Arc::new(Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx));
+    let ctx = Arc::new(
+        Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx)
+            .with_reload(options.reload.clone())
+            .with_metrics(metrics.clone()),
+    );
 
     let shutdown = shutdown.shared();
     let policies_controller =

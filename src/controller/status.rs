@@ -1,10 +1,12 @@
 //! Pure status computation of a RelayService from its pods and what reconcile found.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{NewCondition, merge};
-use crate::api::{PodEntry, RelayServiceStatus};
+use crate::api::{PodEntry, RelayServiceStatus, ReloadResult};
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 
 /// The state of a service's `dependsOn`.
@@ -70,6 +72,8 @@ pub struct StatusInput<'a> {
     pub health_details: &'a std::collections::BTreeMap<String, String>,
     /// Status as it is now (for stable transition times and reload results).
     pub previous: Option<&'a RelayServiceStatus>,
+    /// Reload results of this reconcile by pod (they replace the previous ones).
+    pub reloads: &'a BTreeMap<String, ReloadResult>,
     /// Current time.
     pub now: Timestamp,
 }
@@ -132,7 +136,13 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
                 config_hash: annotation(pod),
                 restarts: statuses.iter().map(|s| s.restart_count).sum(),
                 image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
-                last_reload: previous.and_then(|p| p.last_reload.clone()),
+                last_reload: input.reloads.get(&name).cloned().or_else(|| {
+                    // A failure the pod has since recovered from (e.g. restarted with the
+                    // new configuration) is no longer reported.
+                    previous.and_then(|p| p.last_reload.clone()).filter(|r| {
+                        !(r.result == "Failed" && annotation(pod).as_deref() == Some(r.config_hash.as_str()))
+                    })
+                }),
                 health_detail: input
                     .health_details
                     .get(&name)
@@ -204,6 +214,16 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         (None, false) => NewCondition::new("Degraded", true, "PodsFailing", failing.join("; ")),
         (None, true) => NewCondition::new("Degraded", false, "AsExpected", "no failing pods"),
     };
+    let hook_failed: Vec<String> = pods
+        .iter()
+        .filter(|p| config_hash.is_some() && p.config_hash != config_hash)
+        .filter(|p| {
+            p.last_reload
+                .as_ref()
+                .is_some_and(|r| r.result == "Failed" && Some(&r.config_hash) == config_hash.as_ref())
+        })
+        .map(|p| p.name.clone())
+        .collect();
     let config = if existing > 0 && synced == existing {
         NewCondition::new(
             "ConfigInSync",
@@ -213,6 +233,16 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         )
     } else if existing == 0 {
         NewCondition::new("ConfigInSync", true, "NoPods", "no pods to configure")
+    } else if !hook_failed.is_empty() {
+        NewCondition::new(
+            "ConfigInSync",
+            false,
+            "HookFailed",
+            format!(
+                "{synced}/{existing} pods run the desired configuration; the reload hook failed on {} (see pods[].lastReload)",
+                hook_failed.join(", ")
+            ),
+        )
     } else {
         NewCondition::new(
             "ConfigInSync",

@@ -1,0 +1,184 @@
+//! Reload propagation benchmark: time from a config change (reconcile start) until every
+//! pod has acknowledged the new hash (annotation `relayops.io/config-hash` written), with
+//! the in-process fake API and one real hook server per pod on 127.0.0.x.
+//!
+//! For comparison, the restart strategy (no `reload`: every change replaces the pods,
+//! `maxUnavailable` at a time): the time the control loop needs to replace every pod when
+//! replacements are Ready instantly — a lower bound; on a cluster each wave also waits for
+//! pod start-up and readiness.
+//!
+//! `cargo bench --bench reload_propagation` (`-- --quick` runs N = 10 and 100 only).
+
+#[path = "../tests/support/fake_api.rs"]
+mod fake_api;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_api::{Behavior, FakeApi, HookServers};
+use kube::Resource;
+use relay_operator::api::RelayService;
+use relay_operator::controller::context::Context;
+use relay_operator::controller::relay_service::reconcile;
+use serde_json::{Value, json};
+
+const RUNS: usize = 7;
+
+fn service(spec: Value, generation: i64) -> RelayService {
+    let mut rs: RelayService = serde_json::from_value(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
+        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": generation},
+        "spec": spec,
+    }))
+    .expect("service");
+    rs.meta_mut().resource_version = Some("1".into());
+    rs
+}
+
+fn spec(n: usize, port: u16, value: usize, reload: bool, max_unavailable: usize) -> Value {
+    let mut spec = json!({"image": "ghcr.io/example/relay:1.4.2", "replicas": n,
+        "config": {"data": {"A": value.to_string()}},
+        "updateStrategy": {"maxUnavailable": max_unavailable}});
+    if reload {
+        spec["reload"] = json!({"port": port, "settleDelay": "0s", "retryDeadline": "30s"});
+    }
+    spec
+}
+
+/// Reconcile (feeding status back) until `done`; returns the number of reconciles.
+async fn drive(
+    api: &mut FakeApi,
+    ctx: &Arc<Context>,
+    rs: &mut RelayService,
+    done: impl Fn(&FakeApi) -> bool,
+) -> usize {
+    for round in 1..=100_000 {
+        api.set_service(rs);
+        if let Err(e) = reconcile(Arc::new(rs.clone()), ctx.clone()).await {
+            eprintln!("reconcile failed: {e}");
+        }
+        let calls = api.take_calls();
+        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
+            rs.status = serde_json::from_value(call.body["status"].clone()).ok();
+        }
+        if done(api) {
+            return round;
+        }
+    }
+    usize::MAX
+}
+
+fn all_pods(api: &FakeApi, n: usize, check: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool) -> bool {
+    (0..n).all(|i| api.pod(&format!("web-{i}")).is_some_and(|p| check(&p)))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn reload_case(n: usize, hook_delay: Duration) {
+    let mut api = FakeApi::new();
+    let mounted = api.mounted.clone();
+    let servers = HookServers::start(n, hook_delay, move |_| Behavior::Echo(mounted.clone())).await;
+    let ctx = Arc::new(api.context());
+    let mut generation = 1;
+    let mut rs = service(spec(n, servers.port, 0, true, 1), generation);
+    drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
+
+    let mut times = Vec::new();
+    let mut reconciles = Vec::new();
+    let mut calls_per_pod = (usize::MAX, 0usize);
+    for run in 1..=RUNS {
+        generation += 1;
+        let status = rs.status.clone();
+        rs = service(spec(n, servers.port, run, true, 1), generation);
+        rs.status = status;
+        let started = Instant::now();
+        let rounds = drive(&mut api, &ctx, &mut rs, |api| {
+            let hash = api.mounted.lock().map(|h| h.clone()).unwrap_or_default();
+            all_pods(api, n, |p| {
+                p.metadata.annotations.as_ref().and_then(|a| a.get("relayops.io/config-hash")) == Some(&hash)
+            })
+        })
+        .await;
+        times.push(started.elapsed());
+        reconciles.push(rounds);
+        let hash = api.mounted.lock().map(|h| h.clone()).unwrap_or_default();
+        let counts = servers.calls_for(&hash);
+        let min = (0..n).map(|i| counts.get(&i).copied().unwrap_or(0)).min().unwrap_or(0);
+        let max = counts.values().copied().max().unwrap_or(0);
+        calls_per_pod = (calls_per_pod.0.min(min), calls_per_pod.1.max(max));
+    }
+    times.sort();
+    println!(
+        "reload   N={n:<5} hook={:>3} ms  p50={:>8.1} ms  p99={:>8.1} ms  reconciles/change={:?}  hook calls/pod min={} max={}",
+        hook_delay.as_millis(),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        reconciles.iter().max().copied().unwrap_or(0),
+        calls_per_pod.0,
+        calls_per_pod.1,
+    );
+}
+
+async fn restart_case(n: usize, max_unavailable: usize, runs: usize) {
+    let mut api = FakeApi::new();
+    let ctx = Arc::new(api.context());
+    let mut generation = 1;
+    let mut rs = service(spec(n, 0, 0, false, max_unavailable), generation);
+    drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
+    let mut times = Vec::new();
+    let mut reconciles = 0;
+    for run in 1..=runs {
+        generation += 1;
+        let status = rs.status.clone();
+        rs = service(spec(n, 0, run, false, max_unavailable), generation);
+        rs.status = status;
+        let started = Instant::now();
+        reconciles = drive(&mut api, &ctx, &mut rs, |api| {
+            let hash = api.mounted.lock().map(|h| h.clone()).unwrap_or_default();
+            all_pods(api, n, |p| {
+                p.metadata.annotations.as_ref().and_then(|a| a.get("relayops.io/config-hash")) == Some(&hash)
+            })
+        })
+        .await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "restart  N={n:<5} maxUnavailable={max_unavailable:<4} p50={:>8.1} ms  p99={:>8.1} ms  reconciles/change={reconciles}  (pods Ready instantly: control loop only)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(async {
+        println!("# reload propagation: change → all pods acknowledged ({RUNS} runs, default --hook-concurrency 32)");
+        for &n in sizes {
+            for delay in [Duration::from_millis(1), Duration::from_millis(50)] {
+                reload_case(n, delay).await;
+            }
+        }
+        println!("# restart strategy for comparison");
+        for &n in sizes {
+            let runs = if n >= 1000 { 1 } else { 3 };
+            restart_case(n, 1, runs).await;
+            restart_case(n, (n / 10).max(1), runs).await;
+        }
+    });
+}

@@ -1,0 +1,630 @@
+//! The reload phase of a reconcile: after [`super::children::converge`] wrote the
+//! ConfigMap, bring every Ready pod of the current template to the desired `configHash`
+//! through its reload hook (see "Reload protocol" in the README).
+//!
+//! Per pod whose annotation `relayops.io/config-hash` differs from the desired hash:
+//!
+//! 1. **Nudge.** Patch the annotation `relayops.io/config-nudge: <hash> <time>`. A pod
+//!    update makes the kubelet sync that pod now, and syncing remounts its ConfigMap
+//!    volume; without it the new file appears only at the kubelet's periodic sync
+//!    (`syncFrequency`, 1 min, plus the ConfigMap cache delay): 60–90 s in the worst
+//!    case. The time in the value survives operator restarts.
+//! 2. **Call.** `reload_all`-style concurrent calls (bounded by `--hook-concurrency`),
+//!    retried with backoff until `reload.retryDeadline`. An app known to echo
+//!    `configHash` is called right after the nudge (a stale answer is retried); any
+//!    other app only once `reload.settleDelay` has passed since the nudge — otherwise the
+//!    reconcile requeues for the remainder instead of sleeping.
+//! 3. **Record.** On success, patch `relayops.io/config-hash` with the hash that was
+//!    sent — only if it still equals the hash freshly rendered from the caches at that
+//!    moment, so during A→B→C a pod is never recorded at B once C is desired. The
+//!    annotation is durable: a restarted operator neither repeats nor forgets a reload.
+//! 4. **Fail.** After the deadline, `onFailure: Restart` deletes the pod (it comes back
+//!    with the new configuration; `relay_operator_reload_restarts_total`), `Ignore`
+//!    leaves it; both are a Warning Event and `pods[].lastReload` in status.
+//!
+//! Design: the phase runs inside the reconcile, bounded by `retryDeadline` (plus one call
+//! timeout), and is abandoned as soon as the service's generation or freshly rendered
+//! configuration hash changes. kube-runtime never runs two reconciles of one object at
+//! once, so no pod is called twice concurrently, and other services reconcile in
+//! parallel. A background task per service would need its own registry, cancellation and
+//! a second writer of status for the same guarantees.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::Error;
+use super::apply::delete;
+use super::children::{Target, publish, secret_data};
+use super::context::Context;
+use super::reload_plan::{
+    ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, plan,
+};
+use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec, parse_duration};
+use crate::ops::metrics::ReloadHookResult;
+use crate::reload::{
+    BearerToken, CONFIG_HASH_HEADER, DEFAULT_CONCURRENCY, HookCall, HookClient, HookClientError,
+    HookClientOptions, HookOutcome, HookReport, RetryPolicy, classify, hook_url,
+};
+use crate::render::{
+    ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
+};
+
+/// How the operator reaches a pod's hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookVia {
+    /// `http://<podIP>:<port><path>` directly (the operator runs in the cluster network).
+    #[default]
+    PodIp,
+    /// Through the API server's pod proxy (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`),
+    /// so it works from outside the cluster. The API server consumes `Authorization`, so a
+    /// bearer token cannot be passed to the app this way.
+    Proxy,
+}
+
+/// Options of the reload phase (`--hook-concurrency`, `--hook-via`).
+#[derive(Clone, Debug)]
+pub struct ReloadOptions {
+    /// The HTTP client for `pod-ip` calls.
+    pub client: HookClient,
+    /// At most this many hook calls in flight at once (per service), and as many API writes.
+    pub concurrency: usize,
+    /// How pods are reached.
+    pub via: HookVia,
+    /// First retry delay (doubling up to `retry_max`); the deadline is `reload.retryDeadline`.
+    pub retry_initial: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+}
+
+impl ReloadOptions {
+    /// Options with a default hook client and retry delays of 500 ms doubling to 10 s.
+    pub fn new(concurrency: usize, via: HookVia) -> Result<Self, HookClientError> {
+        let defaults = RetryPolicy::default();
+        Ok(Self {
+            client: HookClient::new(HookClientOptions::default())?,
+            concurrency: concurrency.max(1),
+            via,
+            retry_initial: defaults.initial,
+            retry_max: defaults.max,
+        })
+    }
+
+    /// `ReloadOptions::new(DEFAULT_CONCURRENCY, HookVia::PodIp)`.
+    pub fn try_default() -> Result<Self, HookClientError> {
+        Self::new(DEFAULT_CONCURRENCY, HookVia::PodIp)
+    }
+}
+
+/// In-memory state of the reload phase: when each service's desired hash was first seen
+/// (right after its ConfigMap write), for the propagation-latency histogram.
+#[derive(Debug, Default)]
+pub struct ReloadState {
+    written: Mutex<HashMap<String, (String, Timestamp)>>,
+}
+
+impl ReloadState {
+    /// When `hash` became the desired hash of `key`: the first time this process saw it,
+    /// or `fallback` (e.g. the ConfigMap's last apply time) when that is earlier.
+    fn written_at(&self, key: &str, hash: &str, fallback: Option<Timestamp>, now: Timestamp) -> Timestamp {
+        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = written.entry(key.to_owned()).or_insert_with(|| (hash.to_owned(), now));
+        if entry.0 != hash {
+            *entry = (hash.to_owned(), now);
+        }
+        match fallback {
+            Some(earlier) if earlier < entry.1 => earlier,
+            _ => entry.1,
+        }
+    }
+}
+
+/// What a reload phase did, for status and requeueing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReloadRound {
+    /// New `pods[].lastReload` entries.
+    pub results: BTreeMap<String, ReloadResult>,
+    /// Pods whose `relayops.io/config-hash` was written, with the hash.
+    pub applied: BTreeMap<String, String>,
+    /// Pods deleted by `onFailure: Restart` (still listed until the watch reports them
+    /// gone, so their failed `lastReload` is visible).
+    pub restarted: BTreeSet<String>,
+    /// Reconcile again after this long (settle delay remaining, or a newer change).
+    pub requeue: Option<Duration>,
+}
+
+impl ReloadRound {
+    /// Reflect the round's writes in local copies of the pods (the cache lags behind).
+    pub fn apply_to(&self, pods: &mut [Pod]) {
+        for pod in pods {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if let Some(hash) = self.applied.get(&name) {
+                pod.metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(ANNOTATION_CONFIG_HASH.into(), hash.clone());
+            }
+        }
+    }
+}
+
+/// A `reload` field that does not parse as a duration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("spec.reload.{field}: invalid duration {value:?}")]
+pub struct InvalidDuration {
+    field: &'static str,
+    value: String,
+}
+
+/// The parsed durations of a `reload` spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Timing {
+    timeout: Duration,
+    deadline: Duration,
+    settle: Duration,
+}
+
+fn timing(reload: &ReloadSpec) -> Result<Timing, InvalidDuration> {
+    let parse = |field: &'static str, value: &str| {
+        parse_duration(value).ok_or_else(|| InvalidDuration { field, value: value.to_owned() })
+    };
+    Ok(Timing {
+        timeout: parse("timeout", &reload.timeout)?,
+        deadline: parse("retryDeadline", &reload.retry_deadline)?,
+        settle: parse("settleDelay", &reload.settle_delay)?,
+    })
+}
+
+/// Run the reload phase for a converged service. `generation` is the service's
+/// `metadata.generation` this reconcile acts on; `pods` are its pods from the cache.
+pub async fn propagate(
+    ctx: &Context,
+    target: &Target<'_>,
+    generation: Option<i64>,
+    rendered: &RenderedService,
+    pods: &[Pod],
+    previous: Option<&RelayServiceStatus>,
+) -> Result<ReloadRound, Error> {
+    let (Some(reload), Some(_)) = (&target.spec.reload, &target.spec.config) else {
+        return Ok(ReloadRound::default());
+    };
+    let owner = target.owner;
+    let desired = rendered.config_hash.as_str();
+    let now = Timestamp::now();
+    let written_at =
+        ctx.reload_state.written_at(&service_key(owner), desired, config_map_time(ctx, owner, desired), now);
+    let timing = match timing(reload) {
+        Ok(timing) => timing,
+        Err(e) => {
+            publish(ctx, &target.reference, EventType::Warning, "InvalidReloadSpec", "Reload", e.to_string())
+                .await;
+            return Ok(ReloadRound::default());
+        }
+    };
+    // Only the pods the service keeps: a pod being scaled away is not reloaded.
+    let kept: BTreeSet<&str> = rendered.pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+    let views: Vec<PodView> =
+        pods.iter().map(PodView::of).filter(|p| kept.contains(p.name.as_str())).collect();
+    let last_reload: BTreeMap<String, ReloadResult> = previous
+        .map(|s| s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect())
+        .unwrap_or_default();
+    let steps = plan(&ReloadInput {
+        desired_hash: desired,
+        template_hash: &rendered.pod_template_hash,
+        pods: &views,
+        last_reload: &last_reload,
+        settle_delay: timing.settle,
+        now,
+    });
+    let mut round = ReloadRound { requeue: steps.wait, ..ReloadRound::default() };
+    if steps.nudge.is_empty() && steps.call.is_empty() {
+        return Ok(round);
+    }
+    let options = ctx.reload_options().map_err(Error::HookClient)?;
+    let writes = Semaphore::new(options.concurrency);
+
+    // 1. Nudge.
+    let nudge = Nudge { hash: desired.to_owned(), at: now }.annotation_value();
+    let nudged = join_all(steps.nudge.iter().map(|name| {
+        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_CONFIG_NUDGE: nudge}}});
+        patch_pod(ctx, &owner.namespace, name, patch, &writes)
+    }))
+    .await;
+    nudged.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    if steps.call.is_empty() {
+        return Ok(round);
+    }
+
+    // 2. Call.
+    let token = match bearer_token(ctx, &owner.namespace, reload) {
+        Ok(token) => token,
+        Err(message) => {
+            publish(ctx, &target.reference, EventType::Warning, "ReloadTokenNotFound", "Reload", message)
+                .await;
+            round.requeue = Some(Duration::from_secs(30));
+            return Ok(round);
+        }
+    };
+    let port = u16::try_from(reload.port).unwrap_or_default();
+    let policy =
+        RetryPolicy { initial: options.retry_initial, max: options.retry_max, deadline: timing.deadline };
+    let mut calls = Vec::new();
+    for (name, ip) in &steps.call {
+        let url = match options.via {
+            HookVia::PodIp => hook_url(ip, port, &reload.path),
+            // The proxy URL is built per attempt; this URL is only for logs.
+            HookVia::Proxy => hook_url("127.0.0.1", port, &reload.path),
+        };
+        match url {
+            Ok(url) => calls.push(HookCall {
+                pod: name.clone(),
+                url,
+                method: reload.method,
+                config_hash: desired.to_owned(),
+                bearer_token: if options.via == HookVia::Proxy { None } else { token.clone() },
+                timeout: timing.timeout,
+            }),
+            Err(e) => {
+                round.results.insert(name.clone(), result("Failed", desired, e.to_string()));
+            }
+        }
+    }
+    let limit = Semaphore::new(options.concurrency);
+    let fresh = Freshness { ctx, owner, generation, sent: desired };
+    let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
+    let run = join_all(calls.iter().map(|call| async {
+        let report = match options.via {
+            HookVia::PodIp => options.client.call_with_retry_limited(call, &policy, Some(&limit)).await,
+            HookVia::Proxy => {
+                proxy_call(&ctx.client, &owner.namespace, port, &reload.path, call, &policy, &limit).await
+            }
+        };
+        if let Some(metrics) = &ctx.metrics {
+            metrics.reload_hook_call(metric_result(&report.outcome));
+        }
+        let written = if report.succeeded() {
+            record(ctx, &fresh, &report, &writes).await
+        } else {
+            Recorded::Superseded
+        };
+        if written == Recorded::Written
+            && let Some(metrics) = &ctx.metrics
+        {
+            let seconds = Timestamp::now().duration_since(written_at).as_secs_f64();
+            metrics.observe_reload_propagation(seconds.max(0.0));
+        }
+        finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((report, written));
+    }));
+    let superseded = tokio::select! {
+        _ = run => false,
+        () = fresh.wait_superseded() => true,
+    };
+    let finished = finished.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    // 3. Record and 4. apply onFailure.
+    let mut applied = 0usize;
+    for (report, written) in finished {
+        let name = report.pod.clone();
+        let message = format!(
+            "{} after {} attempt(s) in {} ms",
+            report.outcome,
+            report.attempts,
+            report.elapsed.as_millis()
+        );
+        if report.succeeded() {
+            match written {
+                Recorded::Failed(error) => {
+                    round.results.insert(
+                        name,
+                        result(report.outcome.status_result(), desired, format!("{message}; {error}")),
+                    );
+                }
+                Recorded::Written => {
+                    applied += 1;
+                    round.applied.insert(name.clone(), desired.to_owned());
+                    round.results.insert(name, result(report.outcome.status_result(), desired, message));
+                }
+                // A newer configuration is desired: nothing is recorded for this one.
+                Recorded::Superseded => {}
+            }
+            continue;
+        }
+        round.results.insert(name.clone(), result("Failed", desired, message.clone()));
+        match reload.on_failure {
+            ReloadFailurePolicy::Restart => {
+                delete::<Pod>(&ctx.client, &owner.namespace, &name).await?;
+                round.restarted.insert(name.clone());
+                if let Some(metrics) = &ctx.metrics {
+                    metrics.reload_restart();
+                }
+                warn!(pod = %name, %message, "reload failed; deleting the pod (onFailure: Restart)");
+                let note = format!(
+                    "reload of pod {name} failed ({message}); deleted it so it restarts with the new configuration (onFailure: Restart)"
+                );
+                publish(ctx, &target.reference, EventType::Warning, "ReloadFailed", "Restart", note).await;
+            }
+            ReloadFailurePolicy::Ignore => {
+                warn!(pod = %name, %message, "reload failed; leaving the pod (onFailure: Ignore)");
+                let note = format!(
+                    "reload of pod {name} failed ({message}); it keeps its previous configuration (onFailure: Ignore)"
+                );
+                publish(ctx, &target.reference, EventType::Warning, "ReloadFailed", "Reload", note).await;
+            }
+        }
+    }
+    if applied > 0 {
+        info!(pods = applied, hash = %short(desired), "configuration reloaded");
+        let note = format!("reloaded configuration {} in {applied} pod(s) through the hook", short(desired));
+        publish(ctx, &target.reference, EventType::Normal, "ConfigReloaded", "Reload", note).await;
+    }
+    if superseded {
+        info!(hash = %short(desired), "a newer configuration is desired; abandoning this reload");
+        round.requeue = Some(Duration::from_millis(100));
+    }
+    Ok(round)
+}
+
+fn service_key(owner: &Owner) -> String {
+    format!("{}/{}/{}", owner.kind.as_str(), owner.namespace, owner.name)
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+fn result(result: &str, hash: &str, message: String) -> ReloadResult {
+    ReloadResult {
+        result: result.to_owned(),
+        config_hash: hash.to_owned(),
+        time: Some(Timestamp::now().to_string()),
+        message: Some(message),
+    }
+}
+
+/// The time the operator last applied the ConfigMap, when it carries `hash`.
+fn config_map_time(ctx: &Context, owner: &Owner, hash: &str) -> Option<Timestamp> {
+    let config_map: std::sync::Arc<ConfigMap> =
+        ctx.caches.config_maps.get(&ObjectRef::new(&owner.config_map_name()).within(&owner.namespace))?;
+    if config_map.data.as_ref()?.get(CONFIG_HASH_KEY).map(String::as_str) != Some(hash) {
+        return None;
+    }
+    let fields = config_map.metadata.managed_fields.as_ref()?;
+    fields
+        .iter()
+        .filter(|f| f.manager.as_deref() == Some(MANAGER))
+        .filter_map(|f| f.time.as_ref().map(|t| t.0))
+        .max()
+}
+
+fn metric_result(outcome: &HookOutcome) -> ReloadHookResult {
+    match outcome {
+        HookOutcome::Applied => ReloadHookResult::Applied,
+        HookOutcome::AppliedUnverified => ReloadHookResult::AppliedUnverified,
+        HookOutcome::Stale { .. } => ReloadHookResult::Stale,
+        HookOutcome::HttpStatus(_) => ReloadHookResult::HttpError,
+        HookOutcome::Timeout => ReloadHookResult::Timeout,
+        HookOutcome::Connect(_) => ReloadHookResult::ConnectError,
+        HookOutcome::Other(_) | HookOutcome::InvalidRequest(_) => ReloadHookResult::Error,
+    }
+}
+
+/// The token from `reload.bearerTokenSecretRef` (trailing whitespace trimmed), from the cache.
+fn bearer_token(ctx: &Context, namespace: &str, reload: &ReloadSpec) -> Result<Option<BearerToken>, String> {
+    let Some(selector) = &reload.bearer_token_secret_ref else { return Ok(None) };
+    let secret =
+        ctx.caches.secrets.get(&ObjectRef::new(&selector.name).within(namespace)).ok_or_else(|| {
+            format!("spec.reload.bearerTokenSecretRef: Secret {namespace}/{} not found", selector.name)
+        })?;
+    let value = secret.data.as_ref().and_then(|d| d.get(&selector.key)).ok_or_else(|| {
+        format!(
+            "spec.reload.bearerTokenSecretRef: Secret {namespace}/{} has no key {:?}",
+            selector.name, selector.key
+        )
+    })?;
+    let text = std::str::from_utf8(&value.0)
+        .map_err(|_| format!("spec.reload.bearerTokenSecretRef: key {:?} is not UTF-8", selector.key))?;
+    Ok(Some(BearerToken::new(text.trim_end())))
+}
+
+/// Merge-patch a pod's annotations; a vanished pod is not an error.
+async fn patch_pod(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+    writes: &Semaphore,
+) -> Result<(), Error> {
+    let _permit = writes.acquire().await.ok();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+    match api.patch(name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Whether the configuration this round sends is still the desired one.
+struct Freshness<'a> {
+    ctx: &'a Context,
+    owner: &'a Owner,
+    generation: Option<i64>,
+    sent: &'a str,
+}
+
+impl Freshness<'_> {
+    /// The service in the cache has another generation, or its configuration now renders
+    /// to another hash (spec or Secret changed). A service missing from the cache is
+    /// judged by the spec this reconcile started with, i.e. not superseded.
+    fn superseded(&self) -> bool {
+        let key = ObjectRef::new(&self.owner.name).within(&self.owner.namespace);
+        let Some(service) = self.ctx.caches.services.get(&key) else { return false };
+        if service.metadata.generation != self.generation {
+            return true;
+        }
+        let secrets = secret_data(self.ctx, &self.owner.namespace, &service.spec);
+        match render_config(self.owner, &service.spec, &secrets) {
+            Ok(config) => config.hash != self.sent,
+            Err(_) => true,
+        }
+    }
+
+    async fn wait_superseded(&self) {
+        while !self.superseded() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// What became of a successful call's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Recorded {
+    /// `relayops.io/config-hash` now holds the sent hash.
+    Written,
+    /// A newer configuration is desired (or the call failed): nothing written.
+    Superseded,
+    /// The annotation patch failed (the reload will be repeated).
+    Failed(String),
+}
+
+/// After a successful call: write the sent hash if it is still the desired one.
+async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, writes: &Semaphore) -> Recorded {
+    if fresh.superseded() {
+        return Recorded::Superseded;
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ANNOTATION_CONFIG_HASH: fresh.sent,
+        ANNOTATION_RELOAD_RESULT: report.outcome.status_result(),
+    }}});
+    match patch_pod(ctx, &fresh.owner.namespace, &report.pod, patch, writes).await {
+        Ok(()) => Recorded::Written,
+        Err(e) => {
+            warn!(pod = %report.pod, error = %e, "cannot record the applied configuration hash");
+            Recorded::Failed(format!("cannot record the applied hash: {e}"))
+        }
+    }
+}
+
+/// One pod's hook through the API server's pod proxy, retried like
+/// [`HookClient::call_with_retry`].
+async fn proxy_call(
+    client: &kube::Client,
+    namespace: &str,
+    port: u16,
+    path: &str,
+    call: &HookCall,
+    policy: &RetryPolicy,
+    limit: &Semaphore,
+) -> HookReport {
+    let start = Instant::now();
+    let mut attempts: u32 = 0;
+    loop {
+        let permit = limit.acquire().await.ok();
+        let budget = if attempts == 0 {
+            call.timeout
+        } else {
+            call.timeout.min(policy.deadline.saturating_sub(start.elapsed()))
+        };
+        let outcome = tokio::time::timeout(budget, proxy_attempt(client, namespace, port, path, call))
+            .await
+            .unwrap_or(HookOutcome::Timeout);
+        drop(permit);
+        attempts = attempts.saturating_add(1);
+        let delay = if outcome.is_retryable() {
+            policy.next_delay(attempts.saturating_sub(1), start.elapsed())
+        } else {
+            None
+        };
+        let Some(delay) = delay else {
+            return HookReport { pod: call.pod.clone(), outcome, attempts, elapsed: start.elapsed() };
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn proxy_attempt(
+    client: &kube::Client,
+    namespace: &str,
+    port: u16,
+    path: &str,
+    call: &HookCall,
+) -> HookOutcome {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{}:{port}/proxy{path}", call.pod);
+    let Ok(hash) = HeaderValue::from_str(&call.config_hash) else {
+        return HookOutcome::InvalidRequest("configHash is not a valid header value".into());
+    };
+    let built = kube::core::Request::new("/").create(&PostParams::default(), Vec::new());
+    let mut request = match built {
+        Ok(request) => request,
+        Err(e) => return HookOutcome::InvalidRequest(e.to_string()),
+    };
+    match uri.parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return HookOutcome::InvalidRequest(format!("invalid proxy path {uri:?}")),
+    }
+    if call.method == crate::api::ReloadMethod::Put {
+        *request.method_mut() = reqwest::Method::PUT;
+    }
+    request.headers_mut().insert(CONFIG_HASH_HEADER, hash);
+    // The API server authenticates the operator and never forwards `Authorization`.
+    request.headers_mut().remove(AUTHORIZATION);
+    match client.request_text(request).await {
+        Ok(body) => classify(200, body.as_bytes(), &call.config_hash),
+        Err(kube::Error::Api(status)) => HookOutcome::HttpStatus(status.code),
+        Err(e) => HookOutcome::Other(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_parses_and_names_the_bad_field() {
+        let mut reload: ReloadSpec = serde_json::from_value(serde_json::json!({"port": 8080})).expect("spec");
+        assert_eq!(
+            timing(&reload),
+            Ok(Timing {
+                timeout: Duration::from_secs(5),
+                deadline: Duration::from_secs(120),
+                settle: Duration::from_secs(10)
+            })
+        );
+        reload.settle_delay = "soon".into();
+        assert_eq!(
+            timing(&reload).map_err(|e| e.to_string()),
+            Err("spec.reload.settleDelay: invalid duration \"soon\"".into())
+        );
+    }
+
+    #[test]
+    fn written_at_keeps_the_first_sighting_per_hash() {
+        let state = ReloadState::default();
+        let t = |s: &str| s.parse::<Timestamp>().expect("ts");
+        assert_eq!(state.written_at("k", "a", None, t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:00Z"));
+        assert_eq!(state.written_at("k", "a", None, t("2026-01-01T00:00:05Z")), t("2026-01-01T00:00:00Z"));
+        assert_eq!(state.written_at("k", "b", None, t("2026-01-01T00:00:09Z")), t("2026-01-01T00:00:09Z"));
+        assert_eq!(
+            state.written_at("k", "b", Some(t("2026-01-01T00:00:08Z")), t("2026-01-01T00:00:10Z")),
+            t("2026-01-01T00:00:08Z")
+        );
+    }
+
+    #[test]
+    fn outcomes_map_to_metric_labels() {
+        assert_eq!(metric_result(&HookOutcome::Applied).as_str(), "applied");
+        assert_eq!(metric_result(&HookOutcome::InvalidRequest("x".into())).as_str(), "error");
+        assert_eq!(metric_result(&HookOutcome::Connect("x".into())).as_str(), "connect_error");
+    }
+}
