@@ -94,7 +94,38 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
     calls.extend(h.take_calls());
     calls.extend(test_deployment_lifecycle().await);
+    calls.extend(reload_through_the_api_proxy().await);
     calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
+}
+
+/// A configuration change reloaded through the API server's pod proxy (`--hook-via proxy`).
+async fn reload_through_the_api_proxy() -> Vec<Call> {
+    use relay_operator::controller::reload::{HookVia, ReloadOptions};
+
+    let mut h = Harness::with_reload(ReloadOptions::new(4, HookVia::Proxy).unwrap());
+    let mut spec = json!({"image": "a:1.0.0", "ports": [{"name": "http", "containerPort": 8000}],
+        "config": {"data": {"A": "1"}}, "reload": {"port": 8000, "settleDelay": "0s"}});
+    let mut calls = Vec::new();
+    // POST, then PUT: the pod proxy maps them to the verbs create and update.
+    for (value, method) in [("1", "POST"), ("2", "POST"), ("3", "PUT")] {
+        spec["config"]["data"]["A"] = json!(value);
+        spec["reload"]["method"] = json!(method);
+        reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
+        let step = h.take_calls();
+        h.sync(&step, true);
+        h.set_pod("web-0", true, Some("10.0.0.1"));
+        calls.extend(step);
+    }
+    for method in ["POST", "PUT"] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.method == method && c.path.contains("/pods/web-0:8000/proxy/reload-config")),
+            "no {method} through the proxy: {:#?}",
+            summary(&calls)
+        );
+    }
+    calls
 }
 
 /// A TestDeployment copied from a RelayService, crash-looping (its log is read), then

@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService};
 use relay_operator::controller::context::{Caches, Context};
+use relay_operator::controller::reload::ReloadOptions;
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 
@@ -131,6 +132,15 @@ impl Harness {
 
     /// A harness whose operator runs with `--require-pinned-images` when `require_pinned`.
     pub fn with_policy(require_pinned: bool) -> Self {
+        Self::with_options(require_pinned, None)
+    }
+
+    /// A harness whose operator uses these reload options (e.g. `--hook-via proxy`).
+    pub fn with_reload(reload: ReloadOptions) -> Self {
+        Self::with_options(false, Some(reload))
+    }
+
+    fn with_options(require_pinned: bool, reload: Option<ReloadOptions>) -> Self {
         let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(fail_after.clone());
         let (pods_r, pods) = reflector::store();
@@ -150,7 +160,7 @@ impl Harness {
             secrets: sec_r,
         };
         let clock = Arc::new(Mutex::new(Timestamp::now()));
-        let (ctx, woken) = context(client, caches, require_pinned, clock.clone());
+        let (ctx, woken) = context(client, caches, require_pinned, clock.clone(), reload);
         Self {
             ctx,
             clock,
@@ -173,8 +183,14 @@ impl Harness {
         self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
-        (self.ctx, self.woken) =
-            context(client, self.ctx.caches.clone(), self.ctx.require_pinned_images, self.clock.clone());
+        let reload = self.ctx.reload_options().ok().cloned();
+        (self.ctx, self.woken) = context(
+            client,
+            self.ctx.caches.clone(),
+            self.ctx.require_pinned_images,
+            self.clock.clone(),
+            reload,
+        );
     }
 
     /// Set the time the operator sees.
@@ -296,12 +312,16 @@ fn context(
     caches: Caches,
     require_pinned: bool,
     clock: Arc<Mutex<Timestamp>>,
+    reload: Option<ReloadOptions>,
 ) -> (Arc<Context>, Woken) {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let ctx = Context::new(client, caches, recorder, require_pinned, wake)
+    let mut ctx = Context::new(client, caches, recorder, require_pinned, wake)
         .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    if let Some(reload) = reload {
+        ctx = ctx.with_reload(reload);
+    }
     (Arc::new(ctx), woken)
 }
 

@@ -81,6 +81,10 @@ relayops.io/rbac=leader-election (Role), and read .rules.
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+# Reload hooks with --hook-via proxy: POST is "create", PUT is "update".
+- apiGroups: [""]
+  resources: ["pods/proxy"]
+  verbs: ["create", "update"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["list", "watch"]
