@@ -176,36 +176,26 @@ pub async fn run(
         .watches_stream(policy_stream, move |policy: HealthPolicy| {
             services_using_policy(&services_for_policies, &policy)
         })
-        .watches_stream(secret_stream, move |secret: Secret| services_using_secret(&services_for_secrets, &secret))
+        .watches_stream(secret_stream, move |secret: Secret| {
+            services_using_secret(&services_for_secrets, &secret)
+        })
         // A dependency turning Ready wakes its dependents (sent by the reconciler).
         .reconcile_on(wake_rx)
         .graceful_shutdown_on(shutdown)
         .run(
             move |service, ctx| {
                 let metrics = metrics.clone();
-                let span = info_span!("reconcile", namespace = %service.namespace().unwrap_or_default(), name = %service.name_any());
                 async move {
-                    let key = format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any());
-                    let timer = metrics.reconcile_timer(KIND);
-                    let result = reconcile(service, ctx.clone()).await;
-                    drop(timer);
-                    match &result {
-                        Ok(_) => ctx.reset_backoff(&key),
-                        Err(e) => metrics.reconcile_failure(KIND, e.metric_label()),
-                    }
+                    let result =
+                        observed(&*service.clone(), &ctx, &metrics, reconcile(service, ctx.clone())).await;
                     record_pod_states(&ctx, &metrics);
                     result
                 }
-                .instrument(span)
             },
-            error_policy,
+            requeue_with_backoff,
             ctx,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "controller error");
-            }
-        });
+        .for_each(log_controller_error);
     futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
 }
 
@@ -232,7 +222,7 @@ async fn run_test_deployments<S>(
     wiring.sync.wait_for(&["Pod", "ConfigMap", "Service", "PersistentVolumeClaim", "RelayService"]).await;
     let TestDeploymentWiring { client, namespace, managed, store, stream, .. } = wiring;
     let ns = &namespace;
-    metrics.register_kind(TD_KIND);
+    metrics.register_kind(&TestDeployment::kind(&()));
     let gauge_store = store.clone();
     Controller::for_stream(stream, store)
         .owns(api::<Pod>(&client, ns), managed.clone())
@@ -244,29 +234,17 @@ async fn run_test_deployments<S>(
             move |td, ctx| {
                 let metrics = metrics.clone();
                 let gauge_store = gauge_store.clone();
-                let span = info_span!("reconcile", kind = TD_KIND, namespace = %td.namespace().unwrap_or_default(), name = %td.name_any());
                 async move {
-                    let key = td_key(&td);
-                    let timer = metrics.reconcile_timer(TD_KIND);
-                    let result = test_deployment::reconcile(td, ctx.clone(), &metrics).await;
-                    drop(timer);
-                    match &result {
-                        Ok(_) => ctx.reset_backoff(&key),
-                        Err(e) => metrics.reconcile_failure(TD_KIND, e.metric_label()),
-                    }
+                    let work = test_deployment::reconcile(td.clone(), ctx.clone(), &metrics);
+                    let result = observed(&*td, &ctx, &metrics, work).await;
                     record_test_deployment_phases(&gauge_store, &metrics);
                     result
                 }
-                .instrument(span)
             },
-            td_error_policy,
+            requeue_with_backoff,
             ctx,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "test deployment controller error");
-            }
-        })
+        .for_each(log_controller_error)
         .await;
 }
 
@@ -295,41 +273,16 @@ async fn run_policy_controller(
         .run(
             move |policy, ctx| {
                 let metrics = metrics.clone();
-                let span = info_span!("reconcile", namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any());
                 async move {
-                    let timer = metrics.reconcile_timer(POLICY_KIND);
-                    let result = health_policy::reconcile(policy, ctx).await;
-                    drop(timer);
-                    if let Err(e) = &result {
-                        metrics.reconcile_failure(POLICY_KIND, e.metric_label());
-                    }
-                    result
+                    observed(&*policy.clone(), &ctx, &metrics, health_policy::reconcile(policy, ctx.clone()))
+                        .await
                 }
-                .instrument(span)
             },
-            |policy: Arc<HealthPolicy>, error: &Error, ctx: Arc<Context>| {
-                let key = format!("HealthPolicy/{}/{}", policy.namespace().unwrap_or_default(), policy.name_any());
-                let wait = ctx.failure_backoff(&key);
-                warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
-                Action::requeue(wait)
-            },
+            requeue_with_backoff,
             ctx,
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "controller error");
-            }
-        })
+        .for_each(log_controller_error)
         .await;
-}
-
-const POLICY_KIND: &str = "HealthPolicy";
-
-const TD_KIND: &str = "TestDeployment";
-
-/// Backoff key of a TestDeployment (kind-prefixed: a RelayService may have the same name).
-fn td_key(td: &TestDeployment) -> String {
-    format!("{TD_KIND}/{}/{}", td.namespace().unwrap_or_default(), td.name_any())
 }
 
 /// TestDeployments by phase, recomputed from the cache.
@@ -344,16 +297,6 @@ fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metric
         metrics.set_test_deployments(phase, count);
     }
 }
-
-/// Requeue a failed TestDeployment reconcile with exponential backoff per object.
-fn td_error_policy(td: Arc<TestDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = td_key(&td);
-    let wait = ctx.failure_backoff(&key);
-    warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
-}
-
-const KIND: &str = "RelayService";
 
 /// Managed pods by state, from the cache.
 fn record_pod_states(ctx: &Context, metrics: &Metrics) {
@@ -385,12 +328,55 @@ fn record_pod_states(ctx: &Context, metrics: &Metrics) {
     }
 }
 
-/// Requeue a failed reconcile with exponential backoff per object.
-fn error_policy(service: Arc<RelayService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any());
+/// Run one reconcile of `object` in a span carrying its kind, namespace and name, timing it
+/// and counting failures by kind; a success resets the object's backoff.
+async fn observed<K>(
+    object: &K,
+    ctx: &Context,
+    metrics: &Metrics,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let span = info_span!("reconcile", %kind, namespace = %object.namespace().unwrap_or_default(), name = %object.name_any());
+    async {
+        let timer = metrics.reconcile_timer(&kind);
+        let result = reconcile.await;
+        drop(timer);
+        match &result {
+            Ok(_) => ctx.reset_backoff(&backoff_key(object)),
+            Err(e) => metrics.reconcile_failure(&kind, e.metric_label()),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Error policy of every controller: requeue with exponential backoff per object.
+fn requeue_with_backoff<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = backoff_key(&*object);
     let wait = ctx.failure_backoff(&key);
     warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// `Kind/namespace/name`: a RelayService and a TestDeployment may share a name.
+fn backoff_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// Log what the Controller itself reports (reconcile errors are logged by the error policy).
+async fn log_controller_error<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        warn!(error = %e, "controller error");
+    }
 }
 
 #[cfg(test)]
