@@ -1,14 +1,12 @@
 //! The reload phase of the RelayService reconciler: the fake API of `support/fake_api.rs`
 //! plus real hook servers on 127.0.0.x (one per pod).
 
-#[path = "support/fake_api.rs"]
-mod fake_api;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_api::{Behavior, Call, FakeApi, HookServers};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
@@ -19,6 +17,7 @@ use relay_operator::controller::relay_service::reconcile;
 use relay_operator::controller::reload::{HookVia, ReloadOptions};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
+use support::fake_api::{Behavior, Call, FakeApi, HookServers};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";

@@ -85,6 +85,38 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Writers of every cache a [`Context`] reads, fed by hand or by the fake API.
+pub struct Writers {
+    pub pods: Writer<Pod>,
+    pub config_maps: Writer<ConfigMap>,
+    pub services: Writer<Service>,
+    pub claims: Writer<PersistentVolumeClaim>,
+    pub relay_services: Writer<RelayService>,
+    pub policies: Writer<HealthPolicy>,
+    pub secrets: Writer<Secret>,
+}
+
+/// Empty caches and their writers.
+pub fn caches() -> (Caches, Writers) {
+    let (pods_r, pods) = reflector::store();
+    let (cm_r, config_maps) = reflector::store();
+    let (svc_r, services) = reflector::store();
+    let (pvc_r, claims) = reflector::store();
+    let (rs_r, relay_services) = reflector::store();
+    let (hp_r, policies) = reflector::store();
+    let (sec_r, secrets) = reflector::store();
+    let caches = Caches {
+        services: rs_r,
+        policies: hp_r,
+        pods: pods_r,
+        config_maps: cm_r,
+        service_objects: svc_r,
+        claims: pvc_r,
+        secrets: sec_r,
+    };
+    (caches, Writers { pods, config_maps, services, claims, relay_services, policies, secrets })
+}
+
 pub fn running(ready: bool, ip: Option<String>) -> PodStatus {
     PodStatus {
         phase: Some("Running".into()),
@@ -100,22 +132,8 @@ pub fn running(ready: bool, ip: Option<String>) -> PodStatus {
 
 impl FakeApi {
     pub fn new() -> Self {
-        let (pods_r, pods) = reflector::store();
-        let (cm_r, config_maps) = reflector::store();
-        let (svc_r, services) = reflector::store();
-        let (pvc_r, claims) = reflector::store();
-        let (rs_r, relay_services) = reflector::store();
-        let (hp_r, _policies) = reflector::store::<HealthPolicy>();
-        let (sec_r, secrets) = reflector::store();
-        let caches = Caches {
-            services: rs_r,
-            policies: hp_r,
-            pods: pods_r,
-            config_maps: cm_r,
-            service_objects: svc_r,
-            claims: pvc_r,
-            secrets: sec_r,
-        };
+        let (caches, writers) = caches();
+        let Writers { pods, config_maps, services, claims, relay_services, secrets, .. } = writers;
         let state = Arc::new(Mutex::new(State {
             calls: Vec::new(),
             pods,

@@ -3,20 +3,21 @@
 
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod process;
+
+pub use fake_api::Call;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, PodStatus, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService};
@@ -24,14 +25,6 @@ use relay_operator::controller::context::{Caches, Context};
 use relay_operator::controller::reload::ReloadOptions;
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
-
-/// A recorded request: method, path (with query), JSON body.
-#[derive(Clone, Debug)]
-pub struct Call {
-    pub method: String,
-    pub path: String,
-    pub body: Value,
-}
 
 /// What the fake answers for every pods/log request.
 pub const LOG: &str = "starting\npanic: cannot connect to wss://stream.example.invalid/ws\n";
@@ -143,22 +136,9 @@ impl Harness {
     fn with_options(require_pinned: bool, reload: Option<ReloadOptions>) -> Self {
         let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(fail_after.clone());
-        let (pods_r, pods) = reflector::store();
-        let (cm_r, config_maps) = reflector::store();
-        let (svc_r, services) = reflector::store();
-        let (pvc_r, claims) = reflector::store();
-        let (rs_r, relay_services) = reflector::store();
-        let (hp_r, policies) = reflector::store();
-        let (sec_r, secrets) = reflector::store();
-        let caches = Caches {
-            services: rs_r,
-            policies: hp_r,
-            pods: pods_r,
-            config_maps: cm_r,
-            service_objects: svc_r,
-            claims: pvc_r,
-            secrets: sec_r,
-        };
+        let (caches, writers) = fake_api::caches();
+        let fake_api::Writers { pods, config_maps, services, claims, relay_services, policies, secrets } =
+            writers;
         let clock = Arc::new(Mutex::new(Timestamp::now()));
         let (ctx, woken) = context(client, caches, require_pinned, clock.clone(), reload);
         Self {
@@ -293,15 +273,7 @@ impl Harness {
 }
 
 pub fn running(ready: bool) -> PodStatus {
-    PodStatus {
-        phase: Some("Running".into()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
+    fake_api::running(ready, None)
 }
 
 /// Services the reconcilers asked to wake (dependents of a service that turned Ready).
