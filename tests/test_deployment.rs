@@ -474,3 +474,32 @@ async fn missing_source_is_pending_with_a_condition() {
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
     assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
 }
+
+#[tokio::test]
+async fn status_lists_every_pod() {
+    let mut h = harness();
+    let mut spec = template();
+    spec["template"]["replicas"] = json!(2);
+    let td = deployed(&mut h, spec, &running(true)).await;
+    let pods = &td.status.as_ref().unwrap().pods;
+    let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["pr-td-0", "pr-td-1"]);
+    assert!(pods.iter().all(|p| p.ready && p.config_hash.is_some()));
+}
+
+#[tokio::test]
+async fn overrides_are_validated_like_a_relay_service() {
+    let mut h = harness();
+    let mut source = relay_service(json!({"image": "web:1.0.0", "config": {"data": {"LEVEL": "info"}}}));
+    source.metadata.name = Some("web".into());
+    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source));
+    // With format env every key must be a variable name; the override breaks that.
+    let spec =
+        json!({"fromRelayService": "web", "overrides": {"config": {"not-a-variable": "x"}}, "ttl": "1h"});
+    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
+    assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")), "{:#?}", writes(&calls));
+    let ready = td.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "InvalidTemplate");
+    assert!(ready.message.contains("valid variable name"), "{}", ready.message);
+    assert!(event_reasons(&calls).contains(&"InvalidTemplate".to_string()));
+}

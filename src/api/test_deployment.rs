@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, LocalRef};
-use super::relay_service::RelayServiceSpec;
+use super::relay_service::{PodEntry, RelayServiceSpec};
 
 /// Desired state of a TestDeployment.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, kube::KubeSchema)]
@@ -154,6 +154,9 @@ pub struct TestDeploymentStatus {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureDetail>,
+    /// One entry per pod: ready, restarts, image digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodEntry>,
     /// Conditions: Ready, Failed, Expired.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -107,6 +107,21 @@ pub fn failing_reason(pod: &Pod) -> Option<String> {
     })
 }
 
+/// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
+/// image digest (no reload result or health detail).
+pub fn pod_entry(pod: &Pod) -> PodEntry {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    PodEntry {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        ready: is_ready(pod),
+        config_hash: pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned(),
+        restarts: statuses.iter().map(|s| s.restart_count).sum(),
+        image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
+        last_reload: None,
+        health_detail: None,
+    }
+}
+
 /// Compute the status.
 pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     let live: Vec<&Pod> = input.pods.iter().filter(|p| !is_terminating(p)).collect();
@@ -128,14 +143,10 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     let mut pods: Vec<PodEntry> = live
         .iter()
         .map(|pod| {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+            let entry = pod_entry(pod);
+            let name = entry.name.clone();
             let previous = previous_pods.iter().find(|p| p.name == name);
             PodEntry {
-                ready: is_ready(pod),
-                config_hash: annotation(pod),
-                restarts: statuses.iter().map(|s| s.restart_count).sum(),
-                image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
                 last_reload: input.reloads.get(&name).cloned().or_else(|| {
                     // A failure the pod has since recovered from (e.g. restarted with the
                     // new configuration) is no longer reported.
@@ -149,7 +160,7 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
                     .cloned()
                     .or_else(|| previous.and_then(|p| p.health_detail.clone()))
                     .filter(|_| !is_ready(pod)),
-                name,
+                ..entry
             }
         })
         .collect();

@@ -33,7 +33,9 @@ use super::apply::delete;
 use super::children::{Problem, Target, converge, owned_pods, publish, resolve_and_render};
 use super::context::Context;
 use super::phase::{self, LogRequest, PhaseInput};
+use super::status::pod_entry;
 use crate::api::{RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus};
+use crate::manifest::validate_service_spec;
 use crate::ops::metrics::Metrics;
 use crate::render::{LABEL_SERVICE, MANAGER, Owner, OwnerKind, effective_spec};
 
@@ -75,10 +77,12 @@ pub async fn reconcile(
     }
 
     let spec = match source_spec(&ctx, &td, &reference).await? {
-        Ok(source) => effective_spec(&td.spec, source.as_ref()).ok_or_else(|| Problem {
-            reason: "NoTemplate",
-            message: "set exactly one of template or fromRelayService".into(),
-        }),
+        Ok(source) => effective_spec(&td.spec, source.as_ref())
+            .ok_or_else(|| Problem {
+                reason: "NoTemplate",
+                message: "set exactly one of template or fromRelayService".into(),
+            })
+            .and_then(validated),
         Err(problem) => Err(problem),
     };
     let rendered = match &spec {
@@ -111,6 +115,8 @@ pub async fn reconcile(
     };
     let outcome = phase::compute(&input);
     let mut status = outcome.status;
+    status.pods = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(pod_entry).collect();
+    status.pods.sort_by(|a, b| a.name.cmp(&b.name));
     if let (Some(request), Some(failure)) = (&outcome.log_request, status.failure.as_mut()) {
         failure.log_tail = Some(read_log(&ctx, &namespace, request).await);
     }
@@ -130,6 +136,18 @@ pub async fn reconcile(
         wait = Some(wait.map_or(PROBLEM_REQUEUE, |w| w.min(PROBLEM_REQUEUE)));
     }
     Ok(wait.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The effective spec, if it passes the RelayService schema: overrides are validated like a
+/// RelayService's spec (e.g. a config key that is no variable name with format `env`).
+fn validated(spec: RelayServiceSpec) -> Result<RelayServiceSpec, Problem> {
+    validate_service_spec(&spec).map(|()| spec).map_err(|violation| Problem {
+        reason: "InvalidTemplate",
+        message: format!(
+            "the template with its overrides is not a valid RelayService spec: {}: {}",
+            violation.field, violation.message
+        ),
+    })
 }
 
 /// The time from `now` until `at` (zero when `at` has passed).

@@ -3,6 +3,7 @@
 //! rules), resolve references among the inputs, and render every service.
 //!
 //! I/O is limited to reading the given files; everything after [`load_paths`] is pure.
+//! The controller reuses [`validate_service_spec`] for TestDeployment templates.
 
 mod error;
 mod load;
@@ -12,4 +13,4 @@ mod schema;
 pub use error::{DocLocation, ManifestError};
 pub use load::{Document, load_paths};
 pub use resolve::{RenderedObject, Rendering, render_documents};
-pub use schema::SchemaValidator;
+pub use schema::{SchemaValidator, Violation, validate_service_spec};

@@ -90,6 +90,25 @@ impl SchemaValidator {
     }
 }
 
+/// Validate a service spec that no API server has seen — a TestDeployment's template after
+/// its overrides were applied — against the RelayService schema, as if it were one.
+pub fn validate_service_spec(spec: &crate::api::RelayServiceSpec) -> Result<(), Violation> {
+    static VALIDATOR: std::sync::OnceLock<Result<SchemaValidator, String>> = std::sync::OnceLock::new();
+    let invalid = |message: String| Violation { field: String::new(), message };
+    let validator = VALIDATOR.get_or_init(SchemaValidator::new).as_ref().map_err(|e| invalid(e.clone()))?;
+    let spec = serde_json::to_value(spec).map_err(|e| invalid(e.to_string()))?;
+    let object = serde_json::json!({
+        "apiVersion": format!("{}/{}", api::GROUP, api::VERSION),
+        "kind": "RelayService",
+        "metadata": {"name": "template"},
+        "spec": spec,
+    });
+    validator
+        .validate("RelayService", &object)
+        .map(|_| ())
+        .map_err(|violations| violations.into_iter().next().unwrap_or_else(|| invalid("invalid".into())))
+}
+
 /// Structural schemas prune unknown fields and `kubectl apply` refuses them (strict field
 /// validation); make them errors here too.
 fn forbid_unknown_fields(schema: &mut Value) {
