@@ -31,3 +31,22 @@ async fn alive_but_not_ready_without_an_api_server() {
     assert_eq!(get(port, "/readyz").await.map(|(s, _)| s), Some(503), "ready without synced caches");
     assert_eq!(get(port, "/metrics").await.map(|(s, _)| s), Some(200));
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let (address, _) = fake_api().await;
+    let (mut operator, port) = start(&address);
+    assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");
+    let pid = operator.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = operator.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(get(port, "/healthz").await.is_none(), "the probe server stopped too");
+}
