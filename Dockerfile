@@ -6,6 +6,8 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src ./src
+# Declared in Cargo.toml ([[bench]]): cargo refuses a manifest whose targets are missing.
+COPY benches ./benches
 RUN cargo build --release --locked --bin relay-operator \
  && install -D -m 0755 target/release/relay-operator /out/relay-operator
 

@@ -14,3 +14,4 @@ scripts/check-chart.sh
 scripts/test-checks.sh
 cargo build --locked --bin relay-operator
 scripts/check-metrics.sh target/debug/relay-operator
+scripts/check-docker-context.sh
