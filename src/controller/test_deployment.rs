@@ -1,6 +1,6 @@
 //! The TestDeployment reconciler: snapshot the source spec once, render and converge the
 //! children through the shared [`children`](super::children) code path, compute the phase
-//! ([`phase`](super::phase)), read a crashed container's log once per failure, expire at
+//! ([`phase`]), read a crashed container's log once per failure, expire at
 //! `creationTimestamp + ttl`, publish Events and metrics.
 //!
 //! **Source snapshot.** With `fromRelayService`, the source's spec is copied on the first
