@@ -240,10 +240,25 @@ async fn chart_roles_grant_exactly_what_the_operator_uses() {
     used.extend(writes_of_the_reconcilers().await);
     used.extend(lease_permissions());
     let granted = granted(&helm);
-    let missing: Vec<&Permission> = used.difference(&granted).collect();
-    let unused: Vec<&Permission> = granted.difference(&used).collect();
+    let (missing, unused) = compare(&used, &granted);
     assert!(missing.is_empty(), "the chart does not grant: {missing:#?}");
     assert!(unused.is_empty(), "the chart grants more than the operator uses: {unused:#?}");
+
+    // The comparison catches a missing verb and a superfluous one.
+    let p = |g: &str, r: &str, v: &str| (g.to_string(), r.to_string(), v.to_string());
+    let mut broken = granted.clone();
+    assert!(broken.remove(&p("", "pods", "delete")));
+    broken.insert(p("", "secrets", "delete"));
+    let (missing, unused) = compare(&used, &broken);
+    assert_eq!((missing, unused), (vec![p("", "pods", "delete")], vec![p("", "secrets", "delete")]));
+}
+
+/// (used but not granted, granted but not used).
+fn compare(
+    used: &BTreeSet<Permission>,
+    granted: &BTreeSet<Permission>,
+) -> (Vec<Permission>, Vec<Permission>) {
+    (used.difference(granted).cloned().collect(), granted.difference(used).cloned().collect())
 }
 
 #[test]
