@@ -105,8 +105,8 @@ pub fn is_expired(
     previous.is_some_and(|s| s.phase == TestDeploymentPhase::Expired) || now >= expires_at(spec, created)
 }
 
-/// When the progress deadline runs out: `progressDeadline` after `startedAt`, or after
-/// creation when no pod was seen yet.
+/// When the progress deadline runs out: `progressDeadline` after `startedAt` (the first pod
+/// of the current rollout), or after creation when no pod was seen yet.
 pub fn deadline_at(spec: &TestDeploymentSpec, created: Timestamp, started: Option<Timestamp>) -> Timestamp {
     add(
         started.unwrap_or(created),
@@ -210,9 +210,14 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
     let expires_at = expires_at(input.spec, input.created);
     let previous_time =
         |field: fn(&TestDeploymentStatus) -> &Option<String>| previous.and_then(|s| field(s).clone());
+    // A new rollout — a resume after `Stopped`, or a changed spec — starts the clock of the
+    // progress deadline again, so a fix or a resume is not failed by an old start time.
+    let new_rollout = previous.is_some_and(|s| {
+        s.phase == TestDeploymentPhase::Stopped || s.observed_generation != input.generation
+    });
     let mut status = TestDeploymentStatus {
         observed_generation: input.generation,
-        started_at: previous_time(|s| &s.started_at),
+        started_at: previous_time(|s| &s.started_at).filter(|_| !new_rollout),
         ready_at: previous_time(|s| &s.ready_at),
         expires_at: Some(format_time(expires_at)),
         ..TestDeploymentStatus::default()
@@ -534,6 +539,26 @@ mod tests {
         let failure = compute(&input(&spec, &pods, at(10))).status.failure.unwrap();
         assert_eq!(failure.reason, "Unschedulable");
         assert_eq!(failure.message, "0/3 nodes are available: 3 Insufficient memory.");
+    }
+
+    #[test]
+    fn a_resume_or_a_spec_change_restarts_the_progress_deadline() {
+        let spec = spec(serde_json::json!({}));
+        let pods = [pod("t-td-0", false, vec![])];
+        let started = compute(&input(&spec, &pods, at(120))).status;
+        // Suspended, then resumed half an hour later: the deadline counts from the resume.
+        let stopped = TestDeploymentStatus { phase: TestDeploymentPhase::Stopped, ..started.clone() };
+        let resumed =
+            compute(&PhaseInput { previous: Some(&stopped), ..input(&spec, &pods, at(1800)) }).status;
+        assert_eq!(resumed.phase, TestDeploymentPhase::Deploying);
+        assert_eq!(resumed.started_at, Some(format_time(at(1800))));
+        // A new generation (e.g. a fixed image) does the same.
+        let changed =
+            PhaseInput { generation: Some(2), previous: Some(&started), ..input(&spec, &pods, at(1800)) };
+        assert_eq!(compute(&changed).status.phase, TestDeploymentPhase::Deploying);
+        // Same generation, no resume: the old start counts and the deadline has passed.
+        let same = compute(&PhaseInput { previous: Some(&started), ..input(&spec, &pods, at(1800)) }).status;
+        assert_eq!(same.phase, TestDeploymentPhase::Failed);
     }
 
     #[test]
