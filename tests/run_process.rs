@@ -50,3 +50,29 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(status.success(), "exit after SIGTERM: {status}");
     assert!(get(port, "/healthz").await.is_none(), "the probe server stopped too");
 }
+
+#[tokio::test]
+async fn one_watch_per_kind_and_every_controller_runs() {
+    let policy = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
+        "metadata": {"name": "shared", "namespace": "demo", "uid": "u1", "resourceVersion": "1", "generation": 1},
+        "spec": {"tcp": {"port": 5432}, "interval": "10s", "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}});
+    let (address, seen) = fake_api_serving(vec![("/healthpolicies", policy)]).await;
+    let (_operator, port) = start(&address);
+    assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status_patch = "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/healthpolicies/shared/status";
+    while !seen.lock().unwrap().iter().any(|r| r.starts_with(status_patch)) {
+        assert!(std::time::Instant::now() < deadline, "the HealthPolicy controller never wrote status");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = seen.lock().unwrap().clone();
+    let mut watches: Vec<String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("watch=true"))
+        .map(|r| r.split('?').next().unwrap().to_string())
+        .collect();
+    watches.sort();
+    let unique: std::collections::BTreeSet<&String> = watches.iter().collect();
+    assert_eq!(unique.len(), 8, "{watches:#?}");
+    assert_eq!(watches.len(), unique.len(), "a kind is watched twice: {watches:#?}");
+}

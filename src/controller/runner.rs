@@ -1,7 +1,6 @@
-//! Wiring: one watch per kind feeding both a reflector cache and the RelayService
-//! Controller's triggers; a second Controller for TestDeployments with its own watches of
-//! the owned children (triggers only — it reads the shared caches); a third for
-//! HealthPolicies.
+//! Wiring: one watch per kind feeding both a reflector cache and the controllers' triggers:
+//! the RelayService Controller owns the child streams, whose TestDeployment-owned objects
+//! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,9 +115,26 @@ pub async fn run(
     let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone());
     let (service_objects, svc_stream) = cached!(Service, managed.clone());
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
+    // Children of TestDeployments come through the same watches: their events wake the
+    // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
+    let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();
+    let pod_stream = wake_test_deployment_owners(pod_stream, td_children_tx.clone());
+    let cm_stream = wake_test_deployment_owners(cm_stream, td_children_tx.clone());
+    let svc_stream = wake_test_deployment_owners(svc_stream, td_children_tx.clone());
+    let pvc_stream = wake_test_deployment_owners(pvc_stream, td_children_tx);
     let (secrets, secret_stream) = cached!(Secret, all.clone());
     let (policies, policy_stream) = cached!(HealthPolicy, all.clone());
     let (services, service_stream) = cached!(RelayService, all.clone());
+    // The HealthPolicy controller, too, is woken through these watches: by a policy's own
+    // events and by the services that reference it.
+    let (policy_tx, policy_wake) = futures::channel::mpsc::unbounded();
+    let policy_stream = wake_policies(policy_stream, policy_tx.clone(), |policy: &HealthPolicy| {
+        Some(ObjectRef::from_obj(policy))
+    });
+    let service_stream = wake_policies(service_stream, policy_tx, |service: &RelayService| {
+        let reference = service.spec.health_policy_ref.as_ref()?;
+        Some(ObjectRef::new(&reference.name).within(&service.namespace()?))
+    });
     let (test_deployments, td_stream) = cached!(TestDeployment, all.clone());
 
     let caches = Caches {
@@ -151,12 +167,10 @@ pub async fn run(
 
     let shutdown = shutdown.shared();
     let policies_controller =
-        run_policy_controller(&client, ns, ctx.clone(), metrics.clone(), shutdown.clone());
+        run_policy_controller(policies.clone(), policy_wake, ctx.clone(), metrics.clone(), shutdown.clone());
     let test_deployment_controller = run_test_deployments(
         TestDeploymentWiring {
-            client: client.clone(),
-            namespace: options.namespace.clone(),
-            managed: managed.clone(),
+            children: td_children,
             store: test_deployments,
             stream: td_stream,
             sync: sync.clone(),
@@ -201,12 +215,26 @@ pub async fn run(
 
 /// What the TestDeployment controller is built from.
 struct TestDeploymentWiring<S> {
-    client: Client,
-    namespace: Option<String>,
-    managed: watcher::Config,
+    /// TestDeployments whose children changed (from the shared child watches).
+    children: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TestDeployment>>,
     store: Store<TestDeployment>,
     stream: S,
     sync: SyncTracker,
+}
+
+/// Pass `objects` through, sending the owning TestDeployment of each into `owners`.
+fn wake_test_deployment_owners<K: Resource>(
+    objects: impl futures::Stream<Item = Result<K, watcher::Error>>,
+    owners: futures::channel::mpsc::UnboundedSender<ObjectRef<TestDeployment>>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> {
+    objects.inspect(move |object| {
+        let Ok(object) = object else { return };
+        let namespace = object.namespace().unwrap_or_default();
+        for owner in object.owner_references().iter().filter(|o| o.kind == TestDeployment::kind(&())) {
+            // A closed channel only means the TestDeployment controller has stopped.
+            let _ = owners.unbounded_send(ObjectRef::new(&owner.name).within(&namespace));
+        }
+    })
 }
 
 /// The TestDeployment controller. It starts once the child caches have synced, so an
@@ -220,15 +248,11 @@ async fn run_test_deployments<S>(
     S: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
 {
     wiring.sync.wait_for(&["Pod", "ConfigMap", "Service", "PersistentVolumeClaim", "RelayService"]).await;
-    let TestDeploymentWiring { client, namespace, managed, store, stream, .. } = wiring;
-    let ns = &namespace;
+    let TestDeploymentWiring { children, store, stream, .. } = wiring;
     metrics.register_kind(&TestDeployment::kind(&()));
     let gauge_store = store.clone();
     Controller::for_stream(stream, store)
-        .owns(api::<Pod>(&client, ns), managed.clone())
-        .owns(api::<Service>(&client, ns), managed.clone())
-        .owns(api::<ConfigMap>(&client, ns), managed.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, ns), managed)
+        .reconcile_on(children)
         .graceful_shutdown_on(shutdown)
         .run(
             move |td, ctx| {
@@ -248,27 +272,32 @@ async fn run_test_deployments<S>(
         .await;
 }
 
-/// The HealthPolicy controller: its own watch of policies, woken by RelayService changes so
-/// `status.usedBy` follows the services referencing each policy.
+/// Pass `objects` through, sending the HealthPolicy `policy_of` each into `policies`.
+fn wake_policies<K>(
+    objects: impl futures::Stream<Item = Result<K, watcher::Error>>,
+    policies: futures::channel::mpsc::UnboundedSender<ObjectRef<HealthPolicy>>,
+    policy_of: impl Fn(&K) -> Option<ObjectRef<HealthPolicy>>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> {
+    objects.inspect(move |object| {
+        if let Some(policy) = object.as_ref().ok().and_then(&policy_of) {
+            // A closed channel only means the HealthPolicy controller has stopped.
+            let _ = policies.unbounded_send(policy);
+        }
+    })
+}
+
+/// The HealthPolicy controller: no watch of its own — it reads the shared policy cache and
+/// is woken by policy and RelayService events, so `status.usedBy` follows the services
+/// referencing each policy (a periodic pass catches a service that dropped its reference).
 async fn run_policy_controller(
-    client: &Client,
-    namespace: &Option<String>,
+    policies: Store<HealthPolicy>,
+    wake: futures::channel::mpsc::UnboundedReceiver<ObjectRef<HealthPolicy>>,
     ctx: Arc<Context>,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let referenced = |service: RelayService| {
-        let namespace = service.namespace();
-        service.spec.health_policy_ref.map(|r| {
-            let reference = ObjectRef::<HealthPolicy>::new(&r.name);
-            match namespace {
-                Some(ns) => reference.within(&ns),
-                None => reference,
-            }
-        })
-    };
-    Controller::new(api::<HealthPolicy>(client, namespace), watcher::Config::default())
-        .watches(api::<RelayService>(client, namespace), watcher::Config::default(), referenced)
+    Controller::for_stream(futures::stream::empty::<Result<HealthPolicy, watcher::Error>>(), policies)
+        .reconcile_on(wake)
         .graceful_shutdown_on(shutdown)
         .run(
             move |policy, ctx| {

@@ -65,23 +65,41 @@ pub async fn wait_for(port: u16, path: &str, status: u16, limit: Duration) -> bo
     false
 }
 
+/// Requests a fake API server received, as `METHOD path?query`.
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A fake API server: empty lists, and watches that stay open without events. Returns its
-/// address and every request it received as `METHOD path?query`.
-pub async fn fake_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// address and every request it received.
+pub async fn fake_api() -> (String, Seen) {
+    fake_api_serving(Vec::new()).await
+}
+
+/// Like [`fake_api`], but a list of a collection whose path ends with `suffix` holds `object`
+/// (for each `(suffix, object)`), and any write is answered with the object it names.
+pub async fn fake_api_serving(objects: Vec<(&'static str, serde_json::Value)>) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Seen::default();
     let log = seen.clone();
+    let objects = std::sync::Arc::new(objects);
     let app = axum::Router::new().fallback(move |request: Request<Body>| async move {
         let target = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
         log.lock().unwrap().push(format!("{} {target}", request.method()));
-        let watch = request.uri().query().unwrap_or_default().contains("watch=true");
-        if watch {
+        let path = request.uri().path().to_string();
+        let json = |value: serde_json::Value| {
+            Response::builder().header("content-type", "application/json").body(Body::from(value.to_string())).unwrap()
+        };
+        if request.method() != axum::http::Method::GET {
+            let named = objects.iter().find(|(_, o)| path.contains(&format!("/{}", o["metadata"]["name"].as_str().unwrap_or("-"))));
+            return json(named.map(|(_, o)| o.clone()).unwrap_or_else(|| serde_json::json!({})));
+        }
+        if request.uri().query().unwrap_or_default().contains("watch=true") {
             let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
             return Response::new(Body::from_stream(never));
         }
-        let list = r#"{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
-        Response::builder().header("content-type", "application/json").body(Body::from(list)).unwrap()
+        let items: Vec<serde_json::Value> =
+            objects.iter().filter(|(suffix, _)| path.ends_with(suffix)).map(|(_, o)| o.clone()).collect();
+        json(serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}))
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (address, seen)
