@@ -140,7 +140,7 @@ async fn test_deployment_lifecycle() -> Vec<Call> {
     let source = relay_service(
         json!({"image": "a:1.0.0", "storage": [{"name": "d", "size": "1Gi", "mountPath": "/d"}]}),
     );
-    h.relay_services.apply_watcher_event(&kube::runtime::watcher::Event::Apply(source));
+    h.w.relay_services.apply_watcher_event(&kube::runtime::watcher::Event::Apply(source));
     let mut td: TestDeployment = serde_json::from_value(json!({
         "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
         "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1, "resourceVersion": "1",

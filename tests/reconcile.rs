@@ -45,7 +45,7 @@ async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
     // Pods turn Ready: one status update, no other writes.
     let rs = with_patched_status(rs, &calls);
     h.sync(&calls, true);
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert_eq!(
@@ -101,7 +101,7 @@ async fn dependencies_gate_pod_creation() {
     let postgres = relay_service(json!({"image": "postgres:16.4"}));
     let mut postgres = postgres;
     postgres.metadata.name = Some("postgres".into());
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
     let api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
     reconcile(Arc::new(api.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
@@ -117,7 +117,7 @@ async fn dependencies_gate_pod_creation() {
 
     // postgres turns Ready: api's pods are created.
     postgres.status = Some(serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-11-24T00:00:00Z"}], "observedGeneration": 1})).unwrap());
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres));
     reconcile(Arc::new(api), h.ctx.clone()).await.unwrap();
     assert!(summary(&h.take_calls()).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
 }
@@ -129,8 +129,8 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
     postgres.metadata.name = Some("postgres".into());
     let mut api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
     api.metadata.name = Some("api".into());
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(api));
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(api));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
     let calls = step(&mut h, &postgres, true).await;
     assert!(h.woken.try_recv().is_err(), "nobody is woken while postgres is not Ready");
     let postgres = with_patched_status(postgres, &calls);
@@ -154,7 +154,7 @@ async fn cycle_and_missing_dependency_become_conditions() {
 
 #[tokio::test]
 async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
-    let mut h = Harness::new();
+    let h = Harness::new();
     let rs = relay_service(json!({"image": "api:1.0.0", "healthPolicyRef": {"name": "gone"}}));
     let action = reconcile(Arc::new(rs), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
@@ -168,7 +168,6 @@ async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
         (Some("True"), Some("HealthPolicyNotFound"))
     );
     assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::await_change()));
-    let _ = &mut h.policies;
 }
 
 /// Reconcile `rs`, feed the writes back into the caches (pods Ready or not), return the calls.
@@ -222,7 +221,7 @@ async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
 
     // The RelayService is deleted: the garbage collector removes pods, ConfigMap and Service, not the claims.
     for pod in h.ctx.caches.pods.state() {
-        h.pods.apply_watcher_event(&watcher::Event::Delete((*pod).clone()));
+        h.w.pods.apply_watcher_event(&watcher::Event::Delete((*pod).clone()));
     }
     // It is created again, with a new UID.
     let mut again = relay_service(spec);
@@ -273,7 +272,7 @@ async fn failed_pods_are_recreated() {
         .unwrap())
     .clone();
     pod.status.as_mut().unwrap().phase = Some("Failed".into());
-    h.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+    h.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["DELETE /api/v1/namespaces/demo/pods/web-1"]);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["PATCH /api/v1/namespaces/demo/pods/web-1"]);
 }
@@ -287,7 +286,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
             "spec": {"http": {"path": "/health", "port": 8080}, "interval": interval, "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}}))
         .unwrap()
     };
-    h.policies.apply_watcher_event(&watcher::Event::Apply(policy("10s")));
+    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("10s")));
     let mut services = Vec::new();
     for name in ["api", "relay", "other"] {
         let mut spec: Value = serde_json::from_str(SPEC).unwrap();
@@ -298,7 +297,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
         }
         let mut rs = relay_service(spec);
         rs.metadata.name = Some(name.into());
-        h.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
         services.push(rs);
     }
     let users = relay_operator::controller::relay_service::services_using_policy(
@@ -314,7 +313,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
         let pod = calls.iter().find(|c| c.path.contains("/pods/")).unwrap();
         assert_eq!(pod.body["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 10);
     }
-    h.policies.apply_watcher_event(&watcher::Event::Apply(policy("20s")));
+    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("20s")));
     for rs in &services[..2] {
         let name = rs.metadata.name.clone().unwrap();
         let calls = step(&mut h, rs, true).await;
@@ -429,7 +428,7 @@ async fn health_policy_status_counts_its_users() {
         }
         let mut rs = relay_service(spec);
         rs.metadata.name = Some(name.into());
-        h.relay_services.apply_watcher_event(&watcher::Event::Apply(rs));
+        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs));
     }
     let policy: relay_operator::api::HealthPolicy = serde_json::from_value(json!({
         "apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
@@ -493,8 +492,8 @@ async fn a_dependency_cycle_is_a_condition_not_a_loop() {
     a.metadata.name = Some("a".into());
     let mut b = relay_service(json!({"image": "b:1.0.0", "dependsOn": ["a"]}));
     b.metadata.name = Some("b".into());
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(a.clone()));
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(b));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(b));
     let action = reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")));

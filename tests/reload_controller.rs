@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Resource;
 use kube::runtime::controller::Action;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
@@ -41,14 +40,7 @@ struct Svc {
 
 impl Svc {
     fn new(spec: Value) -> Self {
-        let mut rs: RelayService = serde_json::from_value(json!({
-            "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
-            "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": 1},
-            "spec": spec,
-        }))
-        .unwrap();
-        rs.meta_mut().resource_version = Some("1".into());
-        Self { rs }
+        Self { rs: support::relay_service(spec) }
     }
 
     /// A spec change: new generation.

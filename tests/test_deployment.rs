@@ -418,7 +418,7 @@ fn source(image: &str) -> RelayService {
 #[tokio::test]
 async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     let mut h = harness();
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
     let spec =
         json!({"fromRelayService": "web", "overrides": {"replicas": 1, "config": {"LOG_LEVEL": "debug"}}});
     let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
@@ -445,14 +445,14 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     h.sync_with(&calls, &running(true));
 
     // The source changes (and disappears from the cache): the deployment keeps its copy.
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(
         writes(&calls),
         ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status"]
     );
     assert_eq!(phase(&td), "Running");
-    h.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
     let (_, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
 }
@@ -469,7 +469,7 @@ async fn missing_source_is_pending_with_a_condition() {
     assert_eq!(format!("{action:?}"), requeue(30));
 
     // It appears later: copied then.
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
     assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
@@ -492,7 +492,7 @@ async fn overrides_are_validated_like_a_relay_service() {
     let mut h = harness();
     let mut source = relay_service(json!({"image": "web:1.0.0", "config": {"data": {"LEVEL": "info"}}}));
     source.metadata.name = Some("web".into());
-    h.relay_services.apply_watcher_event(&watcher::Event::Apply(source));
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source));
     // With format env every key must be a variable name; the override breaks that.
     let spec =
         json!({"fromRelayService": "web", "overrides": {"config": {"not-a-variable": "x"}}, "ttl": "1h"});

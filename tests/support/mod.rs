@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, PodStatus, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use relay_operator::api::{HealthPolicy, RelayService};
+use relay_operator::api::RelayService;
 use relay_operator::controller::context::{Caches, Context};
 use relay_operator::controller::reload::ReloadOptions;
 use relay_operator::ops::metrics::Metrics;
@@ -109,13 +108,8 @@ pub struct Harness {
     pub woken: Woken,
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub fail_after: FailAfter,
-    pub pods: Writer<Pod>,
-    pub config_maps: Writer<ConfigMap>,
-    pub services: Writer<Service>,
-    pub claims: Writer<PersistentVolumeClaim>,
-    pub relay_services: Writer<RelayService>,
-    pub policies: Writer<HealthPolicy>,
-    pub secrets: Writer<Secret>,
+    /// Feed the caches by hand, as the watches would.
+    pub w: fake_api::Writers,
 }
 
 impl Harness {
@@ -137,25 +131,9 @@ impl Harness {
         let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(fail_after.clone());
         let (caches, writers) = fake_api::caches();
-        let fake_api::Writers { pods, config_maps, services, claims, relay_services, policies, secrets } =
-            writers;
         let clock = Arc::new(Mutex::new(Timestamp::now()));
         let (ctx, woken) = context(client, caches, require_pinned, clock.clone(), reload);
-        Self {
-            ctx,
-            clock,
-            metrics: Metrics::new().unwrap(),
-            woken,
-            calls,
-            fail_after,
-            pods,
-            config_maps,
-            services,
-            claims,
-            relay_services,
-            policies,
-            secrets,
-        }
+        Self { ctx, clock, metrics: Metrics::new().unwrap(), woken, calls, fail_after, w: writers }
     }
 
     /// A restarted operator: a fresh Context (and client) over the same cluster state.
@@ -196,15 +174,18 @@ impl Harness {
                 "Pod" => {
                     let mut pod: Pod = serde_json::from_value(value).unwrap();
                     pod.status = Some(status.clone());
-                    self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+                    self.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
                 }
                 "ConfigMap" => self
+                    .w
                     .config_maps
                     .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
                 "Service" => self
+                    .w
                     .services
                     .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
                 "PersistentVolumeClaim" => self
+                    .w
                     .claims
                     .apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(value).unwrap())),
                 _ => {}
@@ -221,21 +202,21 @@ impl Harness {
                 ..Default::default()
             };
             match plural {
-                "pods" => self.pods.apply_watcher_event(&watcher::Event::Delete(Pod {
+                "pods" => self.w.pods.apply_watcher_event(&watcher::Event::Delete(Pod {
                     metadata: meta,
                     ..Default::default()
                 })),
                 "persistentvolumeclaims" => {
-                    self.claims.apply_watcher_event(&watcher::Event::Delete(PersistentVolumeClaim {
+                    self.w.claims.apply_watcher_event(&watcher::Event::Delete(PersistentVolumeClaim {
                         metadata: meta,
                         ..Default::default()
                     }))
                 }
-                "services" => self.services.apply_watcher_event(&watcher::Event::Delete(Service {
+                "services" => self.w.services.apply_watcher_event(&watcher::Event::Delete(Service {
                     metadata: meta,
                     ..Default::default()
                 })),
-                "configmaps" => self.config_maps.apply_watcher_event(&watcher::Event::Delete(ConfigMap {
+                "configmaps" => self.w.config_maps.apply_watcher_event(&watcher::Event::Delete(ConfigMap {
                     metadata: meta,
                     ..Default::default()
                 })),
@@ -249,7 +230,7 @@ impl Harness {
         for pod in self.ctx.caches.pods.state() {
             let mut pod = (*pod).clone();
             pod.status = Some(status.clone());
-            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+            self.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
         }
     }
 
@@ -260,14 +241,14 @@ impl Harness {
         let mut status = running(ready);
         status.pod_ip = pod_ip.map(String::from);
         pod.status = Some(status);
-        self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+        self.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
     }
 
     pub fn set_ready(&mut self, ready: bool) {
         for pod in self.ctx.caches.pods.state() {
             let mut pod = (*pod).clone();
             pod.status = Some(running(ready));
-            self.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+            self.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
         }
     }
 }
