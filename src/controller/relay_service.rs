@@ -1,5 +1,6 @@
-//! The RelayService reconciler: dependencies, the shared child convergence, status, and
-//! waking dependents when the service turns Ready.
+//! The RelayService reconciler: dependencies, the shared child convergence and status; and
+//! the mappings that wake services from other objects' watch events (dependencies turning
+//! Ready, policies, Secrets).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,11 +100,8 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         now: Timestamp::now(),
     });
     if service.status.as_ref() != Some(&status) {
-        let was_ready = is_ready(&service);
-        let now_ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        if now_ready && !was_ready {
-            wake_dependents(&ctx, &namespace, &name);
-        }
+        // Dependents are woken by this write's watch event (see `dependents_of`), so they
+        // read the new status from the cache rather than a stale one.
         let api: Api<RelayService> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "RelayService", "status": status});
         api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
@@ -145,16 +143,13 @@ async fn fetch_health_details(
     details
 }
 
-/// Trigger a reconcile of every service in `namespace` that depends on `name`.
-fn wake_dependents(ctx: &Context, namespace: &str, name: &str) {
-    for dependent in ctx.caches.services.state() {
-        if dependent.namespace().as_deref() == Some(namespace)
-            && dependent.spec.depends_on.iter().any(|d| d == name)
-        {
-            // A closed channel only means the controller is shutting down.
-            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(&*dependent));
-        }
+/// The services in `service`'s namespace that depend on it, when it is Ready: the event of
+/// its status turning Ready wakes them, and they find it Ready in the cache.
+pub fn dependents_of(services: &Store<RelayService>, service: &RelayService) -> Vec<ObjectRef<RelayService>> {
+    if !is_ready(service) {
+        return Vec::new();
     }
+    referencing(services, service, |s, name| s.spec.depends_on.iter().any(|d| d == name))
 }
 
 fn has_condition_reason(service: &RelayService, type_: &str, reason: &str) -> bool {

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::Error;
 use super::context::{Caches, Context};
 use super::health_policy;
-use super::relay_service::{reconcile, services_using_policy, services_using_secret};
+use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
 use super::reload::ReloadOptions;
 use super::test_deployment;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
@@ -135,6 +135,18 @@ pub async fn run(
         let reference = service.spec.health_policy_ref.as_ref()?;
         Some(ObjectRef::new(&reference.name).within(&service.namespace()?))
     });
+    // A service's own events wake its dependents once it is Ready: the cache they read
+    // already holds the status that made it Ready.
+    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
+    let service_stream = {
+        let services = services.clone();
+        service_stream.inspect(move |service| {
+            for dependent in service.as_ref().map(|s| dependents_of(&services, s)).unwrap_or_default() {
+                // A closed channel only means the controller has stopped.
+                let _ = wake_tx.unbounded_send(dependent);
+            }
+        })
+    };
     let (test_deployments, td_stream) = cached!(TestDeployment, all.clone());
 
     let caches = Caches {
@@ -157,31 +169,30 @@ pub async fn run(
     tokio::spawn(readiness);
 
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
-    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(
-        Context::new(client.clone(), caches, recorder, options.require_pinned_images, wake_tx)
+        Context::new(client.clone(), caches, recorder, options.require_pinned_images)
             .with_reload(options.reload.clone())
             .with_metrics(metrics.clone()),
     );
 
     let shutdown = shutdown.shared();
-    let policies_controller =
-        run_policy_controller(policies.clone(), policy_wake, ctx.clone(), metrics.clone(), shutdown.clone());
+    let gate = Gate { sync: sync.clone(), stopping: shutdown.clone() };
+    let policies_controller = run_policy_controller(
+        policies.clone(),
+        policy_wake,
+        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone() },
+    );
     let test_deployment_controller = run_test_deployments(
-        TestDeploymentWiring {
-            children: td_children,
-            store: test_deployments,
-            stream: td_stream,
-            sync: sync.clone(),
-        },
-        ctx.clone(),
-        metrics.clone(),
-        shutdown.clone(),
+        td_children,
+        test_deployments,
+        td_stream,
+        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone() },
     );
 
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
+    let store = services.clone();
     let relay_service_controller = Controller::for_stream(service_stream, services)
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
@@ -193,15 +204,17 @@ pub async fn run(
         .watches_stream(secret_stream, move |secret: Secret| {
             services_using_secret(&services_for_secrets, &secret)
         })
-        // A dependency turning Ready wakes its dependents (sent by the reconciler).
+        // Dependents of a service that turned Ready (from its watch event, above).
         .reconcile_on(wake_rx)
         .graceful_shutdown_on(shutdown)
         .run(
             move |service, ctx| {
                 let metrics = metrics.clone();
+                let gate = gate.clone();
+                let store = store.clone();
                 async move {
                     let result =
-                        observed(&*service.clone(), &ctx, &metrics, reconcile(service, ctx.clone())).await;
+                        observed(&gate, &store, service, &ctx, &metrics, |s| reconcile(s, ctx.clone())).await;
                     record_pod_states(&ctx, &metrics);
                     result
                 }
@@ -213,13 +226,35 @@ pub async fn run(
     futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
 }
 
-/// What the TestDeployment controller is built from.
-struct TestDeploymentWiring<S> {
-    /// TestDeployments whose children changed (from the shared child watches).
-    children: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TestDeployment>>,
-    store: Store<TestDeployment>,
-    stream: S,
+/// Holds every reconcile back until all caches have synced: a reconcile that reads a cache
+/// still being listed acts on a world that does not exist (an empty pod cache looks like
+/// missing pods, a Secret not yet listed like a broken reference).
+#[derive(Clone)]
+struct Gate<S> {
     sync: SyncTracker,
+    /// Resolves when the operator stops; a held reconcile then ends at once.
+    stopping: S,
+}
+
+impl<S: std::future::Future<Output = ()> + Clone> Gate<S> {
+    /// The newest cached copy of `object` once every cache has synced; `None` when the
+    /// operator stops first or the object is gone by then.
+    async fn pass<K>(&self, store: &Store<K>, object: &K) -> Option<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        tokio::select! {
+            () = self.sync.wait_for(&CACHES) => store.get(&ObjectRef::from_obj(object)),
+            () = self.stopping.clone() => None,
+        }
+    }
+}
+
+/// What every controller's reconcile wrapper needs.
+struct Wiring<S> {
+    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    gate: Gate<S>,
 }
 
 /// Pass `objects` through, sending the owning TestDeployment of each into `owners`.
@@ -237,31 +272,33 @@ fn wake_test_deployment_owners<K: Resource>(
     })
 }
 
-/// The TestDeployment controller. It starts once the child caches have synced, so an
-/// expiry that passed while the operator was down finds every child to delete.
-async fn run_test_deployments<S>(
-    wiring: TestDeploymentWiring<S>,
-    ctx: Arc<Context>,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+/// The TestDeployment controller, woken by its own watch and by its children's events.
+async fn run_test_deployments<St, S>(
+    children: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TestDeployment>>,
+    store: Store<TestDeployment>,
+    stream: St,
+    wiring: Wiring<S>,
 ) where
-    S: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
+    St: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
+    S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    wiring.sync.wait_for(&["Pod", "ConfigMap", "Service", "PersistentVolumeClaim", "RelayService"]).await;
-    let TestDeploymentWiring { children, store, stream, .. } = wiring;
+    let Wiring { ctx, metrics, gate } = wiring;
     metrics.register_kind(&TestDeployment::kind(&()));
-    let gauge_store = store.clone();
+    let reader = store.clone();
     Controller::for_stream(stream, store)
         .reconcile_on(children)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(gate.stopping.clone())
         .run(
             move |td, ctx| {
                 let metrics = metrics.clone();
-                let gauge_store = gauge_store.clone();
+                let gate = gate.clone();
+                let reader = reader.clone();
                 async move {
-                    let work = test_deployment::reconcile(td.clone(), ctx.clone(), &metrics);
-                    let result = observed(&*td, &ctx, &metrics, work).await;
-                    record_test_deployment_phases(&gauge_store, &metrics);
+                    let result = observed(&gate, &reader, td, &ctx, &metrics, |td| {
+                        test_deployment::reconcile(td, ctx.clone(), &metrics)
+                    })
+                    .await;
+                    record_test_deployment_phases(&reader, &metrics);
                     result
                 }
             },
@@ -288,23 +325,29 @@ fn wake_policies<K>(
 
 /// The HealthPolicy controller: no watch of its own — it reads the shared policy cache and
 /// is woken by policy and RelayService events, so `status.usedBy` follows the services
-/// referencing each policy (a periodic pass catches a service that dropped its reference).
-async fn run_policy_controller(
+/// referencing each policy.
+async fn run_policy_controller<S>(
     policies: Store<HealthPolicy>,
     wake: futures::channel::mpsc::UnboundedReceiver<ObjectRef<HealthPolicy>>,
-    ctx: Arc<Context>,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+    wiring: Wiring<S>,
+) where
+    S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    let Wiring { ctx, metrics, gate } = wiring;
+    let reader = policies.clone();
     Controller::for_stream(futures::stream::empty::<Result<HealthPolicy, watcher::Error>>(), policies)
         .reconcile_on(wake)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(gate.stopping.clone())
         .run(
             move |policy, ctx| {
                 let metrics = metrics.clone();
+                let gate = gate.clone();
+                let reader = reader.clone();
                 async move {
-                    observed(&*policy.clone(), &ctx, &metrics, health_policy::reconcile(policy, ctx.clone()))
-                        .await
+                    observed(&gate, &reader, policy, &ctx, &metrics, |p| {
+                        health_policy::reconcile(p, ctx.clone())
+                    })
+                    .await
                 }
             },
             requeue_with_backoff,
@@ -357,25 +400,34 @@ fn record_pod_states(ctx: &Context, metrics: &Metrics) {
     }
 }
 
-/// Run one reconcile of `object` in a span carrying its kind, namespace and name, timing it
-/// and counting failures by kind; a success resets the object's backoff.
-async fn observed<K>(
-    object: &K,
+/// Run one reconcile of the newest cached copy of `object` once every cache has synced, in
+/// a span carrying its kind, namespace and name, timing it and counting failures by kind; a
+/// success resets the object's backoff.
+async fn observed<K, S, Fut>(
+    gate: &Gate<S>,
+    store: &Store<K>,
+    object: Arc<K>,
     ctx: &Context,
     metrics: &Metrics,
-    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+    reconcile: impl FnOnce(Arc<K>) -> Fut,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    S: std::future::Future<Output = ()> + Clone,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
 {
+    let Some(object) = gate.pass(store, &object).await else {
+        return Ok(Action::await_change());
+    };
     let kind = K::kind(&());
+    let key = backoff_key(&*object);
     let span = info_span!("reconcile", %kind, namespace = %object.namespace().unwrap_or_default(), name = %object.name_any());
     async {
         let timer = metrics.reconcile_timer(&kind);
-        let result = reconcile.await;
+        let result = reconcile(object).await;
         drop(timer);
         match &result {
-            Ok(_) => ctx.reset_backoff(&backoff_key(object)),
+            Ok(_) => ctx.reset_backoff(&key),
             Err(e) => metrics.reconcile_failure(&kind, e.metric_label()),
         }
         result

@@ -188,8 +188,7 @@ impl FakeApi {
             self.client.clone(),
             Reporter { controller: "relay-operator".into(), instance: None },
         );
-        let (wake, _) = futures::channel::mpsc::unbounded();
-        Context::new(self.client.clone(), self.caches.clone(), recorder, false, wake)
+        Context::new(self.client.clone(), self.caches.clone(), recorder, false)
     }
 
     pub fn take_calls(&self) -> Vec<Call> {

@@ -105,7 +105,6 @@ pub struct Harness {
     /// The time `ctx.now()` reports; see [`Harness::set_time`].
     pub clock: Arc<Mutex<Timestamp>>,
     pub metrics: Metrics,
-    pub woken: Woken,
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub fail_after: FailAfter,
     /// Feed the caches by hand, as the watches would.
@@ -132,8 +131,8 @@ impl Harness {
         let (client, calls) = fake_client(fail_after.clone());
         let (caches, writers) = fake_api::caches();
         let clock = Arc::new(Mutex::new(Timestamp::now()));
-        let (ctx, woken) = context(client, caches, require_pinned, clock.clone(), reload);
-        Self { ctx, clock, metrics: Metrics::new().unwrap(), woken, calls, fail_after, w: writers }
+        let ctx = context(client, caches, require_pinned, clock.clone(), reload);
+        Self { ctx, clock, metrics: Metrics::new().unwrap(), calls, fail_after, w: writers }
     }
 
     /// A restarted operator: a fresh Context (and client) over the same cluster state.
@@ -142,7 +141,7 @@ impl Harness {
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
         let reload = self.ctx.reload_options().ok().cloned();
-        (self.ctx, self.woken) = context(
+        self.ctx = context(
             client,
             self.ctx.caches.clone(),
             self.ctx.require_pinned_images,
@@ -257,25 +256,21 @@ pub fn running(ready: bool) -> PodStatus {
     fake_api::running(ready, None)
 }
 
-/// Services the reconcilers asked to wake (dependents of a service that turned Ready).
-pub type Woken = futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<RelayService>>;
-
 fn context(
     client: Client,
     caches: Caches,
     require_pinned: bool,
     clock: Arc<Mutex<Timestamp>>,
     reload: Option<ReloadOptions>,
-) -> (Arc<Context>, Woken) {
+) -> Arc<Context> {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    let mut ctx = Context::new(client, caches, recorder, require_pinned, wake)
+    let mut ctx = Context::new(client, caches, recorder, require_pinned)
         .with_clock(Arc::new(move || *clock.lock().unwrap()));
     if let Some(reload) = reload {
         ctx = ctx.with_reload(reload);
     }
-    (Arc::new(ctx), woken)
+    Arc::new(ctx)
 }
 
 pub fn relay_service(spec: Value) -> RelayService {
