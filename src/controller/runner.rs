@@ -58,6 +58,12 @@ impl SyncTracker {
         })
     }
 
+    /// Whether every cache in `names` has synced.
+    fn has(&self, names: &[&str]) -> bool {
+        let synced = self.0.borrow();
+        names.iter().all(|n| synced.contains(n))
+    }
+
     /// Resolve once every cache in `names` has synced.
     async fn wait_for(&self, names: &[&str]) {
         let mut synced = self.0.subscribe();
@@ -177,6 +183,7 @@ pub async fn run(
     );
 
     let shutdown = shutdown.shared();
+    let stopping = shutdown.clone();
     let gate = Gate { sync: sync.clone(), stopping: shutdown.clone() };
     let policies_controller = run_policy_controller(
         policies.clone(),
@@ -223,7 +230,22 @@ pub async fn run(
             ctx,
         )
         .for_each(log_controller_error);
-    futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
+    let controllers = async {
+        futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
+    };
+    // A Controller whose store never synced (a watch refused: CRDs missing, RBAC) does not
+    // finish on shutdown. Nothing can be running then — every reconcile waits at the gate —
+    // so stopping at once loses nothing.
+    let stopped_unsynced = async {
+        stopping.await;
+        if sync.has(&CACHES) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = stopped_unsynced => warn!("stopping before every cache synced"),
+    }
 }
 
 /// Holds every reconcile back until all caches have synced: a reconcile that reads a cache
