@@ -1,6 +1,11 @@
-//! The `dependsOn` graph of the RelayServices in one namespace: cycles and start order.
+//! The `dependsOn` graph of the RelayServices in one namespace: cycles, start order, and
+//! where one service stands with its dependencies. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use kube::ResourceExt;
+
+use crate::api::RelayService;
 
 /// Edges: service name → the names it depends on.
 pub type DependencyGraph = BTreeMap<String, Vec<String>>;
@@ -55,6 +60,61 @@ pub fn start_order(graph: &DependencyGraph) -> Vec<String> {
     }
     order.extend(graph.keys().filter(|n| !placed.contains(*n)).cloned());
     order
+}
+
+/// The state of a service's `dependsOn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dependencies {
+    /// No dependencies, or all Ready.
+    Ready,
+    /// These exist but are not Ready.
+    Waiting(Vec<String>),
+    /// These do not exist.
+    Missing(Vec<String>),
+    /// The service is on this cycle.
+    Cycle(Vec<String>),
+}
+
+impl Dependencies {
+    /// Whether pods may be created or rolled.
+    pub fn ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+}
+
+/// Whether a RelayService's Ready condition is True for its current generation.
+pub fn is_ready(service: &RelayService) -> bool {
+    service.status.as_ref().is_some_and(|s| {
+        s.observed_generation == service.metadata.generation
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Where `service` stands with its dependencies, given the services of its namespace.
+pub fn evaluate(service: &RelayService, in_namespace: &[&RelayService]) -> Dependencies {
+    let graph: DependencyGraph =
+        in_namespace.iter().map(|s| (s.name_any(), s.spec.depends_on.clone())).collect();
+    let mut graph = graph;
+    graph.insert(service.name_any(), service.spec.depends_on.clone());
+    if let Some(cycle) = cycle_through(&graph, &service.name_any()) {
+        return Dependencies::Cycle(cycle);
+    }
+    let mut missing = Vec::new();
+    let mut waiting = Vec::new();
+    for dependency in &service.spec.depends_on {
+        match in_namespace.iter().find(|s| &s.name_any() == dependency) {
+            None => missing.push(dependency.clone()),
+            Some(found) if !is_ready(found) => waiting.push(dependency.clone()),
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        Dependencies::Missing(missing)
+    } else if !waiting.is_empty() {
+        Dependencies::Waiting(waiting)
+    } else {
+        Dependencies::Ready
+    }
 }
 
 #[cfg(test)]

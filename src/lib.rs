@@ -8,7 +8,7 @@ pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod deps;
+pub mod hook;
 pub mod manifest;
 pub mod ops;
-pub mod reload;
 pub mod render;

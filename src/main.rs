@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay_operator::controller::reload::{HookVia, ReloadOptions};
 use relay_operator::controller::runner::{self, RunOptions};
+use relay_operator::hook::{HookVia, ReloadOptions};
 use relay_operator::ops::{http, leader, metrics::Metrics, shutdown, telemetry};
 use relay_operator::{crdgen, manifest};
 
@@ -68,7 +68,7 @@ struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
     /// Most reload hook calls in flight at once per service.
-    #[arg(long, env = "RELAY_HOOK_CONCURRENCY", default_value_t = relay_operator::reload::DEFAULT_CONCURRENCY,
+    #[arg(long, env = "RELAY_HOOK_CONCURRENCY", default_value_t = relay_operator::hook::DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(usize))]
     hook_concurrency: usize,
     /// How reload hooks are reached: `pod-ip` (direct, in-cluster) or `proxy` (through the
@@ -109,20 +109,28 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     // Serving /metrics does not need the API server; the controller retries until it is reachable.
     let client =
         kube::Client::try_default().await.map_err(|e| format!("cannot build Kubernetes client: {e}"))?;
-    let _lease = if args.leader_election {
+    let lease = if args.leader_election {
         let config = leader::LeaderConfig::new(&args.lease_namespace, &args.lease_name);
         let mut lease =
             leader::acquire(client.clone(), &config, metrics.clone()).await.map_err(|e| e.to_string())?;
-        lease.wait_until_leader().await.map_err(|e| e.to_string())?;
-        // Losing the lease stops this replica; its Deployment restarts it as a follower.
+        tokio::select! {
+            led = lease.wait_until_leader() => led.map_err(|e| e.to_string())?,
+            () = stopped() => {
+                // Stopped while following: leave the election; there is nothing to hand over.
+                return lease.release().await.map_err(|e| e.to_string());
+            }
+        }
+        // Losing the lease makes this replica unready and stops it; its Deployment restarts
+        // it as a follower.
         let mut watcher = lease.subscribe();
-        let stop = stop_tx.clone();
-        tokio::spawn(async move {
+        let (stop, ready) = (stop_tx.clone(), ready.clone());
+        let on_loss = tokio::spawn(async move {
             let _ = watcher.wait_for(|leader| !*leader).await;
+            ready.store(false, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!("lost the leader lease; stopping");
             stop.send_replace(true);
         });
-        Some(lease)
+        Some((lease, on_loss))
     } else {
         None
     };
@@ -147,6 +155,14 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
         () = give_up => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting"),
+    }
+    if let Some((lease, on_loss)) = lease {
+        // Hand the lease back now, so a follower takes over at once instead of when it expires
+        // (`release` gives up after `leader::RELEASE_TIMEOUT`).
+        on_loss.abort();
+        if let Err(err) = lease.release().await {
+            tracing::warn!(error = %err, "could not release the leader lease");
+        }
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(served) => served.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),

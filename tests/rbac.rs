@@ -100,7 +100,7 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
 
 /// A configuration change reloaded through the API server's pod proxy (`--hook-via proxy`).
 async fn reload_through_the_api_proxy() -> Vec<Call> {
-    use relay_operator::controller::reload::{HookVia, ReloadOptions};
+    use relay_operator::hook::{HookVia, ReloadOptions};
 
     let mut h = Harness::with_reload(ReloadOptions::new(4, HookVia::Proxy).unwrap());
     let mut spec = json!({"image": "a:1.0.0", "ports": [{"name": "http", "containerPort": 8000}],
@@ -165,7 +165,7 @@ async fn test_deployment_lifecycle() -> Vec<Call> {
     };
     for later in [0, 60, 7200] {
         h.set_time(k8s_openapi::jiff::Timestamp::from_second(created.as_second() + later).unwrap());
-        reconcile(Arc::new(td.clone()), h.ctx.clone(), &h.metrics).await.unwrap();
+        reconcile(Arc::new(td.clone()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
         h.sync_with(&step, &crashing);
         for call in step.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/pr?")) {

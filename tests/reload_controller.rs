@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
-use relay_operator::controller::reload::{HookVia, ReloadOptions};
+use relay_operator::hook::{HookVia, ReloadOptions};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 use support::fake_api::{Behavior, Call, FakeApi, HookServers};
@@ -157,8 +157,8 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
     let mut api = FakeApi::new();
     let mounted = api.mounted.clone();
     let servers = HookServers::start(3, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
-    let metrics = Arc::new(Metrics::new().unwrap());
-    let ctx = Arc::new(api.context().with_metrics(metrics.clone()));
+    let ctx = Arc::new(api.context());
+    let metrics = ctx.metrics.clone();
     let reload = json!({"settleDelay": "300ms"});
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "1"}), reload.clone()));
     svc.reconcile(&mut api, &ctx).await;
@@ -192,8 +192,8 @@ async fn failing(on_failure: &str) -> (FakeApi, Svc, HookServers, Vec<Call>, Arc
         HookServers::start(2, Duration::ZERO, |i| if i == 1 { Behavior::Fail } else { Behavior::Legacy })
             .await;
     let mut api = FakeApi::new();
-    let metrics = Arc::new(Metrics::new().unwrap());
-    let ctx = Arc::new(api.context().with_metrics(metrics.clone()));
+    let ctx = Arc::new(api.context());
+    let metrics = ctx.metrics.clone();
     let reload = json!({"onFailure": on_failure});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
     svc.reconcile(&mut api, &ctx).await;
@@ -395,7 +395,7 @@ async fn bearer_token_is_sent_when_configured() {
 #[tokio::test]
 async fn hooks_through_the_api_server_proxy() {
     let mut api = FakeApi::new();
-    let ctx = Arc::new(api.context().with_reload(ReloadOptions::new(8, HookVia::Proxy).unwrap()));
+    let ctx = Arc::new(api.context_with(ReloadOptions::new(8, HookVia::Proxy).unwrap()));
     let mut svc = Svc::new(spec(8000, 2, json!({"A": "1"}), json!({})));
     svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, spec(8000, 2, json!({"A": "2"}), json!({})));

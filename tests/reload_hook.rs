@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_operator::api::ReloadMethod;
-use relay_operator::reload::{
+use relay_operator::hook::{
     BearerToken, HookCall, HookClient, HookClientOptions, HookOutcome, HookReport, RetryPolicy, reload_all,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -57,6 +57,15 @@ pub fn merge(
     merged
 }
 
+/// A reason the children cannot be rendered or started: becomes a condition and an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

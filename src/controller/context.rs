@@ -1,7 +1,8 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -10,10 +11,9 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use super::reload::{ReloadOptions, ReloadState};
 use crate::api::{HealthPolicy, RelayService};
+use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
-use crate::reload::HookClientError;
 
 /// Reflector caches every read of a reconcile comes from.
 #[derive(Clone)]
@@ -34,6 +34,35 @@ pub struct Caches {
     pub secrets: Store<Secret>,
 }
 
+/// In-memory state of the reload phase: when each service's desired hash was first seen
+/// (right after its ConfigMap write), for the propagation-latency histogram.
+#[derive(Debug, Default)]
+pub struct ReloadState {
+    written: Mutex<HashMap<String, (String, Timestamp)>>,
+}
+
+impl ReloadState {
+    /// When `hash` became the desired hash of `key`: the first time this process saw it,
+    /// or `fallback` (e.g. the ConfigMap's last apply time) when that is earlier.
+    pub fn written_at(
+        &self,
+        key: &str,
+        hash: &str,
+        fallback: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Timestamp {
+        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = written.entry(key.to_owned()).or_insert_with(|| (hash.to_owned(), now));
+        if entry.0 != hash {
+            *entry = (hash.to_owned(), now);
+        }
+        match fallback {
+            Some(earlier) if earlier < entry.1 => earlier,
+            _ => entry.1,
+        }
+    }
+}
+
 /// The reconcilers' source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -49,12 +78,12 @@ pub struct Context {
     pub require_pinned_images: bool,
     /// Client of the one-off health fetches on pods that turned unready.
     pub health_client: reqwest::Client,
-    /// Metrics of the reload phase (none in tests that do not look).
-    pub metrics: Option<Arc<Metrics>>,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Options of the reload phase (hook client, concurrency, `--hook-via`).
+    pub reload: ReloadOptions,
     /// State of the reload phase (when each desired hash was first seen).
     pub reload_state: ReloadState,
-    /// Options of the reload phase; built with defaults on first use when not set.
-    reload: OnceLock<ReloadOptions>,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -63,16 +92,23 @@ pub struct Context {
 
 impl Context {
     /// A new context.
-    pub fn new(client: Client, caches: Caches, recorder: Recorder, require_pinned_images: bool) -> Self {
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        recorder: Recorder,
+        require_pinned_images: bool,
+        reload: ReloadOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             client,
             caches,
             recorder,
             require_pinned_images,
-            health_client: super::health_detail::client(),
-            metrics: None,
+            health_client: health_client(),
+            metrics,
+            reload,
             reload_state: ReloadState::default(),
-            reload: OnceLock::new(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }
@@ -89,27 +125,6 @@ impl Context {
         (self.clock)()
     }
 
-    /// Use these reload options (hook client, concurrency, `--hook-via`).
-    pub fn with_reload(self, options: ReloadOptions) -> Self {
-        let reload = OnceLock::new();
-        let _ = reload.set(options);
-        Self { reload, ..self }
-    }
-
-    /// Record reload metrics here.
-    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
-        Self { metrics: Some(metrics), ..self }
-    }
-
-    /// The reload options: those set with [`Self::with_reload`], or the defaults.
-    pub fn reload_options(&self) -> Result<&ReloadOptions, HookClientError> {
-        if let Some(options) = self.reload.get() {
-            return Ok(options);
-        }
-        let options = ReloadOptions::try_default()?;
-        Ok(self.reload.get_or_init(|| options))
-    }
-
     /// Record a failure of `key` and return how long to wait before retrying: 1 s doubling to 5 min.
     pub fn failure_backoff(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -122,6 +137,16 @@ impl Context {
     pub fn reset_backoff(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
     }
+}
+
+/// The client of the one-off health fetches: no redirects, no proxy, a short connect timeout.
+fn health_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
 }
 
 /// 1 s, 2 s, 4 s, … capped at 5 minutes.

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
 use super::Error;
 use super::conditions::{NewCondition, merge};
 use super::context::Context;
+use super::writes::apply_status;
 use crate::api::{HealthPolicy, HealthPolicyStatus};
-use crate::render::{MANAGER, probes_for};
+use crate::render::probes_for;
 
 /// Status of `policy` given the number of services referencing it.
 pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPolicyStatus {
@@ -44,13 +44,7 @@ pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<A
         .filter(|s| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
         .count();
     let status = compute(&policy, i32::try_from(used_by).unwrap_or(i32::MAX), Timestamp::now());
-    if policy.status.as_ref() != Some(&status) {
-        let api: Api<HealthPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy", "status": status});
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::Kube)?;
-    }
+    apply_status(&ctx, &*policy, policy.status.as_ref(), &status).await?;
     // Services that stop referencing the policy are noticed by this periodic pass.
     Ok(Action::requeue(Duration::from_secs(60)))
 }

@@ -1,50 +1,80 @@
-//! The controller: reconcilers that apply rendered objects and compute status.
+//! The controllers: one folder per reconciler, shared steps beside them.
 //!
-//! `plan`, `reload_plan`, `status`, `phase` and `conditions` are pure; `reload` runs the
-//! reload hooks; `apply`, `children`, `relay_service` and `test_deployment` do the API I/O;
-//! `runner` wires watches, caches and the kube-runtime Controller.
+//! Data flows one way: [`resolve`] reads the caches, `crate::render` builds the desired
+//! objects (pure), [`converge`] applies them and executes the pod plan ([`rollout`], pure),
+//! the [`reload`] phase brings running pods to the desired configuration, and each
+//! reconciler computes its status (pure) and writes it. [`writes`] is the only module that
+//! changes anything through the API; [`pods`] and [`conditions`] are pure vocabulary;
+//! [`runner`] wires watches, caches and the kube-runtime Controllers. See ARCHITECTURE.md.
 
-pub mod apply;
-pub mod children;
 pub mod conditions;
 pub mod context;
-pub mod health_detail;
+pub mod converge;
 pub mod health_policy;
-pub mod phase;
-pub mod plan;
+pub mod pods;
 pub mod relay_service;
 pub mod reload;
-pub mod reload_plan;
+pub mod resolve;
+pub mod rollout;
 pub mod runner;
-pub mod status;
 pub mod test_deployment;
+pub mod writes;
 
-/// Errors of a reconcile; all of them requeue with backoff.
+/// A write the controller made: what it did to which object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// `apply`, `create`, `delete`, `annotate`, `write status of`.
+    pub verb: &'static str,
+    /// Kind of the object.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Write {
+    /// This write failed with `source`.
+    pub fn failed(self, source: kube::Error) -> Error {
+        Error::Api { write: Box::new(self), source }
+    }
+}
+
+impl std::fmt::Display for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}/{}", self.verb, self.kind, self.namespace, self.name)
+    }
+}
+
+/// Errors of a reconcile; all of them requeue with backoff. Problems with the resource
+/// itself are not errors: they become conditions and Events.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An API request failed (including conflicts).
-    #[error("API request failed: {0}")]
-    Kube(#[source] kube::Error),
+    /// A write was refused or failed (including conflicts).
+    #[error("{write}: {source}")]
+    Api {
+        /// The write that failed.
+        write: Box<Write>,
+        /// What the API server (or the connection) said.
+        #[source]
+        source: kube::Error,
+    },
     /// An object could not be serialized.
     #[error("cannot serialize: {0}")]
     Serialize(#[source] serde_json::Error),
     /// A namespaced object came without a namespace.
     #[error("object has no namespace")]
     MissingNamespace,
-    /// The reload hook HTTP client could not be built.
-    #[error("{0}")]
-    HookClient(#[source] crate::reload::HookClientError),
 }
 
 impl Error {
     /// Stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
-            Self::Kube(_) => "api",
+            Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => "conflict",
+            Self::Api { .. } => "api",
             Self::Serialize(_) => "serialize",
             Self::MissingNamespace => "missing_namespace",
-            Self::HookClient(_) => "hook_client",
         }
     }
 }

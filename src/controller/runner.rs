@@ -17,10 +17,11 @@ use tracing::{Instrument, info, info_span, warn};
 use super::Error;
 use super::context::{Caches, Context};
 use super::health_policy;
+use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
-use super::reload::ReloadOptions;
 use super::test_deployment;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
+use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
@@ -176,11 +177,14 @@ pub async fn run(
 
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(
-        Context::new(client.clone(), caches, recorder, options.require_pinned_images)
-            .with_reload(options.reload.clone())
-            .with_metrics(metrics.clone()),
-    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        caches,
+        recorder,
+        options.require_pinned_images,
+        options.reload.clone(),
+        metrics.clone(),
+    ));
 
     let shutdown = shutdown.shared();
     let stopping = shutdown.clone();
@@ -317,7 +321,7 @@ async fn run_test_deployments<St, S>(
                 let reader = reader.clone();
                 async move {
                     let result = observed(&gate, &reader, td, &ctx, &metrics, |td| {
-                        test_deployment::reconcile(td, ctx.clone(), &metrics)
+                        test_deployment::reconcile(td, ctx.clone())
                     })
                     .await;
                     record_test_deployment_phases(&reader, &metrics);
@@ -402,18 +406,17 @@ fn record_pod_states(ctx: &Context, metrics: &Metrics) {
         ("terminating", 0),
     ]);
     for pod in ctx.caches.pods.state() {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let state = match (pod.metadata.deletion_timestamp.is_some(), phase, ready) {
-            (true, _, _) => "terminating",
-            (_, "Failed" | "Succeeded", _) => "failed",
-            (_, "Pending", _) => "pending",
-            (_, _, true) => "ready",
-            _ => "unready",
+        let pending = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
+        let state = if is_terminating(&pod) {
+            "terminating"
+        } else if is_finished(&pod) {
+            "failed"
+        } else if pending {
+            "pending"
+        } else if is_ready(&pod) {
+            "ready"
+        } else {
+            "unready"
         };
         *counts.entry(state).or_insert(0) += 1;
     }

@@ -1,4 +1,4 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, built on `kube-lease-manager`.
+//! Leader election on a `coordination.k8s.io/v1` Lease, a thin layer over `kube-lease-manager`.
 //!
 //! ```no_run
 //! # async fn example(client: kube::Client, metrics: std::sync::Arc<relay_operator::ops::Metrics>)
@@ -7,24 +7,36 @@
 //!
 //! let mut leader = acquire(client, &LeaderConfig::new("relay-system", "relay-operator"), metrics).await?;
 //! leader.wait_until_leader().await?;
+//! let mut state = leader.subscribe();
 //! tokio::select! {
-//!     () = leader.lost() => { /* stop reconciling and exit non-zero: another replica took over */ }
-//!     () = relay_operator::ops::signal() => {}
+//!     _ = state.wait_for(|leader| !*leader) => { /* lost: stop reconciling and exit */ }
+//!     () = relay_operator::ops::signal() => { /* stop reconciling, then: */ }
 //! }
 //! leader.release().await?;
 //! # Ok(()) }
 //! ```
 //!
-//! While this replica holds the lease, the background task renews it `grace` seconds before it
-//! expires; any other replica may take it over once `duration` seconds passed without renewal.
-//! So after a crash, fail-over takes at most `duration` seconds; after [`LeaderHandle::release`]
-//! it is immediate. The `relay_operator_leader` gauge follows the state.
+//! The library creates, acquires, renews and releases the Lease ([`LeaseManager::changed`],
+//! [`LeaseManager::release`]). This module adds what it does not do:
+//!
+//! - the identity ([`default_identity`]) and validated timing;
+//! - prompt takeover: a replica waiting for the lease reads it again every [`RETRY_PERIOD`]
+//!   (the library alone sleeps until the holder's lease would expire, so a released lease stays
+//!   free for up to `duration - grace` seconds);
+//! - the leadership state as a `watch` channel, and the `relay_operator_leader` gauge;
+//! - [`LeaderHandle::release`], bounded by [`RELEASE_TIMEOUT`], to hand the lease back on
+//!   shutdown.
+//!
+//! So after a crash, fail-over takes at most `duration` seconds; after a release, at most
+//! about [`RETRY_PERIOD`]. The leader renews `grace` seconds before its lease expires; a
+//! renewal that fails counts as losing the lease (reported as `false`), rather than risking two
+//! leaders once the lease has expired.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -35,7 +47,9 @@ use super::metrics::Metrics;
 pub const DEFAULT_LEASE_DURATION_SECONDS: u64 = 15;
 /// Default grace: the leader renews this many seconds before its lease expires.
 pub const DEFAULT_LEASE_GRACE_SECONDS: u64 = 5;
-/// How long [`LeaderHandle::release`] waits for the Lease to be cleared.
+/// How often a replica waiting for the lease reads it again (two GETs each time).
+pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
+/// How long [`LeaderHandle::release`] waits for the Lease to be handed back.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and as whom to take part in the election.
@@ -65,22 +79,14 @@ impl LeaderConfig {
         }
     }
 
-    /// Replaces the identity.
-    pub fn with_identity(self, identity: impl Into<String>) -> Self {
-        Self { identity: identity.into(), ..self }
-    }
-
-    /// Replaces duration and grace (seconds).
-    pub fn with_timing(self, duration_seconds: u64, grace_seconds: u64) -> Self {
-        Self { duration_seconds, grace_seconds, ..self }
-    }
-
-    fn validate(&self) -> Result<(), Error> {
+    /// The library's parameters; its constructor panics on the timing this rejects.
+    fn params(&self) -> Result<LeaseParams, Error> {
         let (duration, grace) = (self.duration_seconds, self.grace_seconds);
         if duration == 0 || grace == 0 || grace >= duration {
             return Err(Error::LeaseTiming { duration, grace });
         }
-        Ok(())
+        Ok(LeaseParams::new(&self.identity, duration, grace)
+            .with_field_manager(format!("relay-operator-{}", self.identity)))
     }
 }
 
@@ -115,78 +121,97 @@ pub async fn acquire(
     config: &LeaderConfig,
     metrics: Arc<Metrics>,
 ) -> Result<LeaderHandle, Error> {
-    config.validate()?;
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_field_manager(format!("relay-operator-{}", config.identity))
-        .with_duration(config.duration_seconds)
-        .with_grace(config.grace_seconds)
-        .build()
-        .await?;
+    let election = Election { client, config: config.clone(), params: config.params()? };
+    let manager = election.manager().await?;
     metrics.set_leader(false);
-
     let (tx, rx) = watch::channel(false);
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let identity = config.identity.clone();
-    let task = tokio::spawn(forward(manager, tx, stop_rx, metrics, identity.clone()));
-    tracing::info!(lease = %config.lease_name, namespace = %config.namespace, %identity, "joined leader election");
-    Ok(LeaderHandle { rx, identity, stop: Some(stop_tx), task: Some(task) })
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(election.run(manager, tx, stopped, metrics));
+    tracing::info!(lease = %config.lease_name, namespace = %config.namespace, identity = %config.identity,
+                   "joined leader election");
+    Ok(LeaderHandle { rx, stop, task })
 }
 
-/// Runs the library's watcher, mirroring its state into `tx` and the leader gauge, until `stop`
-/// fires (or its sender is dropped); then releases the lease.
-async fn forward(
-    manager: LeaseManager,
-    tx: watch::Sender<bool>,
-    mut stop: oneshot::Receiver<()>,
-    metrics: Arc<Metrics>,
-    identity: String,
-) -> Result<(), Error> {
-    let (mut lease_rx, lease_task) = manager.watch().await;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            changed = lease_rx.changed() => {
-                if changed.is_err() {
-                    // The library's task ended on its own; only a channel error does that.
-                    metrics.set_leader(false);
-                    tx.send_replace(false);
-                    tracing::error!(%identity, "leader election task ended unexpectedly");
-                    return Err(task_outcome(lease_task.await).err().unwrap_or_else(|| {
-                        Error::LeaderTask("the lease watcher stopped".into())
-                    }));
-                }
-                let is_leader = *lease_rx.borrow_and_update();
-                metrics.set_leader(is_leader);
-                tx.send_replace(is_leader);
-                if is_leader {
-                    tracing::info!(%identity, "acquired leadership");
-                } else {
-                    tracing::warn!(%identity, "lost leadership");
+struct Election {
+    client: Client,
+    config: LeaderConfig,
+    params: LeaseParams,
+}
+
+impl Election {
+    /// A manager with fresh state: the library reads the Lease again only once the state it
+    /// last read has expired, so a waiting replica starts over with a new manager.
+    async fn manager(&self) -> Result<LeaseManager, Error> {
+        let LeaderConfig { lease_name, namespace, .. } = &self.config;
+        let (client, params) = (self.client.clone(), self.params.clone());
+        Ok(LeaseManager::new(client, lease_name, namespace, params, LeaseCreateMode::AutoCreate).await?)
+    }
+
+    /// Until this replica holds the lease: try for [`RETRY_PERIOD`], then read it again.
+    async fn follow(&self, mut next: Option<LeaseManager>) -> LeaseManager {
+        loop {
+            let manager = match next.take() {
+                Some(manager) => manager,
+                None => match self.manager().await {
+                    Ok(manager) => manager,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the leader lease; retrying");
+                        tokio::time::sleep(RETRY_PERIOD).await;
+                        continue;
+                    }
+                },
+            };
+            // A fresh manager's `changed()` returns only once it holds the lease. Cut short (even
+            // mid-acquisition), the next fresh read finds the lease held by us and returns at once.
+            match tokio::time::timeout(RETRY_PERIOD, manager.changed()).await {
+                Ok(Ok(true)) => return manager,
+                Ok(Ok(false)) | Err(_) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot acquire the leader lease; retrying");
+                    tokio::time::sleep(RETRY_PERIOD).await;
                 }
             }
         }
     }
-    // Stop acting as leader before the lease is handed back.
-    metrics.set_leader(false);
-    tx.send_replace(false);
-    // Dropping the receiver makes the library's task release the lease and finish.
-    drop(lease_rx);
-    let outcome = task_outcome(lease_task.await);
-    if outcome.is_ok() {
-        tracing::info!(%identity, "released leader lease");
-    }
-    outcome
-}
 
-fn task_outcome(
-    joined: Result<Result<LeaseManager, LeaseManagerError>, tokio::task::JoinError>,
-) -> Result<(), Error> {
-    match joined {
-        Ok(Ok(_manager)) => Ok(()),
-        Ok(Err(err)) => Err(Error::Lease(err)),
-        Err(err) => Err(Error::LeaderTask(err.to_string())),
+    /// Follows, leads until the lease is lost, follows again …, until `stop` fires (or its
+    /// sender is dropped); then releases the lease if this replica holds it.
+    async fn run(
+        self,
+        first: LeaseManager,
+        tx: watch::Sender<bool>,
+        mut stop: oneshot::Receiver<()>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(), Error> {
+        let identity = &self.config.identity;
+        let mut next = Some(first);
+        loop {
+            let manager = tokio::select! {
+                _ = &mut stop => return Ok(()),
+                manager = self.follow(next.take()) => manager,
+            };
+            metrics.set_leader(true);
+            tx.send_replace(true);
+            tracing::info!(%identity, "acquired leadership");
+            // While this runs, the library renews the lease; it returns when the lease is lost.
+            let lost = tokio::select! {
+                _ = &mut stop => None,
+                changed = manager.changed() => Some(changed),
+            };
+            metrics.set_leader(false);
+            tx.send_replace(false);
+            match lost {
+                None => {
+                    manager.release().await?;
+                    tracing::info!(%identity, "released the leader lease");
+                    return Ok(());
+                }
+                Some(Ok(_)) => tracing::warn!(%identity, "lost leadership"),
+                Some(Err(err)) => {
+                    tracing::warn!(%identity, error = %err, "cannot renew the leader lease; stepped down")
+                }
+            }
+        }
     }
 }
 
@@ -197,24 +222,13 @@ fn task_outcome(
 #[derive(Debug)]
 pub struct LeaderHandle {
     rx: watch::Receiver<bool>,
-    identity: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), Error>>>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), Error>>,
 }
 
 impl LeaderHandle {
-    /// The identity written to the Lease.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
-    /// Whether this replica holds the lease right now.
-    pub fn is_leader(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    /// A receiver of the leadership state (`true` = leader). It reports `false` when the lease
-    /// is lost or released; its `changed()` fails once the election task has ended.
+    /// The leadership state (`true` = this replica holds the lease). It turns `false` when the
+    /// lease is lost or about to be released; `changed()` fails once the election has ended.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.rx.clone()
     }
@@ -231,25 +245,16 @@ impl LeaderHandle {
             .map_err(|_| Error::LeaderTask("election ended before leadership was acquired".into()))
     }
 
-    /// Resolves as soon as this replica is not the leader (immediately if it is not the leader
-    /// now), or the election task has ended. Call it after [`wait_until_leader`](Self::wait_until_leader)
-    /// to notice losing the lease; the caller should then stop reconciling and exit.
-    pub async fn lost(&mut self) {
-        let _ = self.rx.wait_for(|leader| !*leader).await;
-    }
-
-    /// Stops renewing and hands the lease back (clears `holderIdentity`) so another replica can
-    /// take over at once. Waits at most [`RELEASE_TIMEOUT`].
+    /// Leaves the election: stops renewing and, if this replica holds the lease, hands it back
+    /// (clears `holderIdentity`) so a waiting replica takes over within [`RETRY_PERIOD`]. Waits
+    /// at most [`RELEASE_TIMEOUT`].
     ///
     /// # Errors
     /// [`Error::Lease`] if the Lease could not be updated, [`Error::LeaderTask`] on timeout or if
     /// the task failed.
-    pub async fn release(mut self) -> Result<(), Error> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(task) = self.task.take() else { return Ok(()) };
-        match tokio::time::timeout(RELEASE_TIMEOUT, task).await {
+    pub async fn release(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(Error::LeaderTask(join.to_string())),
             Err(_) => Err(Error::LeaderTask(format!("lease not released within {RELEASE_TIMEOUT:?}"))),
@@ -276,11 +281,12 @@ mod tests {
 
     #[test]
     fn config_defaults_and_validation() {
-        let c = LeaderConfig::new("ns", "lease").with_identity("me");
+        let c = LeaderConfig { identity: "me".into(), ..LeaderConfig::new("ns", "lease") };
         assert_eq!((c.duration_seconds, c.grace_seconds), (15, 5));
-        assert!(c.validate().is_ok());
+        assert!(c.params().is_ok());
         for (d, g) in [(0, 0), (10, 0), (5, 5), (5, 6)] {
-            let err = c.clone().with_timing(d, g).validate().unwrap_err();
+            let err =
+                LeaderConfig { duration_seconds: d, grace_seconds: g, ..c.clone() }.params().unwrap_err();
             assert!(matches!(err, Error::LeaseTiming { .. }), "{err:?}");
         }
     }
@@ -364,7 +370,8 @@ mod tests {
     }
 
     fn config(identity: &str) -> LeaderConfig {
-        LeaderConfig::new("relay-system", "relay-operator").with_identity(identity).with_timing(2, 1)
+        let base = LeaderConfig::new("relay-system", "relay-operator");
+        LeaderConfig { identity: identity.into(), duration_seconds: 2, grace_seconds: 1, ..base }
     }
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -375,10 +382,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         let mut leader = acquire(fake_client(store.clone()), &config("op-a"), metrics.clone()).await.unwrap();
         assert!(store.lock().unwrap().is_some(), "lease was not created");
-        assert_eq!(leader.identity(), "op-a");
 
         tokio::time::timeout(WAIT, leader.wait_until_leader()).await.unwrap().unwrap();
-        assert!(leader.is_leader());
         assert_eq!(metrics.leader().get(), 1);
         assert_eq!(holder(&store).as_deref(), Some("op-a"));
         let rx = leader.subscribe();
@@ -404,7 +409,7 @@ mod tests {
         let mut leader = acquire(fake_client(store.clone()), &config("op-b"), metrics.clone()).await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(1500), leader.wait_until_leader()).await;
         assert!(waited.is_err(), "became leader although the lease is held");
-        assert!(!leader.is_leader());
+        assert!(!*leader.subscribe().borrow());
         assert_eq!(metrics.leader().get(), 0);
         leader.release().await.unwrap();
         assert_eq!(holder(&store).as_deref(), Some("op-other"), "released someone else's lease");
@@ -425,11 +430,36 @@ mod tests {
             &json!({"spec": {"holderIdentity": "op-thief", "renewTime": now, "leaseDurationSeconds": 3600}}),
         );
 
-        tokio::time::timeout(WAIT, leader.lost()).await.unwrap();
-        assert!(!leader.is_leader());
+        let mut state = leader.subscribe();
+        tokio::time::timeout(WAIT, state.wait_for(|leader| !*leader)).await.unwrap().unwrap();
         assert_eq!(metrics.leader().get(), 0);
         leader.release().await.unwrap();
         assert_eq!(holder(&store).as_deref(), Some("op-thief"));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_replica_takes_over_a_released_lease_within_the_retry_period() {
+        let store = Store::default();
+        // A long lease: without the re-reads, the successor would sleep until it expires.
+        let timing = |id| LeaderConfig { duration_seconds: 3600, grace_seconds: 5, ..config(id) };
+        let (metrics_a, metrics_b) = (Arc::new(Metrics::new().unwrap()), Arc::new(Metrics::new().unwrap()));
+        let mut a = acquire(fake_client(store.clone()), &timing("op-a"), metrics_a.clone()).await.unwrap();
+        tokio::time::timeout(WAIT, a.wait_until_leader()).await.unwrap().unwrap();
+        let mut b = acquire(fake_client(store.clone()), &timing("op-b"), metrics_b.clone()).await.unwrap();
+        tokio::time::sleep(RETRY_PERIOD * 2).await;
+        assert!(!*b.subscribe().borrow(), "took a held lease");
+        assert_eq!(holder(&store).as_deref(), Some("op-a"));
+
+        let released = std::time::Instant::now();
+        a.release().await.unwrap();
+        assert_eq!(metrics_a.leader().get(), 0);
+        tokio::time::timeout(WAIT, b.wait_until_leader()).await.unwrap().unwrap();
+        let took = released.elapsed();
+        assert!(took < RETRY_PERIOD + Duration::from_millis(500), "took over after {took:?}");
+        assert_eq!(holder(&store).as_deref(), Some("op-b"));
+        assert_eq!(metrics_b.leader().get(), 1);
+        b.release().await.unwrap();
+        assert_eq!(holder(&store), None);
     }
 
     #[tokio::test]
@@ -437,8 +467,10 @@ mod tests {
         let store = Store::default();
         let metrics = Arc::new(Metrics::new().unwrap());
         let err =
-            acquire(fake_client(store.clone()), &config("x").with_timing(3, 3), metrics).await.unwrap_err();
-        assert!(matches!(err, Error::LeaseTiming { duration: 3, grace: 3 }), "{err:?}");
+            acquire(fake_client(store.clone()), &LeaderConfig { grace_seconds: 2, ..config("x") }, metrics)
+                .await
+                .unwrap_err();
+        assert!(matches!(err, Error::LeaseTiming { duration: 2, grace: 2 }), "{err:?}");
         assert!(store.lock().unwrap().is_none());
     }
 }

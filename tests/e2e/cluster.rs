@@ -229,6 +229,17 @@ pub struct Operator {
 impl Operator {
     /// Start `relay-operator run` for `namespace`, logging to `log`.
     pub fn start(kubeconfig: &Path, namespace: &str, log: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(kubeconfig, namespace, log, extra, &[])
+    }
+
+    /// [`Operator::start`] with extra environment variables.
+    pub fn start_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let ops_addr = format!("127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
@@ -237,6 +248,7 @@ impl Operator {
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RELAY_LOG_LEVEL", "info,relay_operator=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -10,6 +10,7 @@
 mod audit;
 mod cluster;
 mod kubelet;
+mod leader;
 mod standin;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service}
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use relay_operator::api::{RelayService, TestDeployment, TestDeploymentPhase};
-use relay_operator::controller::relay_service::is_ready;
+use relay_operator::deps::is_ready;
 use serde_json::{Value, json};
 
 use cluster::{ControlPlane, Operator, Scenario, eventually};

@@ -24,6 +24,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService};
 use relay_operator::controller::context::{Caches, Context};
+use relay_operator::hook::ReloadOptions;
+use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -182,13 +184,19 @@ impl FakeApi {
         Client::new(service, "default")
     }
 
-    /// A fresh Context on these caches (= a restarted operator).
+    /// A fresh Context on these caches (= a restarted operator), with default reload options.
     pub fn context(&self) -> Context {
+        self.context_with(ReloadOptions::try_default().unwrap())
+    }
+
+    /// A fresh Context on these caches with these reload options.
+    pub fn context_with(&self, reload: ReloadOptions) -> Context {
         let recorder = Recorder::new(
             self.client.clone(),
             Reporter { controller: "relay-operator".into(), instance: None },
         );
-        Context::new(self.client.clone(), self.caches.clone(), recorder, false)
+        let metrics = Arc::new(Metrics::new().unwrap());
+        Context::new(self.client.clone(), self.caches.clone(), recorder, false, reload, metrics)
     }
 
     pub fn take_calls(&self) -> Vec<Call> {

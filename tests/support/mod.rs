@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::{Caches, Context};
-use relay_operator::controller::reload::ReloadOptions;
+use relay_operator::hook::ReloadOptions;
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 
@@ -104,7 +104,6 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     /// The time `ctx.now()` reports; see [`Harness::set_time`].
     pub clock: Arc<Mutex<Timestamp>>,
-    pub metrics: Metrics,
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub fail_after: FailAfter,
     /// Feed the caches by hand, as the watches would.
@@ -132,7 +131,7 @@ impl Harness {
         let (caches, writers) = fake_api::caches();
         let clock = Arc::new(Mutex::new(Timestamp::now()));
         let ctx = context(client, caches, require_pinned, clock.clone(), reload);
-        Self { ctx, clock, metrics: Metrics::new().unwrap(), calls, fail_after, w: writers }
+        Self { ctx, clock, calls, fail_after, w: writers }
     }
 
     /// A restarted operator: a fresh Context (and client) over the same cluster state.
@@ -140,7 +139,7 @@ impl Harness {
         self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
-        let reload = self.ctx.reload_options().ok().cloned();
+        let reload = Some(self.ctx.reload.clone());
         self.ctx = context(
             client,
             self.ctx.caches.clone(),
@@ -265,11 +264,10 @@ fn context(
 ) -> Arc<Context> {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "relay-operator".into(), instance: None });
-    let mut ctx = Context::new(client, caches, recorder, require_pinned)
-        .with_clock(Arc::new(move || *clock.lock().unwrap()));
-    if let Some(reload) = reload {
-        ctx = ctx.with_reload(reload);
-    }
+    let reload = reload.unwrap_or_else(|| ReloadOptions::try_default().unwrap());
+    let ctx =
+        Context::new(client, caches, recorder, require_pinned, reload, Arc::new(Metrics::new().unwrap()))
+            .with_clock(Arc::new(move || *clock.lock().unwrap()));
     Arc::new(ctx)
 }
 

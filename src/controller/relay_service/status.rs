@@ -5,29 +5,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use super::conditions::{NewCondition, merge};
 use crate::api::{PodEntry, RelayServiceStatus, ReloadResult};
+use crate::controller::conditions::{NewCondition, merge};
+use crate::controller::pods::{failing_reason, is_ready, is_terminating, pod_entry};
+use crate::deps::Dependencies;
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 
-/// The state of a service's `dependsOn`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Dependencies {
-    /// No dependencies, or all Ready.
-    Ready,
-    /// These exist but are not Ready.
-    Waiting(Vec<String>),
-    /// These do not exist.
-    Missing(Vec<String>),
-    /// The service is on this cycle.
-    Cycle(Vec<String>),
-}
-
 impl Dependencies {
-    /// Whether pods may be created or rolled.
-    pub fn ready(&self) -> bool {
-        matches!(self, Self::Ready)
-    }
-
     fn condition(&self) -> NewCondition {
         let new = |status, reason: &str, message: String| {
             NewCondition::new("DependenciesReady", status, reason, message)
@@ -76,50 +60,6 @@ pub struct StatusInput<'a> {
     pub reloads: &'a BTreeMap<String, ReloadResult>,
     /// Current time.
     pub now: Timestamp,
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-/// A waiting reason of a container that means the pod is failing (not just starting).
-pub fn failing_reason(pod: &Pod) -> Option<String> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    statuses.iter().find_map(|s| {
-        let waiting = s.state.as_ref()?.waiting.as_ref()?;
-        let reason = waiting.reason.clone()?;
-        [
-            "CrashLoopBackOff",
-            "ErrImagePull",
-            "ImagePullBackOff",
-            "CreateContainerConfigError",
-            "InvalidImageName",
-        ]
-        .contains(&reason.as_str())
-        .then_some(reason)
-    })
-}
-
-/// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
-/// image digest (no reload result or health detail).
-pub fn pod_entry(pod: &Pod) -> PodEntry {
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
-    PodEntry {
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        ready: is_ready(pod),
-        config_hash: pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned(),
-        restarts: statuses.iter().map(|s| s.restart_count).sum(),
-        image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
-        last_reload: None,
-        health_detail: None,
-    }
 }
 
 /// Compute the status.

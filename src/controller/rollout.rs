@@ -103,15 +103,6 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
     actions
 }
 
-/// Ordinal of a pod named `BASE-ORDINAL`.
-pub fn ordinal_of(base: &str, pod_name: &str) -> Option<i32> {
-    let rest = pod_name.strip_prefix(base)?.strip_prefix('-')?;
-    if rest.is_empty() || (rest.len() > 1 && rest.starts_with('0')) {
-        return None;
-    }
-    rest.parse().ok().filter(|n| *n >= 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,15 +211,5 @@ mod tests {
     fn converged_plans_nothing() {
         let pods = [pod(0, "new", true), pod(1, "new", true)];
         assert_eq!(plan(&input(2, &pods, 1)), vec![]);
-    }
-
-    #[test]
-    fn ordinals_from_names() {
-        assert_eq!(ordinal_of("web", "web-0"), Some(0));
-        assert_eq!(ordinal_of("web", "web-12"), Some(12));
-        assert_eq!(ordinal_of("web", "web-td-0"), None);
-        assert_eq!(ordinal_of("web", "web-01"), None);
-        assert_eq!(ordinal_of("web", "webx-1"), None);
-        assert_eq!(ordinal_of("web", "web-"), None);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::RelayServiceStatus;
+use crate::controller::pods::{is_ready, is_terminating};
 
 /// Most bytes of the health answer read from the pod.
 pub const MAX_READ_BYTES: usize = 64 * 1024;
@@ -18,12 +19,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 pub fn turned_unready(pod: &Pod, previous: Option<&RelayServiceStatus>) -> bool {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let was_ready = previous.is_some_and(|s| s.pods.iter().any(|p| p.name == name && p.ready));
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    was_ready && !ready && pod.metadata.deletion_timestamp.is_none()
+    was_ready && !is_ready(pod) && !is_terminating(pod)
 }
 
 /// The URL of the pod's HTTP readiness check (`scheme://podIP:port/path`), if it has one.
@@ -71,16 +67,6 @@ pub fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
-}
-
-/// The HTTP client of health fetches: no redirects, no proxy, bounded connect time.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

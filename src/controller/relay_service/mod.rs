@@ -8,24 +8,27 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+pub mod health_detail;
+pub mod status;
+
 use super::Error;
-use super::children::{Target, converge, owned_pods, publish, resolve_and_render};
 use super::context::Context;
-use super::health_detail;
+use super::converge::{Target, converge};
 use super::reload::{ReloadRound, propagate};
-use super::status::{Dependencies, StatusInput, compute};
+use super::resolve::{dependencies, owned_pods, resolve_and_render};
+use super::writes::{apply_status, publish};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
+use status::{StatusInput, compute};
 
 use crate::api::{HealthPolicy, RelayService, RelayServiceStatus};
-use crate::deps::{DependencyGraph, cycle_through};
-use crate::render::{MANAGER, Owner, OwnerKind, image_is_pinned, selector_string};
+use crate::deps::is_ready;
+use crate::render::{Owner, OwnerKind, image_is_pinned, selector_string};
 
 /// Reconcile one RelayService.
 ///
@@ -99,15 +102,9 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         reloads: &reloads.results,
         now: Timestamp::now(),
     });
-    if service.status.as_ref() != Some(&status) {
-        // Dependents are woken by this write's watch event (see `dependents_of`), so they
-        // read the new status from the cache rather than a stale one.
-        let api: Api<RelayService> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "RelayService", "status": status});
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::Kube)?;
-    }
+    // Dependents are woken by this write's watch event (see `dependents_of`), so they read
+    // the new status from the cache rather than a stale one.
+    apply_status(&ctx, &*service, service.status.as_ref(), &status).await?;
     let wait = match problem {
         // Invalid input: wait for the next change instead of requeueing hot.
         Some(_) => return Ok(Action::await_change()),
@@ -157,44 +154,6 @@ fn has_condition_reason(service: &RelayService, type_: &str, reason: &str) -> bo
         .status
         .as_ref()
         .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.reason == reason))
-}
-
-/// Dependency state from the RelayService cache.
-fn dependencies(ctx: &Context, service: &RelayService, namespace: &str) -> Dependencies {
-    let all = ctx.caches.services.state();
-    let in_namespace: Vec<&Arc<RelayService>> =
-        all.iter().filter(|s| s.namespace().as_deref() == Some(namespace)).collect();
-    let graph: DependencyGraph =
-        in_namespace.iter().map(|s| (s.name_any(), s.spec.depends_on.clone())).collect();
-    let mut graph = graph;
-    graph.insert(service.name_any(), service.spec.depends_on.clone());
-    if let Some(cycle) = cycle_through(&graph, &service.name_any()) {
-        return Dependencies::Cycle(cycle);
-    }
-    let mut missing = Vec::new();
-    let mut waiting = Vec::new();
-    for dependency in &service.spec.depends_on {
-        match in_namespace.iter().find(|s| &s.name_any() == dependency) {
-            None => missing.push(dependency.clone()),
-            Some(found) if !is_ready(found) => waiting.push(dependency.clone()),
-            Some(_) => {}
-        }
-    }
-    if !missing.is_empty() {
-        Dependencies::Missing(missing)
-    } else if !waiting.is_empty() {
-        Dependencies::Waiting(waiting)
-    } else {
-        Dependencies::Ready
-    }
-}
-
-/// Whether a RelayService's Ready condition is True for its current generation.
-pub fn is_ready(service: &RelayService) -> bool {
-    service.status.as_ref().is_some_and(|s| {
-        s.observed_generation == service.metadata.generation
-            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 /// RelayServices that reference `policy` (a change to it reaches every one of them).

@@ -29,14 +29,14 @@
 //! parallel. A background task per service would need its own registry, cancellation and
 //! a second writer of status for the same guarantees.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -44,91 +44,23 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub mod plan;
+
 use super::Error;
-use super::apply::delete;
-use super::children::{Target, publish, secret_data};
 use super::context::Context;
-use super::reload_plan::{
-    ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, plan,
-};
+use super::converge::Target;
+use super::resolve::secret_data;
+use super::writes::{delete, patch_metadata, publish};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec, parse_duration};
-use crate::ops::metrics::ReloadHookResult;
-use crate::reload::{
-    BearerToken, CONFIG_HASH_HEADER, DEFAULT_CONCURRENCY, HookCall, HookClient, HookClientError,
-    HookClientOptions, HookOutcome, HookReport, RetryPolicy, classify, hook_url,
+use crate::hook::{
+    BearerToken, CONFIG_HASH_HEADER, HookCall, HookOutcome, HookReport, HookVia, RetryPolicy, classify,
+    hook_url,
 };
+use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
 };
-
-/// How the operator reaches a pod's hook.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum HookVia {
-    /// `http://<podIP>:<port><path>` directly (the operator runs in the cluster network).
-    #[default]
-    PodIp,
-    /// Through the API server's pod proxy (`/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`),
-    /// so it works from outside the cluster. The API server consumes `Authorization`, so a
-    /// bearer token cannot be passed to the app this way.
-    Proxy,
-}
-
-/// Options of the reload phase (`--hook-concurrency`, `--hook-via`).
-#[derive(Clone, Debug)]
-pub struct ReloadOptions {
-    /// The HTTP client for `pod-ip` calls.
-    pub client: HookClient,
-    /// At most this many hook calls in flight at once (per service), and as many API writes.
-    pub concurrency: usize,
-    /// How pods are reached.
-    pub via: HookVia,
-    /// First retry delay (doubling up to `retry_max`); the deadline is `reload.retryDeadline`.
-    pub retry_initial: Duration,
-    /// Largest retry delay.
-    pub retry_max: Duration,
-}
-
-impl ReloadOptions {
-    /// Options with a default hook client and retry delays of 500 ms doubling to 10 s.
-    pub fn new(concurrency: usize, via: HookVia) -> Result<Self, HookClientError> {
-        let defaults = RetryPolicy::default();
-        Ok(Self {
-            client: HookClient::new(HookClientOptions::default())?,
-            concurrency: concurrency.max(1),
-            via,
-            retry_initial: defaults.initial,
-            retry_max: defaults.max,
-        })
-    }
-
-    /// `ReloadOptions::new(DEFAULT_CONCURRENCY, HookVia::PodIp)`.
-    pub fn try_default() -> Result<Self, HookClientError> {
-        Self::new(DEFAULT_CONCURRENCY, HookVia::PodIp)
-    }
-}
-
-/// In-memory state of the reload phase: when each service's desired hash was first seen
-/// (right after its ConfigMap write), for the propagation-latency histogram.
-#[derive(Debug, Default)]
-pub struct ReloadState {
-    written: Mutex<HashMap<String, (String, Timestamp)>>,
-}
-
-impl ReloadState {
-    /// When `hash` became the desired hash of `key`: the first time this process saw it,
-    /// or `fallback` (e.g. the ConfigMap's last apply time) when that is earlier.
-    fn written_at(&self, key: &str, hash: &str, fallback: Option<Timestamp>, now: Timestamp) -> Timestamp {
-        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = written.entry(key.to_owned()).or_insert_with(|| (hash.to_owned(), now));
-        if entry.0 != hash {
-            *entry = (hash.to_owned(), now);
-        }
-        match fallback {
-            Some(earlier) if earlier < entry.1 => earlier,
-            _ => entry.1,
-        }
-    }
-}
+use plan::{ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, plan};
 
 /// What a reload phase did, for status and requeueing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -231,14 +163,14 @@ pub async fn propagate(
     if steps.nudge.is_empty() && steps.call.is_empty() {
         return Ok(round);
     }
-    let options = ctx.reload_options().map_err(Error::HookClient)?;
+    let options = &ctx.reload;
     let writes = Semaphore::new(options.concurrency);
 
     // 1. Nudge.
     let nudge = Nudge { hash: desired.to_owned(), at: now }.annotation_value();
     let nudged = join_all(steps.nudge.iter().map(|name| {
-        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_CONFIG_NUDGE: nudge}}});
-        patch_pod(ctx, &owner.namespace, name, patch, &writes)
+        let metadata = serde_json::json!({"annotations": {ANNOTATION_CONFIG_NUDGE: nudge}});
+        annotate_pod(ctx, &owner.namespace, name, metadata, &writes)
     }))
     .await;
     nudged.into_iter().collect::<Result<Vec<()>, Error>>()?;
@@ -290,19 +222,15 @@ pub async fn propagate(
                 proxy_call(&ctx.client, &owner.namespace, port, &reload.path, call, &policy, &limit).await
             }
         };
-        if let Some(metrics) = &ctx.metrics {
-            metrics.reload_hook_call(metric_result(&report.outcome));
-        }
+        ctx.metrics.reload_hook_call(metric_result(&report.outcome));
         let written = if report.succeeded() {
             record(ctx, &fresh, &report, &writes).await
         } else {
             Recorded::Superseded
         };
-        if written == Recorded::Written
-            && let Some(metrics) = &ctx.metrics
-        {
+        if written == Recorded::Written {
             let seconds = Timestamp::now().duration_since(written_at).as_secs_f64();
-            metrics.observe_reload_propagation(seconds.max(0.0));
+            ctx.metrics.observe_reload_propagation(seconds.max(0.0));
         }
         finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((report, written));
     }));
@@ -343,11 +271,9 @@ pub async fn propagate(
         round.results.insert(name.clone(), result("Failed", desired, message.clone()));
         match reload.on_failure {
             ReloadFailurePolicy::Restart => {
-                delete::<Pod>(&ctx.client, &owner.namespace, &name).await?;
+                delete::<Pod>(ctx, &owner.namespace, &name).await?;
                 round.restarted.insert(name.clone());
-                if let Some(metrics) = &ctx.metrics {
-                    metrics.reload_restart();
-                }
+                ctx.metrics.reload_restart();
                 warn!(pod = %name, %message, "reload failed; deleting the pod (onFailure: Restart)");
                 let note = format!(
                     "reload of pod {name} failed ({message}); deleted it so it restarts with the new configuration (onFailure: Restart)"
@@ -437,22 +363,16 @@ fn bearer_token(ctx: &Context, namespace: &str, reload: &ReloadSpec) -> Result<O
     Ok(Some(BearerToken::new(text.trim_end())))
 }
 
-/// Merge-patch a pod's annotations; a vanished pod is not an error.
-async fn patch_pod(
+/// Annotate a pod, at most `writes` patches in flight at once; a pod already gone is fine.
+async fn annotate_pod(
     ctx: &Context,
     namespace: &str,
     name: &str,
-    patch: serde_json::Value,
+    metadata: serde_json::Value,
     writes: &Semaphore,
 ) -> Result<(), Error> {
     let _permit = writes.acquire().await.ok();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
-    match api.patch(name, &params, &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    }
+    patch_metadata::<Pod>(ctx, namespace, name, metadata).await.map(|_| ())
 }
 
 /// Whether the configuration this round sends is still the desired one.
@@ -503,11 +423,11 @@ async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, write
     if fresh.superseded() {
         return Recorded::Superseded;
     }
-    let patch = serde_json::json!({"metadata": {"annotations": {
+    let metadata = serde_json::json!({"annotations": {
         ANNOTATION_CONFIG_HASH: fresh.sent,
         ANNOTATION_RELOAD_RESULT: report.outcome.status_result(),
-    }}});
-    match patch_pod(ctx, &fresh.owner.namespace, &report.pod, patch, writes).await {
+    }});
+    match annotate_pod(ctx, &fresh.owner.namespace, &report.pod, metadata, writes).await {
         Ok(()) => Recorded::Written,
         Err(e) => {
             warn!(pod = %report.pod, error = %e, "cannot record the applied configuration hash");
@@ -610,7 +530,7 @@ mod tests {
 
     #[test]
     fn written_at_keeps_the_first_sighting_per_hash() {
-        let state = ReloadState::default();
+        let state = crate::controller::context::ReloadState::default();
         let t = |s: &str| s.parse::<Timestamp>().expect("ts");
         assert_eq!(state.written_at("k", "a", None, t("2026-01-01T00:00:00Z")), t("2026-01-01T00:00:00Z"));
         assert_eq!(state.written_at("k", "a", None, t("2026-01-01T00:00:05Z")), t("2026-01-01T00:00:00Z"));

@@ -22,16 +22,18 @@
 //! in [`BearerToken`] and never logged.
 
 mod backoff;
+mod client;
 mod dispatch;
-mod hook;
+mod options;
 mod outcome;
 mod token;
 
 pub use backoff::RetryPolicy;
-pub use dispatch::{DEFAULT_CONCURRENCY, reload_all};
-pub use hook::{
+pub use client::{
     CONFIG_HASH_HEADER, HookCall, HookClient, HookClientError, HookClientOptions, HookReport, HookUrlError,
     MAX_BODY_BYTES, hook_url,
 };
+pub use dispatch::{DEFAULT_CONCURRENCY, reload_all};
+pub use options::{HookVia, ReloadOptions};
 pub use outcome::{HookOutcome, MAX_REPORTED_HASH_LEN, classify};
 pub use token::BearerToken;

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::ReloadResult;
+use crate::controller::pods::{is_ready, is_terminating};
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 
 /// Pod annotation written to make the kubelet resync the pod's volumes now; its value is
@@ -73,10 +74,8 @@ impl PodView {
         let status = pod.status.as_ref();
         Self {
             name: pod.metadata.name.clone().unwrap_or_default(),
-            ready: status
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            ready: is_ready(pod),
+            terminating: is_terminating(pod),
             template_hash: pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).cloned(),
             config_hash: annotation(ANNOTATION_CONFIG_HASH),
             nudge: annotation(ANNOTATION_CONFIG_NUDGE).as_deref().and_then(Nudge::parse),

@@ -20,25 +20,17 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use super::children::Problem;
-use super::conditions::{NewCondition, merge};
 use crate::api::{
     FailureDetail, RelayServiceSpec, TestDeploymentPhase, TestDeploymentSpec, TestDeploymentStatus,
     parse_duration,
 };
+use crate::controller::conditions::Problem;
+use crate::controller::conditions::{NewCondition, merge};
+use crate::controller::pods::{LogRequest, is_ready, pod_failure};
 use crate::render::Owner;
-
-/// Container waiting reasons that mean the deployment failed (not just starting).
-pub const FAILING_WAITING_REASONS: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "InvalidImageName",
-];
 
 /// Reason of a failure because the deployment was not Ready within `progressDeadline`.
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
@@ -67,17 +59,6 @@ pub struct PhaseInput<'a> {
     pub problem: Option<&'a Problem>,
     /// The status as it is now.
     pub previous: Option<&'a TestDeploymentStatus>,
-}
-
-/// A container log to read into `failure.logTail` (the reconciler does the I/O).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogRequest {
-    /// Pod name.
-    pub pod: String,
-    /// Container name.
-    pub container: String,
-    /// Read the previous (crashed) instance's log rather than the current one.
-    pub previous: bool,
 }
 
 /// The computed status and the log the reconciler should read, if any.
@@ -133,75 +114,6 @@ pub fn parse_time(text: &str) -> Option<Timestamp> {
 
 fn add(time: Timestamp, duration: Duration) -> Timestamp {
     time.checked_add(duration).unwrap_or(Timestamp::MAX)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Why `pod` fails, and which log explains it, if it does.
-pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let status = pod.status.as_ref()?;
-    let containers =
-        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
-    for container in containers {
-        if let Some(found) = container_failure(&name, container) {
-            return Some(found);
-        }
-    }
-    let unschedulable = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
-    })?;
-    let detail = FailureDetail {
-        reason: "Unschedulable".into(),
-        message: unschedulable.message.clone().unwrap_or_else(|| format!("pod {name} cannot be scheduled")),
-        pod: Some(name),
-        ..FailureDetail::default()
-    };
-    Some((detail, None))
-}
-
-fn container_failure(pod: &str, container: &ContainerStatus) -> Option<(FailureDetail, Option<LogRequest>)> {
-    let state = container.state.as_ref()?;
-    let last_exit = container.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
-    let log = |previous| LogRequest { pod: pod.into(), container: container.name.clone(), previous };
-    if let Some(waiting) = &state.waiting {
-        let reason = waiting.reason.as_deref().unwrap_or_default();
-        if FAILING_WAITING_REASONS.contains(&reason) {
-            let message = waiting
-                .message
-                .clone()
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| format!("container {} is waiting: {reason}", container.name));
-            let crashed = reason == "CrashLoopBackOff";
-            let detail = FailureDetail {
-                reason: reason.into(),
-                message,
-                pod: Some(pod.into()),
-                container: Some(container.name.clone()),
-                exit_code: last_exit.filter(|_| crashed),
-                log_tail: None,
-            };
-            return Some((detail, crashed.then(|| log(true))));
-        }
-    }
-    let terminated = state.terminated.as_ref().filter(|t| t.exit_code != 0)?;
-    let detail = FailureDetail {
-        reason: terminated.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "Error".into()),
-        message: terminated.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| {
-            format!("container {} exited with code {}", container.name, terminated.exit_code)
-        }),
-        pod: Some(pod.into()),
-        container: Some(container.name.clone()),
-        exit_code: Some(terminated.exit_code),
-        log_tail: None,
-    };
-    // The terminated instance is the current one: its log is not "previous".
-    Some((detail, Some(log(false))))
 }
 
 /// Compute the status.
@@ -355,8 +267,10 @@ pub fn next_wake(input: &PhaseInput<'_>, status: &TestDeploymentStatus) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::pods::FAILING_WAITING_REASONS;
     use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateTerminated, ContainerStateWaiting, PodCondition, PodStatus,
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodCondition,
+        PodStatus,
     };
     use kube::api::ObjectMeta;
 

@@ -4,7 +4,7 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 
 use super::backoff::RetryPolicy;
-use super::hook::{HookCall, HookClient, HookReport};
+use super::client::{HookCall, HookClient, HookReport};
 
 /// Default bound on hook calls in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;

@@ -21,23 +21,27 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, LogParams, Patch, PatchParams};
+use kube::api::{Api, LogParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
+pub mod phase;
+
 use super::Error;
-use super::apply::delete;
-use super::children::{Problem, Target, converge, owned_pods, publish, resolve_and_render};
+use super::conditions::Problem;
 use super::context::Context;
-use super::phase::{self, LogRequest, PhaseInput};
-use super::status::pod_entry;
+use super::converge::{Target, converge};
+use super::pods::LogRequest;
+use super::pods::{is_terminating, pod_entry};
+use super::resolve::{owned_pods, resolve_and_render};
+use super::writes::{apply_status, delete, patch_metadata, publish};
 use crate::api::{RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus};
 use crate::manifest::validate_service_spec;
-use crate::ops::metrics::Metrics;
-use crate::render::{LABEL_SERVICE, MANAGER, Owner, OwnerKind, effective_spec};
+use crate::render::{LABEL_SERVICE, Owner, OwnerKind, effective_spec};
+use phase::PhaseInput;
 
 /// Annotation holding the JSON of the `fromRelayService` spec as copied at creation.
 pub const ANNOTATION_SOURCE_SPEC: &str = "relayops.io/source-spec";
@@ -52,11 +56,7 @@ pub const LOG_TAIL_BYTES: i64 = 4096;
 pub const LOG_TAIL_LINES: i64 = 20;
 
 /// Reconcile one TestDeployment.
-pub async fn reconcile(
-    td: Arc<TestDeployment>,
-    ctx: Arc<Context>,
-    metrics: &Metrics,
-) -> Result<Action, Error> {
+pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = td.namespace().ok_or(Error::MissingNamespace)?;
     if td.metadata.deletion_timestamp.is_some() {
         // Every child is owned: garbage collection removes them.
@@ -73,7 +73,7 @@ pub async fn reconcile(
     let reference = td.object_ref(&());
     let previous = td.status.as_ref();
     if phase::is_expired(&td.spec, created, now, previous) {
-        return expire(&ctx, &td, &owner, &reference, created, now, metrics).await;
+        return expire(&ctx, &td, &owner, &reference, created, now).await;
     }
 
     let spec = match source_spec(&ctx, &td, &reference).await? {
@@ -115,12 +115,12 @@ pub async fn reconcile(
     };
     let outcome = phase::compute(&input);
     let mut status = outcome.status;
-    status.pods = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(pod_entry).collect();
+    status.pods = pods.iter().filter(|p| !is_terminating(p)).map(pod_entry).collect();
     status.pods.sort_by(|a, b| a.name.cmp(&b.name));
     if let (Some(request), Some(failure)) = (&outcome.log_request, status.failure.as_mut()) {
         failure.log_tail = Some(read_log(&ctx, &namespace, request).await);
     }
-    write_status(&ctx, &td, &status).await?;
+    apply_status(&ctx, &*td, td.status.as_ref(), &status).await?;
     if previous.map(|s| s.phase) != Some(status.phase) {
         announce(&ctx, &reference, &status).await;
     }
@@ -128,7 +128,7 @@ pub async fn reconcile(
         && previous.is_none_or(|s| s.ready_at.is_none())
         && let Some(ready_at) = status.ready_at.as_deref().and_then(phase::parse_time)
     {
-        metrics.observe_time_to_running(ready_at.duration_since(created).as_secs_f64().max(0.0));
+        ctx.metrics.observe_time_to_running(ready_at.duration_since(created).as_secs_f64().max(0.0));
     }
 
     let mut wait = phase::next_wake(&input, &status).map(|at| until(now, at));
@@ -183,11 +183,7 @@ async fn source_spec(
     if let Some(version) = td.resource_version() {
         metadata["resourceVersion"] = version.into();
     }
-    let api: Api<TestDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
-    api.patch(&td.name_any(), &params, &Patch::Merge(serde_json::json!({"metadata": metadata})))
-        .await
-        .map_err(Error::Kube)?;
+    patch_metadata::<TestDeployment>(ctx, &namespace, &td.name_any(), metadata).await?;
     let generation = found.metadata.generation.map_or_else(String::new, |g| format!(" (generation {g})"));
     info!(source = %source, "copied the source spec");
     let note =
@@ -224,24 +220,6 @@ async fn read_log(ctx: &Context, namespace: &str, request: &LogRequest) -> Strin
     }
 }
 
-async fn write_status(
-    ctx: &Context,
-    td: &TestDeployment,
-    status: &TestDeploymentStatus,
-) -> Result<(), Error> {
-    if td.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let namespace = td.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<TestDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch =
-        serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment", "status": status});
-    api.patch_status(&td.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Kube)?;
-    Ok(())
-}
-
 /// An Event for a phase change.
 async fn announce(ctx: &Context, reference: &ObjectReference, status: &TestDeploymentStatus) {
     let type_ =
@@ -269,7 +247,6 @@ async fn expire(
     reference: &ObjectReference,
     created: Timestamp,
     now: Timestamp,
-    metrics: &Metrics,
 ) -> Result<Action, Error> {
     let previous = td.status.as_ref();
     let first_time = previous.map(|s| s.phase) != Some(TestDeploymentPhase::Expired);
@@ -283,9 +260,9 @@ async fn expire(
             td.spec.ttl
         );
         publish(ctx, reference, EventType::Normal, "Expired", "Delete", note).await;
-        delete::<TestDeployment>(&ctx.client, &owner.namespace, &owner.name).await?;
+        delete::<TestDeployment>(ctx, &owner.namespace, &owner.name).await?;
         if first_time {
-            metrics.test_deployment_expired();
+            ctx.metrics.test_deployment_expired();
         }
         return Ok(Action::await_change());
     }
@@ -301,9 +278,9 @@ async fn expire(
         previous,
     })
     .status;
-    write_status(ctx, td, &status).await?;
+    apply_status(ctx, td, td.status.as_ref(), &status).await?;
     if first_time {
-        metrics.test_deployment_expired();
+        ctx.metrics.test_deployment_expired();
         announce(ctx, reference, &status).await;
     }
     Ok(Action::await_change())
@@ -317,18 +294,18 @@ async fn delete_children(ctx: &Context, owner: &Owner, unconditionally: bool) ->
     let base = owner.base_name();
     let mut count = 0;
     for pod in owned_pods(ctx, owner).iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-        delete::<Pod>(&ctx.client, namespace, &pod.name_any()).await?;
+        delete::<Pod>(ctx, namespace, &pod.name_any()).await?;
         count += 1;
     }
     let cached_service = ctx.caches.service_objects.get(&ObjectRef::new(&base).within(namespace)).is_some();
     if unconditionally || cached_service {
-        delete::<Service>(&ctx.client, namespace, &base).await?;
+        delete::<Service>(ctx, namespace, &base).await?;
         count += 1;
     }
     let config_map = owner.config_map_name();
     let cached_config = ctx.caches.config_maps.get(&ObjectRef::new(&config_map).within(namespace)).is_some();
     if unconditionally || cached_config {
-        delete::<ConfigMap>(&ctx.client, namespace, &config_map).await?;
+        delete::<ConfigMap>(ctx, namespace, &config_map).await?;
         count += 1;
     }
     let claims: Vec<String> = ctx
@@ -344,7 +321,7 @@ async fn delete_children(ctx: &Context, owner: &Owner, unconditionally: bool) ->
         .map(|c| c.name_any())
         .collect();
     for claim in claims {
-        delete::<PersistentVolumeClaim>(&ctx.client, namespace, &claim).await?;
+        delete::<PersistentVolumeClaim>(ctx, namespace, &claim).await?;
         count += 1;
     }
     Ok(count)

@@ -1,0 +1,155 @@
+//! Facts about one pod, read the same way everywhere: Ready, terminating, finished, its
+//! ordinal, and why it fails. Pure.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::api::{FailureDetail, PodEntry};
+use crate::render::ANNOTATION_CONFIG_HASH;
+
+/// Container waiting reasons that mean the pod is failing (not just starting).
+pub const FAILING_WAITING_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+];
+
+/// The pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The pod is being deleted.
+pub fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// The pod's phase is `Failed` or `Succeeded`: its containers will not run again.
+pub fn is_finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
+}
+
+/// A waiting reason of a container that means the pod is failing (not just starting).
+pub fn failing_reason(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|s| {
+        let reason = s.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        FAILING_WAITING_REASONS.contains(&reason.as_str()).then_some(reason)
+    })
+}
+
+/// Ordinal of a pod named `BASE-ORDINAL`.
+pub fn ordinal_of(base: &str, pod_name: &str) -> Option<i32> {
+    let rest = pod_name.strip_prefix(base)?.strip_prefix('-')?;
+    if rest.is_empty() || (rest.len() > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    rest.parse().ok().filter(|n| *n >= 0)
+}
+
+/// A container log to read into `failure.logTail` (the reconciler does the I/O).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRequest {
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// Read the previous (crashed) instance's log rather than the current one.
+    pub previous: bool,
+}
+
+/// Why `pod` fails, and which log explains it, if it does.
+pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = pod.status.as_ref()?;
+    let containers =
+        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        if let Some(found) = container_failure(&name, container) {
+            return Some(found);
+        }
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+    })?;
+    let detail = FailureDetail {
+        reason: "Unschedulable".into(),
+        message: unschedulable.message.clone().unwrap_or_else(|| format!("pod {name} cannot be scheduled")),
+        pod: Some(name),
+        ..FailureDetail::default()
+    };
+    Some((detail, None))
+}
+
+fn container_failure(pod: &str, container: &ContainerStatus) -> Option<(FailureDetail, Option<LogRequest>)> {
+    let state = container.state.as_ref()?;
+    let last_exit = container.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
+    let log = |previous| LogRequest { pod: pod.into(), container: container.name.clone(), previous };
+    if let Some(waiting) = &state.waiting {
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if FAILING_WAITING_REASONS.contains(&reason) {
+            let message = waiting
+                .message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| format!("container {} is waiting: {reason}", container.name));
+            let crashed = reason == "CrashLoopBackOff";
+            let detail = FailureDetail {
+                reason: reason.into(),
+                message,
+                pod: Some(pod.into()),
+                container: Some(container.name.clone()),
+                exit_code: last_exit.filter(|_| crashed),
+                log_tail: None,
+            };
+            return Some((detail, crashed.then(|| log(true))));
+        }
+    }
+    let terminated = state.terminated.as_ref().filter(|t| t.exit_code != 0)?;
+    let detail = FailureDetail {
+        reason: terminated.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "Error".into()),
+        message: terminated.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| {
+            format!("container {} exited with code {}", container.name, terminated.exit_code)
+        }),
+        pod: Some(pod.into()),
+        container: Some(container.name.clone()),
+        exit_code: Some(terminated.exit_code),
+        log_tail: None,
+    };
+    // The terminated instance is the current one: its log is not "previous".
+    Some((detail, Some(log(false))))
+}
+
+/// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
+/// image digest (no reload result or health detail).
+pub fn pod_entry(pod: &Pod) -> PodEntry {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    PodEntry {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        ready: is_ready(pod),
+        config_hash: pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned(),
+        restarts: statuses.iter().map(|s| s.restart_count).sum(),
+        image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
+        last_reload: None,
+        health_detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_from_names() {
+        assert_eq!(ordinal_of("web", "web-0"), Some(0));
+        assert_eq!(ordinal_of("web", "web-12"), Some(12));
+        assert_eq!(ordinal_of("web", "web-td-0"), None);
+        assert_eq!(ordinal_of("web", "web-01"), None);
+        assert_eq!(ordinal_of("web", "webx-1"), None);
+        assert_eq!(ordinal_of("web", "web-"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! Everything a reconcile reads: the caches (HealthPolicies, Secrets, owned pods, other
+//! services for dependencies), resolved into what rendering and status need. No writes.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::conditions::Problem;
+use super::context::Context;
+use crate::api::{HealthPolicySpec, RelayService, RelayServiceSpec};
+use crate::deps::{Dependencies, evaluate};
+use crate::render::{
+    LABEL_SERVICE, Owner, RenderedService, SecretData, ServiceInput, image_is_pinned, render_service,
+};
+
+/// Resolve the health check and Secrets from the caches and render; a missing HealthPolicy,
+/// an unrenderable spec or (with `--require-pinned-images`) a mutable image is a [`Problem`].
+pub fn resolve_and_render(
+    ctx: &Context,
+    owner: &Owner,
+    spec: &RelayServiceSpec,
+) -> Result<RenderedService, Problem> {
+    let namespace = &owner.namespace;
+    let health: Option<HealthPolicySpec> = match &spec.health_policy_ref {
+        Some(reference) => {
+            let policy = ctx.caches.policies.get(&ObjectRef::new(&reference.name).within(namespace));
+            let policy = policy.ok_or_else(|| Problem {
+                reason: "HealthPolicyNotFound",
+                message: format!(
+                    "HealthPolicy {namespace}/{} not found; running pods are left as they are",
+                    reference.name
+                ),
+            })?;
+            Some(policy.spec.clone())
+        }
+        None => spec.health.clone(),
+    };
+    let secrets = secret_data(ctx, namespace, spec);
+    let rendered = render_service(ServiceInput { owner, spec, health: health.as_ref(), secrets: &secrets })
+        .map_err(|e| Problem { reason: e.reason(), message: e.to_string() })?;
+    if ctx.require_pinned_images && !image_is_pinned(&spec.image) {
+        return Err(Problem {
+            reason: "ImageNotPinned",
+            message: format!("image {:?} has a mutable tag and --require-pinned-images is set", spec.image),
+        });
+    }
+    Ok(rendered)
+}
+
+/// The pods of `owner`, from the cache.
+pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Pod> {
+    let base = owner.base_name();
+    ctx.caches
+        .pods
+        .state()
+        .iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(owner.namespace.as_str())
+                && p.labels().get(LABEL_SERVICE) == Some(&base)
+        })
+        .map(|p| (**p).clone())
+        .collect()
+}
+
+/// Referenced Secrets' data, for the configuration hash (values never leave memory).
+pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> SecretData {
+    let referenced: BTreeSet<&str> =
+        spec.config.iter().flat_map(|c| c.secrets.iter().map(|s| s.secret_key_ref.name.as_str())).collect();
+    referenced
+        .into_iter()
+        .filter_map(|name| ctx.caches.secrets.get(&ObjectRef::new(name).within(namespace)))
+        .map(|s| {
+            let data = s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            (s.name_any(), data)
+        })
+        .collect()
+}
+
+/// Dependency state of `service`, from the RelayService cache.
+pub fn dependencies(ctx: &Context, service: &RelayService, namespace: &str) -> Dependencies {
+    let all = ctx.caches.services.state();
+    let in_namespace: Vec<&RelayService> =
+        all.iter().filter(|s| s.namespace().as_deref() == Some(namespace)).map(|s| &**s).collect();
+    evaluate(service, &in_namespace)
+}

@@ -1,0 +1,151 @@
+//! Every write the controllers make — the only module that changes anything through the
+//! API: server-side apply of children (skipped when the cached object already carries the
+//! hash of the desired one), pod creation, deletes, metadata patches, status, Events.
+//! Each failure names the write that failed.
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use super::context::Context;
+use super::{Error, Write};
+use crate::render::MANAGER;
+
+/// Annotation carrying the hash of the desired object last applied.
+pub const ANNOTATION_DESIRED_HASH: &str = "relayops.io/desired-hash";
+
+/// A namespaced kind the controllers write.
+pub trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+fn write<K: Resource<DynamicType = ()>>(verb: &'static str, namespace: &str, name: &str) -> Write {
+    Write { verb, kind: K::kind(&()).into_owned(), namespace: namespace.to_owned(), name: name.to_owned() }
+}
+
+/// Apply `desired` unless the cached live object already has its hash. Returns whether a
+/// request was made.
+pub async fn apply_if_changed<K: Namespaced>(
+    ctx: &Context,
+    cache: &Store<K>,
+    mut desired: K,
+) -> Result<bool, Error> {
+    let hash = desired_hash(&desired)?;
+    let name = desired.name_any();
+    let namespace = desired.namespace().unwrap_or_default();
+    let live = cache.get(&ObjectRef::new(&name).within(&namespace));
+    if live.as_ref().and_then(|l| l.annotations().get(ANNOTATION_DESIRED_HASH)) == Some(&hash) {
+        return Ok(false);
+    }
+    desired.annotations_mut().insert(ANNOTATION_DESIRED_HASH.into(), hash);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
+        .await
+        .map_err(|e| write::<K>("apply", &namespace, &name).failed(e))?;
+    Ok(true)
+}
+
+/// Create (apply) a pod as rendered.
+pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<(), Error> {
+    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(pod))
+        .await
+        .map_err(|e| write::<Pod>("create", &namespace, &name).failed(e))?;
+    Ok(())
+}
+
+/// Delete a namespaced object; a missing object is not an error.
+pub async fn delete<K: Namespaced>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(write::<K>("delete", namespace, name).failed(e)),
+    }
+}
+
+/// Merge `metadata` (annotations, optionally a `resourceVersion` precondition) into an
+/// object. Returns false when the object is gone.
+pub async fn patch_metadata<K: Namespaced>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    metadata: serde_json::Value,
+) -> Result<bool, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+    match api.patch(name, &params, &Patch::Merge(serde_json::json!({"metadata": metadata}))).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(write::<K>("annotate", namespace, name).failed(e)),
+    }
+}
+
+/// Write `status` onto `object` (server-side apply of the status subresource) unless it
+/// already has exactly that status.
+pub async fn apply_status<K, S>(
+    ctx: &Context,
+    object: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, Error>
+where
+    K: Namespaced,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let namespace = object.namespace().ok_or(Error::MissingNamespace)?;
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch =
+        serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|e| write::<K>("write status of", &namespace, &name).failed(e))?;
+    Ok(true)
+}
+
+/// Publish an Event about `reference`; failures to publish are logged, never fatal.
+pub async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        warn!(error = %e, "cannot publish event");
+    }
+}
+
+fn desired_hash<K: Serialize>(desired: &K) -> Result<String, Error> {
+    let bytes = serde_json::to_vec(desired).map_err(Error::Serialize)?;
+    Ok(Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,102 @@
+//! Leader election between two replicas of the binary: only the leader reconciles, and on
+//! SIGTERM it hands the Lease back so the waiting replica takes over at once.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use serde_json::json;
+
+use super::cluster::{Operator, Scenario, eventually};
+
+const LEASE: &str = "relay-operator";
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
+}
+
+/// `(status, body)` of `GET http://{addr}{path}`; status 0 if nothing answers.
+async fn get(operator: &Operator, path: &str) -> (u16, String) {
+    match reqwest::get(format!("http://{}{path}", operator.ops_addr)).await {
+        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Whether the replica has counted any reconciliation (a sample of the counter exists).
+async fn reconciled(operator: &Operator) -> bool {
+    get(operator, "/metrics").await.1.lines().any(|l| l.starts_with("relay_operator_reconciliations_total{"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_lease_to_the_waiting_replica() {
+    let s = Scenario::new("e2e-leader").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    s.apply(&super::standin_service("web", 1, json!({"GREETING": "a"})).to_string());
+    let args = ["--leader-election", "--lease-namespace", ns];
+    let start = |name: &str| {
+        let log = s.dir.join(format!("{name}.log"));
+        Operator::start_with_env(&s.operator_kubeconfig, ns, &log, &args, &[("POD_NAME", name)])
+    };
+    let mut replicas = vec![
+        ("relay-operator-a", start("relay-operator-a")),
+        ("relay-operator-b", start("relay-operator-b")),
+    ];
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    eventually("one replica holds the Lease", Duration::from_secs(30), || async {
+        holder(&leases).await.is_some()
+    })
+    .await;
+    let first = holder(&leases).await.unwrap();
+    let index =
+        replicas.iter().position(|(name, _)| *name == first).expect("the holder is one of the replicas");
+    let (leader_name, mut leader) = replicas.remove(index);
+    let (follower_name, mut follower) = replicas.remove(0);
+    super::wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+
+    // The follower serves its endpoint but runs no controller: never ready, nothing reconciled.
+    eventually("the follower serves /metrics", Duration::from_secs(10), || async {
+        get(&follower, "/metrics").await.0 == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(reconciled(&leader).await, "the leader reconciles");
+    assert!(get(&leader, "/metrics").await.1.contains("\nrelay_operator_leader 1"));
+    assert!(get(&follower, "/metrics").await.1.contains("\nrelay_operator_leader 0"));
+    assert_eq!(get(&follower, "/readyz").await.0, 503, "the follower is not ready");
+    assert!(!reconciled(&follower).await, "the follower reconciled");
+    assert_eq!(holder(&leases).await.as_deref(), Some(leader_name));
+
+    // SIGTERM the leader and watch the Lease.
+    let sent = Instant::now();
+    let terminated = tokio::task::spawn_blocking(move || leader.terminate());
+    let mut took = None;
+    while sent.elapsed() < Duration::from_secs(20) {
+        if holder(&leases).await.as_deref() == Some(follower_name) {
+            took = Some(sent.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (exit_took, clean) = terminated.await.unwrap();
+    let took = took.unwrap_or_else(|| panic!("{follower_name} did not take the Lease over within 20 s"));
+    eprintln!(
+        "e2e: leader handover after SIGTERM: {:.2} s (old leader exited in {:.2} s)",
+        took.as_secs_f64(),
+        exit_took.as_secs_f64()
+    );
+    assert!(clean, "the old leader exits 0");
+    assert!(took < Duration::from_secs(2), "handover took {took:?}");
+
+    // The new leader starts its controllers and reconciles.
+    follower.wait_ready().await;
+    eventually("the new leader reconciles", Duration::from_secs(30), || reconciled(&follower)).await;
+    assert!(get(&follower, "/metrics").await.1.contains("\nrelay_operator_leader 1"));
+
+    // The last replica, too, hands the Lease back on its way out.
+    let (_, clean) = follower.terminate();
+    assert!(clean, "the last replica exits 0");
+    assert_eq!(holder(&leases).await, None, "the Lease was released");
+    s.cleanup().await;
+}
