@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
-use crate::api::RelayService;
+use crate::api::{ConditionType, RelayService, find_condition};
 
 /// Edges: service name → the names it depends on.
 pub type DependencyGraph = BTreeMap<String, Vec<String>>;
@@ -86,7 +86,7 @@ impl Dependencies {
 pub fn is_ready(service: &RelayService) -> bool {
     service.status.as_ref().is_some_and(|s| {
         s.observed_generation == service.metadata.generation
-            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            && find_condition(&s.conditions, ConditionType::Ready).is_some_and(|c| c.status == "True")
     })
 }
 

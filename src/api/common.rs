@@ -4,6 +4,54 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Regular expression every duration field must match: `10s`, `5m`, `1h30m`, `250ms`.
+/// The condition types the operator sets in `status.conditions[].type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// RelayService: every desired pod is Ready. TestDeployment: Running.
+    Ready,
+    /// RelayService: pods are being created, replaced or removed.
+    Progressing,
+    /// RelayService: every pod runs the desired configuration.
+    ConfigInSync,
+    /// RelayService: every `dependsOn` service is Ready.
+    DependenciesReady,
+    /// RelayService: something is wrong (a failing pod, a bad reference).
+    Degraded,
+    /// RelayService: the image names a fixed version.
+    ImagePinned,
+    /// TestDeployment: it failed (image pull, crash loop, progress deadline).
+    Failed,
+    /// TestDeployment: its TTL ran out.
+    Expired,
+    /// HealthPolicy: the check maps onto container probes.
+    Accepted,
+}
+
+impl ConditionType {
+    /// The `type` string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Progressing => "Progressing",
+            Self::ConfigInSync => "ConfigInSync",
+            Self::DependenciesReady => "DependenciesReady",
+            Self::Degraded => "Degraded",
+            Self::ImagePinned => "ImagePinned",
+            Self::Failed => "Failed",
+            Self::Expired => "Expired",
+            Self::Accepted => "Accepted",
+        }
+    }
+}
+
+/// The condition of `type_` in `conditions`, if set.
+pub fn find_condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: ConditionType,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// Regular expression of a DNS-1123 label (names of Kubernetes objects we point at).

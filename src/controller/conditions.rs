@@ -3,11 +3,13 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::{ConditionType, find_condition};
+
 /// A condition to set: type, status, reason, message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCondition {
-    /// Condition type, e.g. `Ready`.
-    pub type_: &'static str,
+    /// Condition type.
+    pub type_: ConditionType,
     /// True or False.
     pub status: bool,
     /// CamelCase reason.
@@ -19,7 +21,7 @@ pub struct NewCondition {
 impl NewCondition {
     /// Shorthand constructor.
     pub fn new(
-        type_: &'static str,
+        type_: ConditionType,
         status: bool,
         reason: impl Into<String>,
         message: impl Into<String>,
@@ -36,16 +38,16 @@ pub fn merge(
     now: Timestamp,
 ) -> Vec<Condition> {
     let mut merged: Vec<Condition> =
-        existing.iter().filter(|c| !updates.iter().any(|u| u.type_ == c.type_)).cloned().collect();
+        existing.iter().filter(|c| !updates.iter().any(|u| u.type_.as_str() == c.type_)).cloned().collect();
     for update in updates {
         let status = if update.status { "True" } else { "False" };
-        let previous = existing.iter().find(|c| c.type_ == update.type_);
+        let previous = find_condition(existing, update.type_);
         let last_transition_time = match previous {
             Some(p) if p.status == status => p.last_transition_time.clone(),
             _ => Time(now),
         };
         merged.push(Condition {
-            type_: update.type_.into(),
+            type_: update.type_.as_str().into(),
             status: status.into(),
             reason: update.reason,
             message: update.message,
@@ -74,14 +76,27 @@ mod tests {
     fn transition_time_is_stable_unless_status_flips() {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
-        let first = merge(&[], vec![NewCondition::new("Ready", false, "Creating", "0/2 ready")], Some(1), t0);
-        let same =
-            merge(&first, vec![NewCondition::new("Ready", false, "Creating", "1/2 ready")], Some(2), t1);
+        let first = merge(
+            &[],
+            vec![NewCondition::new(ConditionType::Ready, false, "Creating", "0/2 ready")],
+            Some(1),
+            t0,
+        );
+        let same = merge(
+            &first,
+            vec![NewCondition::new(ConditionType::Ready, false, "Creating", "1/2 ready")],
+            Some(2),
+            t1,
+        );
         assert_eq!(same[0].last_transition_time, Time(t0));
         assert_eq!(same[0].message, "1/2 ready");
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped =
-            merge(&same, vec![NewCondition::new("Ready", true, "AllReady", "2/2 ready")], Some(2), t1);
+        let flipped = merge(
+            &same,
+            vec![NewCondition::new(ConditionType::Ready, true, "AllReady", "2/2 ready")],
+            Some(2),
+            t1,
+        );
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].status, "True");
     }

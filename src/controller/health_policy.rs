@@ -14,14 +14,16 @@ use super::Error;
 use super::conditions::{NewCondition, merge};
 use super::context::Context;
 use super::writes::apply_status;
-use crate::api::{HealthPolicy, HealthPolicyStatus};
+use crate::api::{ConditionType, HealthPolicy, HealthPolicyStatus};
 use crate::render::probes_for;
 
 /// Status of `policy` given the number of services referencing it.
 pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPolicyStatus {
     let accepted = match probes_for(&policy.spec, "spec") {
-        Ok(_) => NewCondition::new("Accepted", true, "Valid", "the check maps onto container probes"),
-        Err(e) => NewCondition::new("Accepted", false, e.reason(), e.to_string()),
+        Ok(_) => {
+            NewCondition::new(ConditionType::Accepted, true, "Valid", "the check maps onto container probes")
+        }
+        Err(e) => NewCondition::new(ConditionType::Accepted, false, e.reason(), e.to_string()),
     };
     let previous = policy.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     HealthPolicyStatus {

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 use status::{StatusInput, compute};
 
-use crate::api::{HealthPolicy, RelayService, RelayServiceStatus};
+use crate::api::{ConditionType, HealthPolicy, RelayService, RelayServiceStatus, find_condition};
 use crate::deps::is_ready;
 use crate::render::{Owner, OwnerKind, image_is_pinned, selector_string};
 
@@ -77,7 +77,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     }
     let mutable_image = (!image_is_pinned(&spec.image)).then_some(spec.image.as_str());
     if let Some(image) = mutable_image
-        && !has_condition_reason(&service, "ImagePinned", "MutableImageTag")
+        && !has_condition_reason(&service, ConditionType::ImagePinned, "MutableImageTag")
     {
         let note =
             format!("image {image:?} has a mutable tag; pin a version or digest so rollbacks are possible");
@@ -149,11 +149,12 @@ pub fn dependents_of(services: &Store<RelayService>, service: &RelayService) -> 
     referencing(services, service, |s, name| s.spec.depends_on.iter().any(|d| d == name))
 }
 
-fn has_condition_reason(service: &RelayService, type_: &str, reason: &str) -> bool {
+fn has_condition_reason(service: &RelayService, type_: ConditionType, reason: &str) -> bool {
     service
         .status
         .as_ref()
-        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.reason == reason))
+        .and_then(|s| find_condition(&s.conditions, type_))
+        .is_some_and(|c| c.reason == reason)
 }
 
 /// RelayServices that reference `policy` (a change to it reaches every one of them).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{PodEntry, RelayServiceStatus, ReloadResult};
+use crate::api::{ConditionType, PodEntry, RelayServiceStatus, ReloadResult};
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{failing_reason, is_ready, is_terminating, pod_entry};
 use crate::deps::Dependencies;
@@ -14,7 +14,7 @@ use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 impl Dependencies {
     fn condition(&self) -> NewCondition {
         let new = |status, reason: &str, message: String| {
-            NewCondition::new("DependenciesReady", status, reason, message)
+            NewCondition::new(ConditionType::DependenciesReady, status, reason, message)
         };
         match self {
             Self::Ready => new(true, "AllReady", "all dependencies are Ready".into()),
@@ -122,48 +122,60 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         .collect();
 
     let ready_condition = match (&input.problem, input.suspended) {
-        (Some((reason, message)), _) => NewCondition::new("Ready", false, *reason, message.clone()),
-        (None, true) => NewCondition::new("Ready", false, "Suspended", "suspended: no pods run"),
-        (None, false) if converged => {
-            NewCondition::new("Ready", true, "AllReplicasReady", format!("{ready}/{desired} pods ready"))
+        (Some((reason, message)), _) => {
+            NewCondition::new(ConditionType::Ready, false, *reason, message.clone())
         }
+        (None, true) => NewCondition::new(ConditionType::Ready, false, "Suspended", "suspended: no pods run"),
+        (None, false) if converged => NewCondition::new(
+            ConditionType::Ready,
+            true,
+            "AllReplicasReady",
+            format!("{ready}/{desired} pods ready"),
+        ),
         (None, false) => NewCondition::new(
-            "Ready",
+            ConditionType::Ready,
             false,
             "ReplicasNotReady",
             format!("{ready}/{desired} pods ready, {updated} up to date"),
         ),
     };
     let progressing = if converged || input.suspended && existing == 0 {
-        NewCondition::new("Progressing", false, "UpToDate", "all pods run the current template")
+        NewCondition::new(ConditionType::Progressing, false, "UpToDate", "all pods run the current template")
     } else if !input.dependencies.ready() {
         NewCondition::new(
-            "Progressing",
+            ConditionType::Progressing,
             false,
             "WaitingForDependencies",
             "pods are not created or rolled until dependencies are Ready",
         )
     } else if existing > desired {
-        NewCondition::new("Progressing", true, "ScalingDown", format!("{existing} pods, {desired} desired"))
+        NewCondition::new(
+            ConditionType::Progressing,
+            true,
+            "ScalingDown",
+            format!("{existing} pods, {desired} desired"),
+        )
     } else if updated < existing {
         NewCondition::new(
-            "Progressing",
+            ConditionType::Progressing,
             true,
             "RollingUpdate",
             format!("{updated}/{desired} pods up to date"),
         )
     } else {
         NewCondition::new(
-            "Progressing",
+            ConditionType::Progressing,
             true,
             "Creating",
             format!("{existing}/{desired} pods created, {ready} ready"),
         )
     };
     let degraded = match (&input.problem, failing.is_empty()) {
-        (Some((reason, message)), _) => NewCondition::new("Degraded", true, *reason, message.clone()),
-        (None, false) => NewCondition::new("Degraded", true, "PodsFailing", failing.join("; ")),
-        (None, true) => NewCondition::new("Degraded", false, "AsExpected", "no failing pods"),
+        (Some((reason, message)), _) => {
+            NewCondition::new(ConditionType::Degraded, true, *reason, message.clone())
+        }
+        (None, false) => NewCondition::new(ConditionType::Degraded, true, "PodsFailing", failing.join("; ")),
+        (None, true) => NewCondition::new(ConditionType::Degraded, false, "AsExpected", "no failing pods"),
     };
     let hook_failed: Vec<String> = pods
         .iter()
@@ -177,16 +189,16 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         .collect();
     let config = if existing > 0 && synced == existing {
         NewCondition::new(
-            "ConfigInSync",
+            ConditionType::ConfigInSync,
             true,
             "InSync",
             format!("{synced}/{existing} pods run the desired configuration"),
         )
     } else if existing == 0 {
-        NewCondition::new("ConfigInSync", true, "NoPods", "no pods to configure")
+        NewCondition::new(ConditionType::ConfigInSync, true, "NoPods", "no pods to configure")
     } else if !hook_failed.is_empty() {
         NewCondition::new(
-            "ConfigInSync",
+            ConditionType::ConfigInSync,
             false,
             "HookFailed",
             format!(
@@ -196,7 +208,7 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         )
     } else {
         NewCondition::new(
-            "ConfigInSync",
+            ConditionType::ConfigInSync,
             false,
             "Propagating",
             format!("{synced}/{existing} pods run the desired configuration"),
@@ -204,12 +216,14 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     };
     let image = match input.mutable_image {
         Some(image) => NewCondition::new(
-            "ImagePinned",
+            ConditionType::ImagePinned,
             false,
             "MutableImageTag",
             format!("image {image:?} has a mutable tag; pin a version or digest"),
         ),
-        None => NewCondition::new("ImagePinned", true, "Pinned", "the image names a fixed version"),
+        None => {
+            NewCondition::new(ConditionType::ImagePinned, true, "Pinned", "the image names a fixed version")
+        }
     };
     let previous_conditions = input.previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let conditions = merge(

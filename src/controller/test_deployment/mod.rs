@@ -38,7 +38,10 @@ use super::pods::LogRequest;
 use super::pods::{is_terminating, pod_entry};
 use super::resolve::{owned_pods, resolve_and_render};
 use super::writes::{apply_status, delete, patch_metadata, publish};
-use crate::api::{RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus};
+use crate::api::{
+    ConditionType, RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus,
+    find_condition,
+};
 use crate::manifest::validate_service_spec;
 use crate::render::{LABEL_SERVICE, Owner, OwnerKind, effective_spec};
 use phase::PhaseInput;
@@ -193,7 +196,9 @@ async fn source_spec(
 }
 
 fn ready_reason_is(previous: Option<&TestDeploymentStatus>, reason: &str) -> bool {
-    previous.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason))
+    previous.is_some_and(|s| {
+        find_condition(&s.conditions, ConditionType::Ready).is_some_and(|c| c.reason == reason)
+    })
 }
 
 /// Read the tail of a container's log; a failure to read is recorded instead, so the log
@@ -226,14 +231,14 @@ async fn announce(ctx: &Context, reference: &ObjectReference, status: &TestDeplo
         if status.phase == TestDeploymentPhase::Failed { EventType::Warning } else { EventType::Normal };
     let note = match (&status.failure, status.phase) {
         (Some(failure), TestDeploymentPhase::Failed) => format!("{}: {}", failure.reason, failure.message),
-        _ => status
-            .conditions
-            .iter()
-            .find(|c| {
-                c.type_ == if status.phase == TestDeploymentPhase::Expired { "Expired" } else { "Ready" }
-            })
-            .map(|c| c.message.clone())
-            .unwrap_or_default(),
+        _ => {
+            let type_ = if status.phase == TestDeploymentPhase::Expired {
+                ConditionType::Expired
+            } else {
+                ConditionType::Ready
+            };
+            find_condition(&status.conditions, type_).map(|c| c.message.clone()).unwrap_or_default()
+        }
     };
     publish(ctx, reference, type_, status.phase.as_str(), "Phase", note).await;
 }

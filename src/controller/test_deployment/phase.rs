@@ -24,8 +24,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
-    FailureDetail, RelayServiceSpec, TestDeploymentPhase, TestDeploymentSpec, TestDeploymentStatus,
-    parse_duration,
+    ConditionType, FailureDetail, RelayServiceSpec, TestDeploymentPhase, TestDeploymentSpec,
+    TestDeploymentStatus, parse_duration,
 };
 use crate::controller::conditions::Problem;
 use crate::controller::conditions::{NewCondition, merge};
@@ -146,8 +146,8 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
         status.conditions = merge(
             previous_conditions,
             vec![
-                NewCondition::new("Ready", false, "Expired", message.clone()),
-                NewCondition::new("Expired", true, "TTLExpired", message),
+                NewCondition::new(ConditionType::Ready, false, "Expired", message.clone()),
+                NewCondition::new(ConditionType::Expired, true, "TTLExpired", message),
             ],
             input.generation,
             input.now,
@@ -230,16 +230,21 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
     status.phase = phase;
 
     let failed = match &status.failure {
-        Some(f) => NewCondition::new("Failed", true, f.reason.clone(), f.message.clone()),
-        None => NewCondition::new("Failed", false, "NoFailure", "no failure observed"),
+        Some(f) => NewCondition::new(ConditionType::Failed, true, f.reason.clone(), f.message.clone()),
+        None => NewCondition::new(ConditionType::Failed, false, "NoFailure", "no failure observed"),
     };
     status.conditions = merge(
         previous_conditions,
         vec![
-            NewCondition::new("Ready", phase == TestDeploymentPhase::Running, ready_reason, ready_message),
+            NewCondition::new(
+                ConditionType::Ready,
+                phase == TestDeploymentPhase::Running,
+                ready_reason,
+                ready_message,
+            ),
             failed,
             NewCondition::new(
-                "Expired",
+                ConditionType::Expired,
                 false,
                 "NotExpired",
                 format!("expires at {}", format_time(expires_at)),
