@@ -18,7 +18,7 @@ fn spec_json() -> impl Strategy<Value = Value> {
         any::<bool>(),
         prop::collection::btree_map(text(), text(), 0..6),
         prop::collection::vec((text(), text(), text()), 0..3),
-        prop::option::of((any::<i32>(), prop::collection::vec(text(), 0..3), text())),
+        prop::option::of((any::<i32>(), prop::collection::vec(text(), 0..3), duration())),
         prop::collection::vec((text(), 0u8..2, 0u8..2), 0..3),
         prop::collection::vec((text(), any::<i32>(), prop::option::of(any::<i32>())), 0..3),
         prop::sample::select(vec!["env", "json", "yaml"]),
@@ -52,8 +52,13 @@ fn spec_json() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Any duration the CRD schema admits (durations are typed: nothing else deserializes).
+fn duration() -> impl Strategy<Value = String> {
+    "([0-9]{1,6}(ms|s|m|h)){1,4}"
+}
+
 fn health_json() -> impl Strategy<Value = Value> {
-    (text(), text(), text(), any::<i32>(), any::<bool>(), 0u8..3).prop_map(|(interval, timeout, start, retries, restart, kind)| {
+    (duration(), duration(), duration(), any::<i32>(), any::<bool>(), 0u8..3).prop_map(|(interval, timeout, start, retries, restart, kind)| {
         let mut health = json!({"interval": interval, "timeout": timeout, "startPeriod": start, "retries": retries, "restartUnhealthy": restart});
         match kind {
             0 => health["http"] = json!({"port": 8000}),

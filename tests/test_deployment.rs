@@ -370,7 +370,7 @@ async fn raising_the_ttl_before_expiry_extends_it() {
     let mut h = harness();
     let td = deployed(&mut h, template(), &running(true)).await;
     let mut longer = td.clone();
-    longer.spec.ttl = "2h".into();
+    longer.spec.ttl = "2h".parse().unwrap();
     longer.metadata.generation = Some(2);
     h.set_time(after(3000));
     let (td, action, _) = reconcile_td(&mut h, &longer).await;

@@ -52,7 +52,10 @@ pub fn find_condition(
     conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+/// Syntax of a [`Duration`]: one to four parts of at most six digits and a unit (`ms`, `s`,
+/// `m`, `h`). The bound keeps every value the API server accepts far from overflowing, so
+/// what the server stores always deserializes.
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$";
 
 /// Regular expression of a DNS-1123 label (names of Kubernetes objects we point at).
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -68,10 +71,84 @@ pub struct LocalRef {
 /// Regular expression of a DNS-1123 subdomain.
 pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// Parse a duration in the `DURATION_PATTERN` syntax (`10s`, `1h30m`, `250ms`).
-///
-/// Returns `None` for anything else, including values that would overflow.
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+/// A duration as people write it in Docker and compose files (`10s`, `1h30m`, `250ms`),
+/// parsed once when the resource is read. Serialized in canonical form (`90s` → `1m30s`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(std::time::Duration);
+
+impl Duration {
+    /// Whole seconds.
+    pub const fn from_secs(seconds: u64) -> Self {
+        Self(std::time::Duration::from_secs(seconds))
+    }
+
+    /// The standard library value.
+    pub const fn get(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl From<Duration> for std::time::Duration {
+    fn from(duration: Duration) -> Self {
+        duration.0
+    }
+}
+
+impl std::str::FromStr for Duration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_duration(text)
+            .map(Self)
+            .ok_or_else(|| format!("invalid duration {text:?}: write it like 10s, 1h30m or 250ms"))
+    }
+}
+
+impl std::fmt::Display for Duration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": DURATION_PATTERN})
+    }
+}
+
+/// Parse the [`DURATION_PATTERN`] syntax; `None` for anything else, including overflow.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
     if text.is_empty() {
         return None;
     }
@@ -114,6 +191,35 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_print_canonically_and_round_trip() {
+        for (text, canonical) in
+            [("90s", "1m30s"), ("1h30m", "1h30m"), ("250ms", "250ms"), ("0s", "0s"), ("24h", "24h")]
+        {
+            let duration: super::Duration = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(duration.to_string(), canonical);
+            let again: super::Duration =
+                serde_json::from_value(serde_json::to_value(duration).unwrap()).unwrap();
+            assert_eq!(again, duration);
+        }
+        let bad = serde_json::from_value::<super::Duration>(serde_json::json!("soon")).unwrap_err();
+        assert!(bad.to_string().contains("invalid duration \"soon\""), "{bad}");
+    }
+
+    #[test]
+    fn the_largest_value_the_schema_allows_deserializes() {
+        let pattern = regex_lite_match(DURATION_PATTERN, "999999h999999m999999s999999ms");
+        assert!(pattern);
+        assert!(parse_duration("999999h999999m999999s999999ms").is_some());
+    }
+
+    /// The schema's pattern, checked with the same engine the API server's subset needs.
+    fn regex_lite_match(pattern: &str, text: &str) -> bool {
+        jsonschema::validator_for(&serde_json::json!({"type": "string", "pattern": pattern}))
+            .unwrap()
+            .is_valid(&serde_json::json!(text))
     }
 
     #[test]

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::DURATION_PATTERN;
+use super::common::Duration;
 
 /// A health check in the vocabulary of Docker's HEALTHCHECK and compose's `healthcheck`.
 ///
@@ -40,16 +40,13 @@ pub struct HealthPolicySpec {
     pub exec: Option<ExecCheck>,
     /// Time between two checks (Docker `--interval`).
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub interval: String,
+    pub interval: Duration,
     /// Time after which a single check counts as failed (Docker `--timeout`).
     #[serde(default = "default_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub timeout: String,
+    pub timeout: Duration,
     /// Grace period after start during which failures do not count (Docker `--start-period`).
     #[serde(default = "default_start_period")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub start_period: String,
+    pub start_period: Duration,
     /// Consecutive failures before the container counts as unhealthy (Docker `--retries`).
     #[serde(default = "default_retries")]
     #[schemars(range(min = 1, max = 100))]
@@ -60,14 +57,14 @@ pub struct HealthPolicySpec {
     pub restart_unhealthy: bool,
 }
 
-fn default_interval() -> String {
-    "30s".into()
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_timeout() -> String {
-    "30s".into()
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_start_period() -> String {
-    "0s".into()
+fn default_start_period() -> Duration {
+    Duration::from_secs(0)
 }
 fn default_retries() -> i32 {
     3

@@ -10,7 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, LocalRef};
+use super::common::{DNS_LABEL_PATTERN, Duration, LocalRef};
 use super::health_policy::HealthPolicySpec;
 
 /// Desired state of a RelayService.
@@ -250,8 +250,7 @@ pub struct ReloadSpec {
     pub method: ReloadMethod,
     /// Timeout of one hook call.
     #[serde(default = "default_reload_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub timeout: String,
+    pub timeout: Duration,
     /// Keys that cannot be hot-reloaded: changing one replaces the pods in a rolling way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
@@ -261,13 +260,11 @@ pub struct ReloadSpec {
     pub on_failure: ReloadFailurePolicy,
     /// How long a failing hook is retried (with backoff) before `onFailure` applies.
     #[serde(default = "default_retry_deadline")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub retry_deadline: String,
+    pub retry_deadline: Duration,
     /// Delay between nudging a pod and calling a hook that does not echo `configHash`,
     /// so the kubelet has refreshed the mounted file first.
     #[serde(default = "default_settle_delay")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub settle_delay: String,
+    pub settle_delay: Duration,
     /// Bearer token sent as `Authorization: Bearer …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeySelector>,
@@ -276,14 +273,14 @@ pub struct ReloadSpec {
 fn default_reload_path() -> String {
     "/reload-config".into()
 }
-fn default_reload_timeout() -> String {
-    "5s".into()
+fn default_reload_timeout() -> Duration {
+    Duration::from_secs(5)
 }
-fn default_retry_deadline() -> String {
-    "2m".into()
+fn default_retry_deadline() -> Duration {
+    Duration::from_secs(120)
 }
-fn default_settle_delay() -> String {
-    "10s".into()
+fn default_settle_delay() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// HTTP method of the reload hook.

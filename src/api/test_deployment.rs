@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, LocalRef};
+use super::common::{DNS_LABEL_PATTERN, Duration, LocalRef};
 use super::relay_service::{PodEntry, RelayServiceSpec};
 
 /// Desired state of a TestDeployment.
@@ -46,12 +46,10 @@ pub struct TestDeploymentSpec {
     pub overrides: Option<TemplateOverrides>,
     /// Lifetime, counted from creation; afterwards everything it created is deleted.
     #[serde(default = "default_ttl")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub ttl: String,
+    pub ttl: Duration,
     /// Time allowed to become Ready before the deployment is `Failed`.
     #[serde(default = "default_progress_deadline")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub progress_deadline: String,
+    pub progress_deadline: Duration,
     /// Stop the pods, keep everything else; resumable.
     #[serde(default)]
     pub suspend: bool,
@@ -63,11 +61,11 @@ pub struct TestDeploymentSpec {
     pub health_policy_ref: Option<LocalRef>,
 }
 
-fn default_ttl() -> String {
-    "24h".into()
+fn default_ttl() -> Duration {
+    Duration::from_secs(86400)
 }
-fn default_progress_deadline() -> String {
-    "10m".into()
+fn default_progress_deadline() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// Changes applied to a copied RelayService spec.

@@ -19,12 +19,15 @@ use crate::render::probes_for;
 
 /// Status of `policy` given the number of services referencing it.
 pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPolicyStatus {
-    let accepted = match probes_for(&policy.spec, "spec") {
-        Ok(_) => {
-            NewCondition::new(ConditionType::Accepted, true, "Valid", "the check maps onto container probes")
-        }
-        Err(e) => NewCondition::new(ConditionType::Accepted, false, e.reason(), e.to_string()),
-    };
+    // The schema admits only checks that map onto probes: reaching here means it does.
+    let probes = probes_for(&policy.spec);
+    let kinds = [
+        Some("readiness"),
+        probes.liveness.as_ref().map(|_| "liveness"),
+        probes.startup.as_ref().map(|_| "startup"),
+    ];
+    let message = format!("maps onto {} probes", kinds.into_iter().flatten().collect::<Vec<_>>().join(", "));
+    let accepted = NewCondition::new(ConditionType::Accepted, true, "Valid", message);
     let previous = policy.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     HealthPolicyStatus {
         observed_generation: policy.metadata.generation,

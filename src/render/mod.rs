@@ -132,14 +132,6 @@ pub struct RenderedService {
 /// Why a spec cannot be rendered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
-    /// A duration field does not parse.
-    #[error("{field}: invalid duration {value:?} (expected e.g. 10s, 5m, 1h30m)")]
-    InvalidDuration {
-        /// Field path.
-        field: String,
-        /// The offending value.
-        value: String,
-    },
     /// A referenced Secret or Secret key is missing.
     #[error("{field}: Secret {secret:?} has no key {key:?}")]
     MissingSecretKey {
@@ -180,7 +172,6 @@ impl RenderError {
     /// Stable reason for conditions, Events and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidDuration { .. } => "InvalidDuration",
             Self::MissingSecretKey { .. } => "SecretKeyNotFound",
             Self::MissingSecret { .. } => "SecretNotFound",
             Self::UnknownRestartKey { .. } => "UnknownRestartKey",
@@ -192,10 +183,7 @@ impl RenderError {
 /// Render every child of one service.
 pub fn render_service(input: ServiceInput<'_>) -> Result<RenderedService, RenderError> {
     let config = render_config(input.owner, input.spec, input.secrets)?;
-    let probes = match input.health {
-        Some(health) => Some(probes_for(health, "spec.health")?),
-        None => None,
-    };
+    let probes = input.health.map(probes_for);
     let template = pod::PodTemplate::new(input, &config, probes.as_ref())?;
     let replicas = if input.spec.suspend { 0 } else { input.spec.replicas.max(0) };
     let pods = (0..replicas).map(|ordinal| template.pod(ordinal)).collect();

@@ -10,8 +10,7 @@
 use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, HTTPHeader, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::RenderError;
-use crate::api::{HealthPolicySpec, HttpScheme, parse_duration};
+use crate::api::{Duration, HealthPolicySpec, HttpScheme};
 
 /// The probes of the service container.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,22 +23,16 @@ pub struct ProbeSet {
     pub startup: Option<Probe>,
 }
 
-/// Map a health check onto probes. `field` prefixes error paths.
-pub fn probes_for(check: &HealthPolicySpec, field: &str) -> Result<ProbeSet, RenderError> {
-    let seconds = |name: &str, value: &str| {
-        parse_duration(value)
-            .map(|d| {
-                let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-                i32::try_from(whole).unwrap_or(i32::MAX)
-            })
-            .ok_or_else(|| RenderError::InvalidDuration {
-                field: format!("{field}.{name}"),
-                value: value.into(),
-            })
+/// Map a health check onto probes.
+pub fn probes_for(check: &HealthPolicySpec) -> ProbeSet {
+    // Probes count whole seconds: a fraction rounds up.
+    let seconds = |value: Duration| {
+        let d = value.get();
+        i32::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(i32::MAX)
     };
-    let period = seconds("interval", &check.interval)?.max(1);
-    let timeout = seconds("timeout", &check.timeout)?.max(1);
-    let start_period = seconds("startPeriod", &check.start_period)?;
+    let period = seconds(check.interval).max(1);
+    let timeout = seconds(check.timeout).max(1);
+    let start_period = seconds(check.start_period);
     let retries = check.retries.max(1);
 
     let base = Probe {
@@ -56,7 +49,7 @@ pub fn probes_for(check: &HealthPolicySpec, field: &str) -> Result<ProbeSet, Ren
         ),
         ..base.clone()
     });
-    Ok(ProbeSet { readiness: base, liveness, startup })
+    ProbeSet { readiness: base, liveness, startup }
 }
 
 /// A probe carrying only the check's handler.
@@ -106,9 +99,9 @@ mod tests {
             }),
             tcp: None,
             exec: None,
-            interval: interval.into(),
-            timeout: timeout.into(),
-            start_period: start.into(),
+            interval: interval.parse().unwrap(),
+            timeout: timeout.parse().unwrap(),
+            start_period: start.parse().unwrap(),
             retries,
             restart_unhealthy: restart,
         }
@@ -173,7 +166,7 @@ mod tests {
             },
         ];
         for row in rows {
-            let probes = probes_for(&row.check, "spec").unwrap();
+            let probes = probes_for(&row.check);
             let some = |t: (i32, i32, i32)| (Some(t.0), Some(t.1), Some(t.2));
             assert_eq!(timing(&probes.readiness), some(row.readiness), "{:?}", row.check);
             assert_eq!(probes.liveness.as_ref().map(timing), row.liveness.map(some), "{:?}", row.check);
@@ -185,7 +178,7 @@ mod tests {
 
     #[test]
     fn handlers_follow_the_check_kind() {
-        let http = probes_for(&check("10s", "5s", "0s", 3, false), "spec").unwrap().readiness;
+        let http = probes_for(&check("10s", "5s", "0s", 3, false)).readiness;
         let get = http.http_get.unwrap();
         assert_eq!(get.path.as_deref(), Some("/health"));
         assert_eq!(get.port, IntOrString::Int(8000));
@@ -194,23 +187,14 @@ mod tests {
         let mut tcp = check("10s", "5s", "0s", 3, false);
         tcp.http = None;
         tcp.tcp = Some(TcpCheck { port: 5432 });
-        let probe = probes_for(&tcp, "spec").unwrap().readiness;
+        let probe = probes_for(&tcp).readiness;
         assert_eq!(probe.tcp_socket.unwrap().port, IntOrString::Int(5432));
         assert!(probe.http_get.is_none());
 
         let mut exec = check("10s", "5s", "0s", 3, false);
         exec.http = None;
         exec.exec = Some(ExecCheck { command: vec!["pg_isready".into(), "-q".into()] });
-        let probe = probes_for(&exec, "spec").unwrap().readiness;
+        let probe = probes_for(&exec).readiness;
         assert_eq!(probe.exec.unwrap().command, Some(vec!["pg_isready".to_string(), "-q".to_string()]));
-    }
-
-    #[test]
-    fn bad_duration_names_the_field() {
-        let err = probes_for(&check("10", "5s", "0s", 3, false), "spec.health").unwrap_err();
-        assert_eq!(
-            err,
-            RenderError::InvalidDuration { field: "spec.health.interval".into(), value: "10".into() }
-        );
     }
 }

@@ -51,7 +51,7 @@ use super::context::Context;
 use super::converge::Target;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish};
-use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec, parse_duration};
+use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec};
 use crate::hook::{
     BearerToken, CONFIG_HASH_HEADER, HookCall, HookOutcome, HookReport, HookVia, RetryPolicy, classify,
     hook_url,
@@ -91,33 +91,6 @@ impl ReloadRound {
     }
 }
 
-/// A `reload` field that does not parse as a duration.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("spec.reload.{field}: invalid duration {value:?}")]
-pub struct InvalidDuration {
-    field: &'static str,
-    value: String,
-}
-
-/// The parsed durations of a `reload` spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Timing {
-    timeout: Duration,
-    deadline: Duration,
-    settle: Duration,
-}
-
-fn timing(reload: &ReloadSpec) -> Result<Timing, InvalidDuration> {
-    let parse = |field: &'static str, value: &str| {
-        parse_duration(value).ok_or_else(|| InvalidDuration { field, value: value.to_owned() })
-    };
-    Ok(Timing {
-        timeout: parse("timeout", &reload.timeout)?,
-        deadline: parse("retryDeadline", &reload.retry_deadline)?,
-        settle: parse("settleDelay", &reload.settle_delay)?,
-    })
-}
-
 /// Run the reload phase for a converged service. `generation` is the service's
 /// `metadata.generation` this reconcile acts on; `pods` are its pods from the cache.
 pub async fn propagate(
@@ -136,14 +109,6 @@ pub async fn propagate(
     let now = Timestamp::now();
     let written_at =
         ctx.reload_state.written_at(&service_key(owner), desired, config_map_time(ctx, owner, desired), now);
-    let timing = match timing(reload) {
-        Ok(timing) => timing,
-        Err(e) => {
-            publish(ctx, &target.reference, EventType::Warning, "InvalidReloadSpec", "Reload", e.to_string())
-                .await;
-            return Ok(ReloadRound::default());
-        }
-    };
     // Only the pods the service keeps: a pod being scaled away is not reloaded.
     let kept: BTreeSet<&str> = rendered.pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
     let views: Vec<PodView> =
@@ -156,7 +121,7 @@ pub async fn propagate(
         template_hash: &rendered.pod_template_hash,
         pods: &views,
         last_reload: &last_reload,
-        settle_delay: timing.settle,
+        settle_delay: reload.settle_delay.get(),
         now,
     });
     let mut round = ReloadRound { requeue: steps.wait, ..ReloadRound::default() };
@@ -189,8 +154,11 @@ pub async fn propagate(
         }
     };
     let port = u16::try_from(reload.port).unwrap_or_default();
-    let policy =
-        RetryPolicy { initial: options.retry_initial, max: options.retry_max, deadline: timing.deadline };
+    let policy = RetryPolicy {
+        initial: options.retry_initial,
+        max: options.retry_max,
+        deadline: reload.retry_deadline.get(),
+    };
     let mut calls = Vec::new();
     for (name, ip) in &steps.call {
         let url = match options.via {
@@ -205,7 +173,7 @@ pub async fn propagate(
                 method: reload.method,
                 config_hash: desired.to_owned(),
                 bearer_token: if options.via == HookVia::Proxy { None } else { token.clone() },
-                timeout: timing.timeout,
+                timeout: reload.timeout.get(),
             }),
             Err(e) => {
                 round.results.insert(name.clone(), result("Failed", desired, e.to_string()));
@@ -509,24 +477,6 @@ async fn proxy_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timing_parses_and_names_the_bad_field() {
-        let mut reload: ReloadSpec = serde_json::from_value(serde_json::json!({"port": 8080})).expect("spec");
-        assert_eq!(
-            timing(&reload),
-            Ok(Timing {
-                timeout: Duration::from_secs(5),
-                deadline: Duration::from_secs(120),
-                settle: Duration::from_secs(10)
-            })
-        );
-        reload.settle_delay = "soon".into();
-        assert_eq!(
-            timing(&reload).map_err(|e| e.to_string()),
-            Err("spec.reload.settleDelay: invalid duration \"soon\"".into())
-        );
-    }
 
     #[test]
     fn written_at_keeps_the_first_sighting_per_hash() {

@@ -25,7 +25,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
     ConditionType, FailureDetail, RelayServiceSpec, TestDeploymentPhase, TestDeploymentSpec,
-    TestDeploymentStatus, parse_duration,
+    TestDeploymentStatus,
 };
 use crate::controller::conditions::Problem;
 use crate::controller::conditions::{NewCondition, merge};
@@ -34,9 +34,6 @@ use crate::render::Owner;
 
 /// Reason of a failure because the deployment was not Ready within `progressDeadline`.
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
-
-const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
-const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Everything the phase is computed from.
 #[derive(Clone, Debug)]
@@ -70,10 +67,9 @@ pub struct PhaseOutcome {
     pub log_request: Option<LogRequest>,
 }
 
-/// `creationTimestamp + ttl` (an unparsable ttl counts as the default 24h; the CRD schema
-/// rejects those anyway).
+/// `creationTimestamp + ttl`.
 pub fn expires_at(spec: &TestDeploymentSpec, created: Timestamp) -> Timestamp {
-    add(created, parse_duration(&spec.ttl).unwrap_or(DEFAULT_TTL))
+    add(created, spec.ttl.get())
 }
 
 /// Whether the deployment is expired at `now` (or was already).
@@ -89,10 +85,7 @@ pub fn is_expired(
 /// When the progress deadline runs out: `progressDeadline` after `startedAt` (the first pod
 /// of the current rollout), or after creation when no pod was seen yet.
 pub fn deadline_at(spec: &TestDeploymentSpec, created: Timestamp, started: Option<Timestamp>) -> Timestamp {
-    add(
-        started.unwrap_or(created),
-        parse_duration(&spec.progress_deadline).unwrap_or(DEFAULT_PROGRESS_DEADLINE),
-    )
+    add(started.unwrap_or(created), spec.progress_deadline.get())
 }
 
 /// `http://NAME-td.NAMESPACE.svc:PORT` for the first port's service port; `None` without ports.
