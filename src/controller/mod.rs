@@ -18,6 +18,7 @@ pub mod resolve;
 pub mod rollout;
 pub mod runner;
 pub mod test_deployment;
+pub mod tolerant;
 pub mod writes;
 
 /// A write the controller made: what it did to which object.

@@ -20,6 +20,7 @@ use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
 use super::test_deployment;
+use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
@@ -117,6 +118,24 @@ pub async fn run(
             (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
     }
+    // The operator's own kinds are decoded object by object: one it cannot read (version
+    // skew) is skipped and reported instead of failing the whole list.
+    let unreadable = tolerant::Reporter::new(
+        Recorder::new(
+            client.clone(),
+            Reporter { controller: MANAGER.into(), instance: options.instance.clone() },
+        ),
+        metrics.clone(),
+    );
+    macro_rules! cached_tolerant {
+        ($kind:ty) => {{
+            let (reader, writer) = reflector::store::<$kind>();
+            let watch =
+                tolerant::watch::<$kind>(client.clone(), ns.as_deref(), all.clone(), unreadable.clone());
+            let events = reflector(writer, watch.default_backoff());
+            (reader, sync.track(stringify!($kind), events).touched_objects())
+        }};
+    }
     use reflector::reflector;
     let (pods, pod_stream) = cached!(Pod, managed.clone());
     let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone());
@@ -130,8 +149,8 @@ pub async fn run(
     let svc_stream = wake_test_deployment_owners(svc_stream, td_children_tx.clone());
     let pvc_stream = wake_test_deployment_owners(pvc_stream, td_children_tx);
     let (secrets, secret_stream) = cached!(Secret, all.clone());
-    let (policies, policy_stream) = cached!(HealthPolicy, all.clone());
-    let (services, service_stream) = cached!(RelayService, all.clone());
+    let (policies, policy_stream) = cached_tolerant!(HealthPolicy);
+    let (services, service_stream) = cached_tolerant!(RelayService);
     // The HealthPolicy controller, too, is woken through these watches: by a policy's own
     // events and by the services that reference it.
     let (policy_tx, policy_wake) = futures::channel::mpsc::unbounded();
@@ -154,7 +173,7 @@ pub async fn run(
             }
         })
     };
-    let (test_deployments, td_stream) = cached!(TestDeployment, all.clone());
+    let (test_deployments, td_stream) = cached_tolerant!(TestDeployment);
 
     let caches = Caches {
         services: services.clone(),

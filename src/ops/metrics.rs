@@ -102,6 +102,7 @@ pub struct Metrics {
     test_deployment_time_to_running: Histogram,
     leader: IntGauge,
     build_info: IntGaugeVec,
+    unreadable_objects: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -215,6 +216,20 @@ impl Metrics {
             )?,
         )?;
 
+        let unreadable_objects = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "relay_operator_unreadable_objects_total",
+                    "Watch events carrying an object of the operator's kinds that the operator cannot read (skipped), by kind.",
+                ),
+                &["kind"],
+            )?,
+        )?;
+        for kind in ["RelayService", "HealthPolicy", "TestDeployment"] {
+            unreadable_objects.with_label_values(&[kind]).reset();
+        }
+
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for state in POD_STATES {
             managed_pods.with_label_values(&[*state]).set(0);
@@ -240,6 +255,7 @@ impl Metrics {
             test_deployment_time_to_running,
             leader,
             build_info,
+            unreadable_objects,
         })
     }
 
@@ -267,6 +283,11 @@ impl Metrics {
     /// class such as `kube_api` or `invalid_spec`, never an error message.
     pub fn reconcile_failure(&self, kind: &str, error: &str) {
         self.reconcile_errors.with_label_values(&[kind, error]).inc();
+    }
+
+    /// Counts one watch event whose `kind` object could not be read.
+    pub fn unreadable_object(&self, kind: &str) {
+        self.unreadable_objects.with_label_values(&[kind]).inc();
     }
 
     /// Sets the number of managed pods in `state` (one of [`POD_STATES`]).

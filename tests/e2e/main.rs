@@ -9,6 +9,7 @@
 
 mod audit;
 mod cluster;
+mod faults;
 mod kubelet;
 mod leader;
 mod standin;
@@ -29,7 +30,7 @@ const STANDIN: &str = "e2e.invalid/standin:1.0.0";
 
 /// A RelayService running the stand-in app: port 8080, health every second, the reload hook
 /// with the restart key `MODE` (`one` unless `data` says otherwise).
-fn standin_service(name: &str, replicas: i32, mut data: Value) -> Value {
+pub(crate) fn standin_service(name: &str, replicas: i32, mut data: Value) -> Value {
     if data.get("MODE").is_none() {
         data["MODE"] = json!("one");
     }
@@ -64,7 +65,7 @@ async fn converged(client: &Client, ns: &str, name: &str) -> bool {
     })
 }
 
-async fn wait_converged(client: &Client, ns: &str, name: &str, limit: Duration) {
+pub(crate) async fn wait_converged(client: &Client, ns: &str, name: &str, limit: Duration) {
     eventually(&format!("RelayService {ns}/{name} Ready and ConfigInSync"), limit, || {
         converged(client, ns, name)
     })
