@@ -137,14 +137,22 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     let reload = ReloadOptions::new(args.hook_concurrency, args.hook_via).map_err(|e| e.to_string())?;
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
+    // Ready once the caches of every watched namespace have synced.
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces.len()));
     let controllers = namespaces.into_iter().map(|namespace| {
+        let (unsynced, ready) = (unsynced.clone(), ready.clone());
+        let synced = move || {
+            if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        };
         let options = RunOptions {
             namespace,
             require_pinned_images: args.require_pinned_images,
             instance: std::env::var("POD_NAME").ok(),
             reload: reload.clone(),
         };
-        runner::run(client.clone(), options, ready.clone(), metrics.clone(), stopped())
+        runner::run(client.clone(), options, synced, metrics.clone(), stopped())
     });
     // Controllers finish their running reconciles on shutdown; one stuck on an unreachable
     // API server must not hold the process past the kubelet's grace period.

@@ -105,11 +105,11 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         let _timer = metrics.reconcile_timer("RelayService");
     }
     metrics.reconcile_failure("RelayService", "kube_api");
-    metrics.set_managed_pods("ready", 2);
+    metrics.set_managed_pods("", "ready", 2);
     metrics.reload_hook_call(ReloadHookResult::Applied);
     metrics.observe_reload_propagation(1.5);
     metrics.reload_restart();
-    metrics.set_test_deployments("Running", 1);
+    metrics.set_test_deployments("", "Running", 1);
     metrics.test_deployment_expired();
     metrics.observe_time_to_running(42.0);
     metrics.set_leader(true);
@@ -134,6 +134,7 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),
         ("relay_operator_leader", "gauge"),
         ("relay_operator_build_info", "gauge"),
+        ("relay_operator_unreadable_objects_total", "counter"),
     ];
     let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
     assert_eq!(names, expected.iter().map(|(n, _)| *n).collect(), "{text}");

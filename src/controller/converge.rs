@@ -39,7 +39,8 @@ pub async fn converge(
     apply_children(ctx, rendered).await?;
     let replicas = if target.spec.suspend { 0 } else { target.spec.replicas };
     execute_plan(ctx, target, rendered, pods, replicas, may_start).await?;
-    delete_scaled_claims(ctx, target, pods, replicas).await
+    // Suspending is not scaling: claims stay for the replicas the spec asks for.
+    delete_scaled_claims(ctx, target, pods, target.spec.replicas).await
 }
 
 async fn apply_children(ctx: &Context, rendered: &RenderedService) -> Result<(), Error> {

@@ -3,7 +3,6 @@
 //! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -97,12 +96,12 @@ where
     }
 }
 
-/// Run the RelayService, HealthPolicy and TestDeployment controllers until `shutdown` resolves. `ready`
-/// is set once every cache has synced.
+/// Run the RelayService, HealthPolicy and TestDeployment controllers until `shutdown` resolves;
+/// `synced` is called once every cache has synced.
 pub async fn run(
     client: Client,
     options: RunOptions,
-    ready: Arc<AtomicBool>,
+    synced: impl FnOnce() + Send + 'static,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -189,7 +188,7 @@ pub async fn run(
         async move {
             sync.wait_for(&CACHES).await;
             info!("caches synced");
-            ready.store(true, Ordering::SeqCst);
+            synced();
         }
     };
     tokio::spawn(readiness);
@@ -207,17 +206,18 @@ pub async fn run(
 
     let shutdown = shutdown.shared();
     let stopping = shutdown.clone();
+    let scope = options.namespace.clone().unwrap_or_default();
     let gate = Gate { sync: sync.clone(), stopping: shutdown.clone() };
     let policies_controller = run_policy_controller(
         policies.clone(),
         policy_wake,
-        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone() },
+        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone(), scope: scope.clone() },
     );
     let test_deployment_controller = run_test_deployments(
         td_children,
         test_deployments,
         td_stream,
-        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone() },
+        Wiring { ctx: ctx.clone(), metrics: metrics.clone(), gate: gate.clone(), scope: scope.clone() },
     );
 
     let services_for_policies = services.clone();
@@ -240,12 +240,13 @@ pub async fn run(
         .run(
             move |service, ctx| {
                 let metrics = metrics.clone();
+                let scope = scope.clone();
                 let gate = gate.clone();
                 let store = store.clone();
                 async move {
                     let result =
                         observed(&gate, &store, service, &ctx, &metrics, |s| reconcile(s, ctx.clone())).await;
-                    record_pod_states(&ctx, &metrics);
+                    record_pod_states(&ctx, &metrics, &scope);
                     result
                 }
             },
@@ -300,6 +301,8 @@ struct Wiring<S> {
     ctx: Arc<Context>,
     metrics: Arc<Metrics>,
     gate: Gate<S>,
+    /// The watched namespace (empty: all), the scope of the gauges recomputed from caches.
+    scope: String,
 }
 
 /// Pass `objects` through, sending the owning TestDeployment of each into `owners`.
@@ -327,7 +330,7 @@ async fn run_test_deployments<St, S>(
     St: futures::Stream<Item = Result<TestDeployment, watcher::Error>> + Send + 'static,
     S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    let Wiring { ctx, metrics, gate } = wiring;
+    let Wiring { ctx, metrics, gate, scope } = wiring;
     metrics.register_kind(&TestDeployment::kind(&()));
     let reader = store.clone();
     Controller::for_stream(stream, store)
@@ -336,6 +339,7 @@ async fn run_test_deployments<St, S>(
         .run(
             move |td, ctx| {
                 let metrics = metrics.clone();
+                let scope = scope.clone();
                 let gate = gate.clone();
                 let reader = reader.clone();
                 async move {
@@ -343,7 +347,7 @@ async fn run_test_deployments<St, S>(
                         test_deployment::reconcile(td, ctx.clone())
                     })
                     .await;
-                    record_test_deployment_phases(&reader, &metrics);
+                    record_test_deployment_phases(&reader, &metrics, &scope);
                     result
                 }
             },
@@ -378,7 +382,7 @@ async fn run_policy_controller<S>(
 ) where
     S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
-    let Wiring { ctx, metrics, gate } = wiring;
+    let Wiring { ctx, metrics, gate, .. } = wiring;
     let reader = policies.clone();
     Controller::for_stream(futures::stream::empty::<Result<HealthPolicy, watcher::Error>>(), policies)
         .reconcile_on(wake)
@@ -403,7 +407,7 @@ async fn run_policy_controller<S>(
 }
 
 /// TestDeployments by phase, recomputed from the cache.
-fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metrics) {
+fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metrics, scope: &str) {
     let mut counts: std::collections::BTreeMap<&str, i64> =
         TestDeploymentPhase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
     for td in store.state() {
@@ -411,12 +415,12 @@ fn record_test_deployment_phases(store: &Store<TestDeployment>, metrics: &Metric
         *counts.entry(phase.as_str()).or_insert(0) += 1;
     }
     for (phase, count) in counts {
-        metrics.set_test_deployments(phase, count);
+        metrics.set_test_deployments(scope, phase, count);
     }
 }
 
 /// Managed pods by state, from the cache.
-fn record_pod_states(ctx: &Context, metrics: &Metrics) {
+fn record_pod_states(ctx: &Context, metrics: &Metrics, scope: &str) {
     let mut counts = std::collections::BTreeMap::from([
         ("ready", 0),
         ("unready", 0),
@@ -440,7 +444,7 @@ fn record_pod_states(ctx: &Context, metrics: &Metrics) {
         *counts.entry(state).or_insert(0) += 1;
     }
     for (state, count) in counts {
-        metrics.set_managed_pods(state, count);
+        metrics.set_managed_pods(scope, state, count);
     }
 }
 
@@ -532,8 +536,8 @@ mod tests {
             writer.apply_watcher_event(&Event::Apply(object));
         }
         let metrics = Metrics::new().unwrap();
-        metrics.set_test_deployments("Failed", 7);
-        record_test_deployment_phases(&store, &metrics);
+        metrics.set_test_deployments("", "Failed", 7);
+        record_test_deployment_phases(&store, &metrics, "");
         let count = |phase: &str| metrics.test_deployments().with_label_values(&[phase]).get();
         assert_eq!(
             (count("Running"), count("Expired"), count("Pending"), count("Failed")),

@@ -10,6 +10,7 @@
 //! Label values that are known in advance (`state`, `result`, `phase`) are pre-initialised to
 //! zero so every family is present in the exposition from the first scrape.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus::{
@@ -103,7 +104,14 @@ pub struct Metrics {
     leader: IntGauge,
     build_info: IntGaugeVec,
     unreadable_objects: IntCounterVec,
+    /// The gauges recomputed from a cache, per cache scope (one per watched namespace):
+    /// each gauge shows the sum over the scopes.
+    scoped: Arc<Mutex<ScopedCounts>>,
 }
+
+/// `(gauge name, scope) → label value → count`.
+type ScopedCounts =
+    std::collections::BTreeMap<(&'static str, String), std::collections::BTreeMap<String, i64>>;
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -256,6 +264,7 @@ impl Metrics {
             leader,
             build_info,
             unreadable_objects,
+            scoped: Arc::default(),
         })
     }
 
@@ -290,9 +299,19 @@ impl Metrics {
         self.unreadable_objects.with_label_values(&[kind]).inc();
     }
 
-    /// Sets the number of managed pods in `state` (one of [`POD_STATES`]).
-    pub fn set_managed_pods(&self, state: &str, count: i64) {
-        self.managed_pods.with_label_values(&[state]).set(count);
+    /// Sets the number of managed pods in `state` (one of [`POD_STATES`]) seen in `scope`
+    /// (the watched namespace, empty for all); the gauge is the sum over scopes.
+    pub fn set_managed_pods(&self, scope: &str, state: &str, count: i64) {
+        self.set_scoped(&self.managed_pods, "managed_pods", scope, state, count);
+    }
+
+    /// Record `count` for `label` in `scope` and set the gauge to the sum over all scopes.
+    fn set_scoped(&self, gauge: &IntGaugeVec, name: &'static str, scope: &str, label: &str, count: i64) {
+        let mut scoped = self.scoped.lock().unwrap_or_else(|p| p.into_inner());
+        scoped.entry((name, scope.to_owned())).or_default().insert(label.to_owned(), count);
+        let total =
+            scoped.iter().filter(|((n, _), _)| *n == name).filter_map(|(_, counts)| counts.get(label)).sum();
+        gauge.with_label_values(&[label]).set(total);
     }
 
     /// Counts one reload-hook call with the given outcome.
@@ -310,9 +329,10 @@ impl Metrics {
         self.reload_restarts.inc();
     }
 
-    /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]).
-    pub fn set_test_deployments(&self, phase: &str, count: i64) {
-        self.test_deployments.with_label_values(&[phase]).set(count);
+    /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]) seen
+    /// in `scope`; the gauge is the sum over scopes.
+    pub fn set_test_deployments(&self, scope: &str, phase: &str, count: i64) {
+        self.set_scoped(&self.test_deployments, "test_deployments", scope, phase, count);
     }
 
     /// Counts one TestDeployment whose TTL expired.
@@ -510,11 +530,11 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.reconcile_failure("TestDeployment", "kube_api");
         m.reconcile_failure("TestDeployment", "kube_api");
-        m.set_managed_pods("ready", 3);
+        m.set_managed_pods("", "ready", 3);
         m.reload_hook_call(ReloadHookResult::AppliedUnverified);
         m.observe_reload_propagation(0.2);
         m.reload_restart();
-        m.set_test_deployments("Running", 4);
+        m.set_test_deployments("", "Running", 4);
         m.test_deployment_expired();
         m.observe_time_to_running(12.0);
         m.set_leader(true);

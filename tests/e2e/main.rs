@@ -66,10 +66,15 @@ async fn converged(client: &Client, ns: &str, name: &str) -> bool {
 }
 
 pub(crate) async fn wait_converged(client: &Client, ns: &str, name: &str, limit: Duration) {
-    eventually(&format!("RelayService {ns}/{name} Ready and ConfigInSync"), limit, || {
-        converged(client, ns, name)
-    })
-    .await;
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if converged(client, ns, name).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = get_service(client, ns, name).await.and_then(|s| s.status);
+    panic!("RelayService {ns}/{name} not Ready and ConfigInSync after {limit:?}: {status:#?}");
 }
 
 async fn patch_config(client: &Client, ns: &str, name: &str, data: Value) {
@@ -347,6 +352,25 @@ async fn retained_claims_outlive_scale_down_and_recreation() {
     s.apply(&cache.to_string());
     wait_converged(client, ns, "cache", Duration::from_secs(60)).await;
     assert!(claims.get_opt("data-cache-1").await.unwrap().is_some());
+    // Suspending is not scaling: no pod runs, every claim stays.
+    services
+        .patch("cache", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}})))
+        .await
+        .unwrap();
+    eventually("cache suspended: no pods", Duration::from_secs(30), || async {
+        pod_uids(client, ns, "cache").await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for claim in ["data-cache-0", "data-cache-1"] {
+        let kept = claims.get_opt(claim).await.unwrap();
+        assert!(kept.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "{claim} survives suspend");
+    }
+    services
+        .patch("cache", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
+        .await
+        .unwrap();
+    wait_converged(client, ns, "cache", Duration::from_secs(60)).await;
     services
         .patch("cache", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
         .await
