@@ -11,11 +11,14 @@
 
 #[path = "../tests/support/fake_api.rs"]
 mod fake_api;
+#[path = "../tests/support/hook_servers.rs"]
+mod hook_servers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_api::{Behavior, FakeApi, HookServers};
+use fake_api::FakeApi;
+use hook_servers::{Behavior, HookServers};
 use kube::Resource;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;

@@ -16,7 +16,8 @@ use relay_operator::controller::relay_service::reconcile;
 use relay_operator::hook::{HookVia, ReloadOptions};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
-use support::fake_api::{Behavior, Call, FakeApi, HookServers};
+use support::fake_api::{Call, FakeApi};
+use support::hook_servers::{Behavior, HookServers};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";

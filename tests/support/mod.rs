@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod hook_servers;
 pub mod process;
 
 pub use fake_api::Call;
