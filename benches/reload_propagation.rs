@@ -56,7 +56,7 @@ async fn drive(
     done: impl Fn(&FakeApi) -> bool,
 ) -> usize {
     for round in 1..=100_000 {
-        api.set_service(rs);
+        api.put(rs);
         if let Err(e) = reconcile(Arc::new(rs.clone()), ctx.clone()).await {
             eprintln!("reconcile failed: {e}");
         }

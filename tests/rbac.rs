@@ -57,19 +57,12 @@ fn lease_permissions() -> Vec<Permission> {
 }
 
 async fn watches_of_the_binary() -> BTreeSet<Permission> {
-    let (address, seen) = fake_api().await;
+    let (address, api) = fake_api().await;
     let (_operator, port) = start(&address);
     let synced = wait_for(port, "/readyz", 200, Duration::from_secs(30)).await;
-    assert!(synced, "operator never synced; requests: {:#?}", seen.lock().unwrap());
+    assert!(synced, "operator never synced; requests: {:#?}", summary(&api.calls()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let requests = seen.lock().unwrap().clone();
-    requests
-        .iter()
-        .flat_map(|r| {
-            let (method, target) = r.split_once(' ').unwrap();
-            permissions(method, target)
-        })
-        .collect()
+    api.calls().iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
 }
 
 async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
@@ -85,7 +78,7 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
         spec["replicas"] = json!(replicas);
         reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync(&step, true);
+        h.sync(true);
         calls.extend(step);
     }
     let policy = serde_json::from_value(json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
@@ -112,7 +105,7 @@ async fn reload_through_the_api_proxy() -> Vec<Call> {
         spec["reload"]["method"] = json!(method);
         reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync(&step, true);
+        h.sync(true);
         h.set_pod("web-0", true, Some("10.0.0.1"));
         calls.extend(step);
     }
@@ -140,7 +133,7 @@ async fn test_deployment_lifecycle() -> Vec<Call> {
     let source = relay_service(
         json!({"image": "a:1.0.0", "storage": [{"name": "d", "size": "1Gi", "mountPath": "/d"}]}),
     );
-    h.w.relay_services.apply_watcher_event(&kube::runtime::watcher::Event::Apply(source));
+    h.put(&source);
     let mut td: TestDeployment = serde_json::from_value(json!({
         "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
         "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1, "resourceVersion": "1",
@@ -167,7 +160,7 @@ async fn test_deployment_lifecycle() -> Vec<Call> {
         h.set_time(k8s_openapi::jiff::Timestamp::from_second(created.as_second() + later).unwrap());
         reconcile(Arc::new(td.clone()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync_with(&step, &crashing);
+        h.sync_with(&crashing);
         for call in step.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/pr?")) {
             for (key, value) in call.body["metadata"]["annotations"].as_object().into_iter().flatten() {
                 td.metadata

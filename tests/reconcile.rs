@@ -7,7 +7,6 @@ mod support;
 
 use std::sync::Arc;
 
-use kube::runtime::watcher;
 use relay_operator::api::RelayService;
 use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
@@ -44,8 +43,8 @@ async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
 
     // Pods turn Ready: one status update, no other writes.
     let rs = with_patched_status(rs, &calls);
-    h.sync(&calls, true);
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+    h.sync(true);
+    h.put(&rs);
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert_eq!(
@@ -70,8 +69,8 @@ async fn scale_down_deletes_highest_ordinal_and_suspend_deletes_all() {
     spec["replicas"] = json!(3);
     let rs = relay_service(spec.clone());
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
-    let calls = h.take_calls();
-    h.sync(&calls, true);
+    h.take_calls();
+    h.sync(true);
 
     spec["replicas"] = json!(1);
     reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
@@ -101,7 +100,7 @@ async fn dependencies_gate_pod_creation() {
     let postgres = relay_service(json!({"image": "postgres:16.4"}));
     let mut postgres = postgres;
     postgres.metadata.name = Some("postgres".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    h.put(&postgres);
     let api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
     reconcile(Arc::new(api.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
@@ -117,7 +116,7 @@ async fn dependencies_gate_pod_creation() {
 
     // postgres turns Ready: api's pods are created.
     postgres.status = Some(serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-11-24T00:00:00Z"}], "observedGeneration": 1})).unwrap());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres));
+    h.put(&postgres);
     reconcile(Arc::new(api), h.ctx.clone()).await.unwrap();
     assert!(summary(&h.take_calls()).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
 }
@@ -132,7 +131,7 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
     let mut other = relay_service(json!({"image": "ui:1.0.0"}));
     other.metadata.name = Some("ui".into());
     for service in [&api, &other, &postgres] {
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(service.clone()));
+        h.put(service);
     }
     let calls = step(&mut h, &postgres, true).await;
     let postgres = with_patched_status(postgres, &calls);
@@ -141,7 +140,7 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
     // event wakes the dependent, which then finds postgres Ready in the cache it reads.
     let calls = step(&mut h, &postgres, true).await;
     let postgres = with_patched_status(postgres, &calls);
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    h.put(&postgres);
     let woken: Vec<String> =
         dependents_of(&h.ctx.caches.services, &postgres).into_iter().map(|r| r.name).collect();
     assert_eq!(woken, ["api"]);
@@ -182,7 +181,7 @@ async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
 async fn step(h: &mut Harness, rs: &RelayService, ready: bool) -> Vec<Call> {
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
-    h.sync(&calls, ready);
+    h.sync(ready);
     calls
 }
 
@@ -229,7 +228,7 @@ async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
 
     // The RelayService is deleted: the garbage collector removes pods, ConfigMap and Service, not the claims.
     for pod in h.ctx.caches.pods.state() {
-        h.w.pods.apply_watcher_event(&watcher::Event::Delete((*pod).clone()));
+        h.remove(&*pod);
     }
     // It is created again, with a new UID.
     let mut again = relay_service(spec);
@@ -280,7 +279,7 @@ async fn failed_pods_are_recreated() {
         .unwrap())
     .clone();
     pod.status.as_mut().unwrap().phase = Some("Failed".into());
-    h.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+    h.put(&pod);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["DELETE /api/v1/namespaces/demo/pods/web-1"]);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["PATCH /api/v1/namespaces/demo/pods/web-1"]);
 }
@@ -294,7 +293,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
             "spec": {"http": {"path": "/health", "port": 8080}, "interval": interval, "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}}))
         .unwrap()
     };
-    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("10s")));
+    h.put(&policy("10s"));
     let mut services = Vec::new();
     for name in ["api", "relay", "other"] {
         let mut spec: Value = serde_json::from_str(SPEC).unwrap();
@@ -305,7 +304,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
         }
         let mut rs = relay_service(spec);
         rs.metadata.name = Some(name.into());
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+        h.put(&rs);
         services.push(rs);
     }
     let users = relay_operator::controller::relay_service::services_using_policy(
@@ -321,7 +320,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
         let pod = calls.iter().find(|c| c.path.contains("/pods/")).unwrap();
         assert_eq!(pod.body["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 10);
     }
-    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("20s")));
+    h.put(&policy("20s"));
     for rs in &services[..2] {
         let name = rs.metadata.name.clone().unwrap();
         let calls = step(&mut h, rs, true).await;
@@ -399,13 +398,13 @@ async fn converges_after_a_crash_at_any_step() {
 
     for crash_after in 0..expected.len() {
         let mut h = Harness::new();
-        h.fail_after.store(crash_after, std::sync::atomic::Ordering::SeqCst);
+        h.fail_after(crash_after);
         assert!(
             reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.is_err(),
             "crash after {crash_after} writes"
         );
         let before = h.take_calls();
-        h.sync(&before, false);
+        h.sync(false);
         h.restart();
         let after = step(&mut h, &rs, false).await;
         let mut all = writes(&before);
@@ -436,7 +435,7 @@ async fn health_policy_status_counts_its_users() {
         }
         let mut rs = relay_service(spec);
         rs.metadata.name = Some(name.into());
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs));
+        h.put(&rs);
     }
     let policy: relay_operator::api::HealthPolicy = serde_json::from_value(json!({
         "apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
@@ -500,8 +499,8 @@ async fn a_dependency_cycle_is_a_condition_not_a_loop() {
     a.metadata.name = Some("a".into());
     let mut b = relay_service(json!({"image": "b:1.0.0", "dependsOn": ["a"]}));
     b.metadata.name = Some("b".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(a.clone()));
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(b));
+    h.put(&a);
+    h.put(&b);
     let action = reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")));

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use relay_operator::api::{RelayService, TestDeployment};
 use relay_operator::controller::test_deployment::{ANNOTATION_SOURCE_SPEC, reconcile};
@@ -134,8 +133,8 @@ fn requeue(seconds: u64) -> String {
 
 /// Create the children and bring the pod to `status`; returns the object after two reconciles.
 async fn deployed(h: &mut Harness, spec: Value, status: &PodStatus) -> TestDeployment {
-    let (td, _, calls) = reconcile_td(h, &test_deployment(spec)).await;
-    h.sync_with(&calls, status);
+    let (td, _, _) = reconcile_td(h, &test_deployment(spec)).await;
+    h.sync_with(status);
     h.set_time(after(30));
     let (td, _, _) = reconcile_td(h, &td).await;
     td
@@ -163,7 +162,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
     // Not Ready yet: wake at the progress deadline (10m after creation).
     assert_eq!(format!("{action:?}"), requeue(599));
 
-    h.sync_with(&calls, &running(false));
+    h.sync_with(&running(false));
     h.set_time(after(20));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Deploying");
@@ -221,8 +220,8 @@ async fn crash_loop_reads_the_previous_log_once() {
         waiting("CrashLoopBackOff", "back-off 40s restarting failed container=app"),
         Some(terminated(1)),
     );
-    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(template())).await;
-    h.sync_with(&calls, &status);
+    let (td, _, _) = reconcile_td(&mut h, &test_deployment(template())).await;
+    h.sync_with(&status);
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     let logs: Vec<&Call> = calls.iter().filter(|c| c.path.contains("/log")).collect();
     assert_eq!(logs.len(), 1, "{:#?}", summary(&calls));
@@ -310,7 +309,7 @@ async fn suspend_stops_and_resume_restarts() {
     assert_eq!(phase(&td), "Stopped");
     assert_eq!(condition(&td, "Ready"), ("False", "Suspended"));
     assert!(event_reasons(&calls).contains(&"Stopped".to_string()));
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     assert!(h.ctx.caches.pods.state().is_empty());
 
     let mut resumed = td.clone();
@@ -319,7 +318,7 @@ async fn suspend_stops_and_resume_restarts() {
     let (td, _, calls) = reconcile_td(&mut h, &resumed).await;
     assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
     assert_eq!(phase(&td), "Pending");
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     let (td, _, _) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Running");
 }
@@ -357,7 +356,7 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
     assert_eq!(h.ctx.metrics.test_deployment_expirations().get(), 1);
 
     // Once expired and clean, a reconcile makes no request (and counts nothing again).
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     h.set_time(after(9000));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
@@ -418,7 +417,7 @@ fn source(image: &str) -> RelayService {
 #[tokio::test]
 async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     let mut h = harness();
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    h.put(&source("ghcr.io/example/web:1.0.0"));
     let spec =
         json!({"fromRelayService": "web", "overrides": {"replicas": 1, "config": {"LOG_LEVEL": "debug"}}});
     let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
@@ -442,17 +441,17 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     assert_eq!(td.status.as_ref().unwrap().url.as_deref(), Some("http://pr-td.demo.svc:80"));
     let config = calls.iter().find(|c| c.path.contains("/configmaps/pr-td-config")).unwrap();
     assert!(config.body.to_string().contains("debug"), "overrides.config applies");
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
 
     // The source changes (and disappears from the cache): the deployment keeps its copy.
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
+    h.put(&source("ghcr.io/example/web:2.0.0"));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(
         writes(&calls),
         ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status"]
     );
     assert_eq!(phase(&td), "Running");
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
+    h.remove(&source("ghcr.io/example/web:2.0.0"));
     let (_, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
 }
@@ -469,7 +468,7 @@ async fn missing_source_is_pending_with_a_condition() {
     assert_eq!(format!("{action:?}"), requeue(30));
 
     // It appears later: copied then.
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    h.put(&source("ghcr.io/example/web:1.0.0"));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
     assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
@@ -492,7 +491,7 @@ async fn overrides_are_validated_like_a_relay_service() {
     let mut h = harness();
     let mut source = relay_service(json!({"image": "web:1.0.0", "config": {"data": {"LEVEL": "info"}}}));
     source.metadata.name = Some("web".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source));
+    h.put(&source);
     // With format env every key must be a variable name; the override breaks that.
     let spec =
         json!({"fromRelayService": "web", "overrides": {"config": {"not-a-variable": "x"}}, "ttl": "1h"});
