@@ -16,14 +16,15 @@ use relay_operator::controller::relay_service::reconcile;
 use relay_operator::hook::{HookVia, ReloadOptions};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
-use support::fake_api::{Call, FakeApi};
 use support::hook_servers::{Behavior, HookServers};
+use support::{Call, FakeApi, RelayServiceFixture};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";
 const NUDGE: &str = "relayops.io/config-nudge";
 
-fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> Value {
+/// The RelayService `web` with `replicas`, configuration `data` and hooks on `port`.
+fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> RelayServiceFixture {
     let mut reload_spec =
         json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s"});
     if let (Some(target), Some(extra)) = (reload_spec.as_object_mut(), reload.as_object()) {
@@ -31,8 +32,11 @@ fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> Value {
             target.insert(k.clone(), v.clone());
         }
     }
-    json!({"image": "ghcr.io/example/relay:1.4.2", "replicas": replicas,
-           "config": {"data": data}, "reload": reload_spec})
+    RelayServiceFixture::new("web")
+        .image("ghcr.io/example/relay:1.4.2")
+        .replicas(replicas)
+        .spec(json!({"config": {"data": data}}))
+        .reload(reload_spec)
 }
 
 struct Svc {
@@ -40,13 +44,13 @@ struct Svc {
 }
 
 impl Svc {
-    fn new(spec: Value) -> Self {
-        Self { rs: support::relay_service(spec) }
+    fn new(service: RelayServiceFixture) -> Self {
+        Self { rs: service.build() }
     }
 
     /// A spec change: new generation.
-    fn change(&mut self, api: &mut FakeApi, spec: Value) {
-        self.rs.spec = serde_json::from_value(spec).unwrap();
+    fn change(&mut self, api: &mut FakeApi, service: RelayServiceFixture) {
+        self.rs.spec = service.build().spec;
         self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
         api.put(&self.rs);
     }

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::process::*;
-use support::{FakeApi, summary};
+use support::{FakeApi, HealthPolicyFixture, summary};
 
 #[tokio::test]
 async fn ready_once_caches_sync_and_metrics_are_served() {
@@ -54,11 +54,8 @@ async fn sigterm_shuts_down_gracefully() {
 
 #[tokio::test]
 async fn one_watch_per_kind_and_every_controller_runs() {
-    let policy = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
-        "metadata": {"name": "shared", "namespace": "demo", "uid": "u1", "resourceVersion": "1", "generation": 1},
-        "spec": {"tcp": {"port": 5432}, "interval": "10s", "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}});
     let mut api = FakeApi::with_manual_sync();
-    api.put(&serde_json::from_value::<relay_operator::api::HealthPolicy>(policy).unwrap());
+    api.put(&HealthPolicyFixture::new("shared").tcp(5432).interval("10s").timeout("5s").build());
     let address = serve(api.clone()).await;
     let (_operator, port) = start(&address);
     assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");

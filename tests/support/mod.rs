@@ -1,27 +1,28 @@
-//! Test support: the stateful fake API server ([`fake_api`]), real hook servers
-//! ([`hook_servers`]), the operator binary as a process ([`process`]), and the [`Harness`]
-//! of the reconciler tests: a Context with a settable clock over a fake API whose writes
-//! reach the caches when the test syncs.
+//! Test support: the stateful fake API server ([`fake_api`]), fixture builders of the three
+//! kinds ([`fixtures`]), real hook servers ([`hook_servers`]), the operator binary as a
+//! process ([`process`]), and the [`Harness`] of the reconciler tests: a Context with a
+//! settable clock over a fake API whose writes reach the caches when the test syncs.
 
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod fixtures;
 pub mod hook_servers;
 pub mod process;
 
 // Each test binary uses a subset.
 #[allow(unused_imports)]
 pub use fake_api::{Call, FakeApi, LOG, running};
+#[allow(unused_imports)]
+pub use fixtures::{HealthPolicyFixture, RelayServiceFixture, TestDeploymentFixture};
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::Resource;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::hook::ReloadOptions;
-use serde_json::{Value, json};
 
 /// A Context with a settable clock over a fake API fed into the caches by
 /// [`FakeApi::sync`]; derefs to the fake API.
@@ -90,17 +91,6 @@ fn clocked(ctx: Context, clock: &Arc<Mutex<Timestamp>>, require_pinned: bool) ->
     let mut ctx = ctx.with_clock(Arc::new(move || *clock.lock().unwrap()));
     ctx.require_pinned_images = require_pinned;
     Arc::new(ctx)
-}
-
-pub fn relay_service(spec: Value) -> RelayService {
-    let mut rs: RelayService = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
-        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": 1},
-        "spec": spec,
-    }))
-    .unwrap();
-    rs.meta_mut().resource_version = Some("1".into());
-    rs
 }
 
 /// Apply the status the operator patched onto our copy, as the API server would.
