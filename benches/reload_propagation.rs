@@ -11,38 +11,43 @@
 
 #[path = "../tests/support/fake_api.rs"]
 mod fake_api;
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+#[path = "../tests/support/hook_servers.rs"]
+mod hook_servers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_api::{Behavior, FakeApi, HookServers};
-use kube::Resource;
+use fake_api::FakeApi;
+use fixtures::RelayServiceFixture;
+use hook_servers::{Behavior, HookServers};
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const RUNS: usize = 7;
 
-fn service(spec: Value, generation: i64) -> RelayService {
-    let mut rs: RelayService = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
-        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": generation},
-        "spec": spec,
-    }))
-    .expect("service");
-    rs.meta_mut().resource_version = Some("1".into());
-    rs
-}
-
-fn spec(n: usize, port: u16, value: usize, reload: bool, max_unavailable: usize) -> Value {
-    let mut spec = json!({"image": "ghcr.io/example/relay:1.4.2", "replicas": n,
-        "config": {"data": {"A": value.to_string()}},
-        "updateStrategy": {"maxUnavailable": max_unavailable}});
+/// `web` at `generation`: `n` replicas, configuration `A=value`, hooks on `port` if `reload`.
+fn service(
+    n: usize,
+    port: u16,
+    value: usize,
+    reload: bool,
+    max_unavailable: usize,
+    generation: i64,
+) -> RelayService {
+    let mut service = RelayServiceFixture::new("web")
+        .generation(generation)
+        .image("ghcr.io/example/relay:1.4.2")
+        .replicas(n as i32)
+        .config([("A", value.to_string().as_str())])
+        .spec(json!({"updateStrategy": {"maxUnavailable": max_unavailable}}));
     if reload {
-        spec["reload"] = json!({"port": port, "settleDelay": "0s", "retryDeadline": "30s"});
+        service = service.reload(json!({"port": port, "settleDelay": "0s", "retryDeadline": "30s"}));
     }
-    spec
+    service.build()
 }
 
 /// Reconcile (feeding status back) until `done`; returns the number of reconciles.
@@ -53,7 +58,7 @@ async fn drive(
     done: impl Fn(&FakeApi) -> bool,
 ) -> usize {
     for round in 1..=100_000 {
-        api.set_service(rs);
+        api.put(rs);
         if let Err(e) = reconcile(Arc::new(rs.clone()), ctx.clone()).await {
             eprintln!("reconcile failed: {e}");
         }
@@ -87,7 +92,7 @@ async fn reload_case(n: usize, hook_delay: Duration) {
     let servers = HookServers::start(n, hook_delay, move |_| Behavior::Echo(mounted.clone())).await;
     let ctx = Arc::new(api.context());
     let mut generation = 1;
-    let mut rs = service(spec(n, servers.port, 0, true, 1), generation);
+    let mut rs = service(n, servers.port, 0, true, 1, generation);
     drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
 
     let mut times = Vec::new();
@@ -96,7 +101,7 @@ async fn reload_case(n: usize, hook_delay: Duration) {
     for run in 1..=RUNS {
         generation += 1;
         let status = rs.status.clone();
-        rs = service(spec(n, servers.port, run, true, 1), generation);
+        rs = service(n, servers.port, run, true, 1, generation);
         rs.status = status;
         let started = Instant::now();
         let rounds = drive(&mut api, &ctx, &mut rs, |api| {
@@ -134,14 +139,14 @@ async fn restart_case(n: usize, max_unavailable: usize, runs: usize) {
     let mut api = FakeApi::new();
     let ctx = Arc::new(api.context());
     let mut generation = 1;
-    let mut rs = service(spec(n, 0, 0, false, max_unavailable), generation);
+    let mut rs = service(n, 0, 0, false, max_unavailable, generation);
     drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
     let mut times = Vec::new();
     let mut reconciles = 0;
     for run in 1..=runs {
         generation += 1;
         let status = rs.status.clone();
-        rs = service(spec(n, 0, run, false, max_unavailable), generation);
+        rs = service(n, 0, run, false, max_unavailable, generation);
         rs.status = status;
         let started = Instant::now();
         reconciles = drive(&mut api, &ctx, &mut rs, |api| {

@@ -57,40 +57,30 @@ fn lease_permissions() -> Vec<Permission> {
 }
 
 async fn watches_of_the_binary() -> BTreeSet<Permission> {
-    let (address, seen) = fake_api().await;
+    let (address, api) = fake_api().await;
     let (_operator, port) = start(&address);
     let synced = wait_for(port, "/readyz", 200, Duration::from_secs(30)).await;
-    assert!(synced, "operator never synced; requests: {:#?}", seen.lock().unwrap());
+    assert!(synced, "operator never synced; requests: {:#?}", summary(&api.calls()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let requests = seen.lock().unwrap().clone();
-    requests
-        .iter()
-        .flat_map(|r| {
-            let (method, target) = r.split_once(' ').unwrap();
-            permissions(method, target)
-        })
-        .collect()
+    api.calls().iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
 }
 
 async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(
-        r#"{"image": "a:1.0.0", "replicas": 2, "ports": [{"name": "http", "containerPort": 8080}],
-            "config": {"data": {"A": "1"}},
-            "storage": [{"name": "data", "size": "1Gi", "mountPath": "/data", "retention": {"whenScaled": "Delete"}}]}"#,
-    )
-    .unwrap();
+    let service = RelayServiceFixture::new("web")
+        .image("a:1.0.0")
+        .port("http", 8080)
+        .config([("A", "1")])
+        .storage("data", "1Gi", "/data")
+        .when_scaled("Delete");
     let mut calls = Vec::new();
     for replicas in [2, 1, 1, 1] {
-        spec["replicas"] = json!(replicas);
-        reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
+        reconcile(Arc::new(service.clone().replicas(replicas).build()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync(&step, true);
+        h.sync(true);
         calls.extend(step);
     }
-    let policy = serde_json::from_value(json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
-        "metadata": {"name": "p", "namespace": "demo"}, "spec": {"tcp": {"port": 1}}}))
-    .unwrap();
+    let policy = HealthPolicyFixture::new("p").tcp(1).build();
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
     calls.extend(h.take_calls());
     calls.extend(test_deployment_lifecycle().await);
@@ -103,16 +93,17 @@ async fn reload_through_the_api_proxy() -> Vec<Call> {
     use relay_operator::hook::{HookVia, ReloadOptions};
 
     let mut h = Harness::with_reload(ReloadOptions::new(4, HookVia::Proxy).unwrap());
-    let mut spec = json!({"image": "a:1.0.0", "ports": [{"name": "http", "containerPort": 8000}],
-        "config": {"data": {"A": "1"}}, "reload": {"port": 8000, "settleDelay": "0s"}});
+    let service = RelayServiceFixture::new("web").image("a:1.0.0").port("http", 8000);
     let mut calls = Vec::new();
     // POST, then PUT: the pod proxy maps them to the verbs create and update.
     for (value, method) in [("1", "POST"), ("2", "POST"), ("3", "PUT")] {
-        spec["config"]["data"]["A"] = json!(value);
-        spec["reload"]["method"] = json!(method);
-        reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
+        let rs = service
+            .clone()
+            .config([("A", value)])
+            .reload(json!({"port": 8000, "settleDelay": "0s", "method": method}));
+        reconcile(Arc::new(rs.build()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync(&step, true);
+        h.sync(true);
         h.set_pod("web-0", true, Some("10.0.0.1"));
         calls.extend(step);
     }
@@ -132,21 +123,17 @@ async fn reload_through_the_api_proxy() -> Vec<Call> {
 /// expiring with `deleteOnExpiry`.
 async fn test_deployment_lifecycle() -> Vec<Call> {
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus};
-    use relay_operator::api::TestDeployment;
     use relay_operator::controller::test_deployment::reconcile;
 
     let mut h = Harness::new();
     let created = k8s_openapi::jiff::Timestamp::now();
-    let source = relay_service(
-        json!({"image": "a:1.0.0", "storage": [{"name": "d", "size": "1Gi", "mountPath": "/d"}]}),
-    );
-    h.w.relay_services.apply_watcher_event(&kube::runtime::watcher::Event::Apply(source));
-    let mut td: TestDeployment = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
-        "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1, "resourceVersion": "1",
-                     "creationTimestamp": created.to_string()},
-        "spec": {"fromRelayService": "web", "ttl": "1h", "deleteOnExpiry": true}}))
-    .unwrap();
+    h.put(&RelayServiceFixture::new("web").image("a:1.0.0").storage("d", "1Gi", "/d").build());
+    let mut td = TestDeploymentFixture::new("pr")
+        .created_at(created)
+        .source("web")
+        .ttl("1h")
+        .delete_on_expiry(true)
+        .build();
     let mut calls = Vec::new();
     let crashing = k8s_openapi::api::core::v1::PodStatus {
         container_statuses: Some(vec![ContainerStatus {
@@ -167,7 +154,7 @@ async fn test_deployment_lifecycle() -> Vec<Call> {
         h.set_time(k8s_openapi::jiff::Timestamp::from_second(created.as_second() + later).unwrap());
         reconcile(Arc::new(td.clone()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
-        h.sync_with(&step, &crashing);
+        h.sync_with(&crashing);
         for call in step.iter().filter(|c| c.method == "PATCH" && c.path.contains("/testdeployments/pr?")) {
             for (key, value) in call.body["metadata"]["annotations"].as_object().into_iter().flatten() {
                 td.metadata

@@ -7,19 +7,29 @@ mod support;
 
 use std::sync::Arc;
 
-use kube::runtime::watcher;
 use relay_operator::api::RelayService;
 use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
 use support::*;
 
-const SPEC: &str = r#"{"image": "ghcr.io/example/web:1.0.0", "replicas": 2, "ports": [{"name": "http", "containerPort": 8080}],
-  "config": {"data": {"A": "1"}}, "storage": [{"name": "data", "size": "1Gi", "mountPath": "/data"}]}"#;
+/// Two replicas with a port and configuration.
+fn app(name: &str) -> RelayServiceFixture {
+    RelayServiceFixture::new(name)
+        .image("ghcr.io/example/web:1.0.0")
+        .replicas(2)
+        .port("http", 8080)
+        .config([("A", "1")])
+}
+
+/// `app("web")` with storage.
+fn web() -> RelayServiceFixture {
+    app("web").storage("data", "1Gi", "/data")
+}
 
 #[tokio::test]
 async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
     let mut h = Harness::new();
-    let rs = relay_service(serde_json::from_str(SPEC).unwrap());
+    let rs = web().build();
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     let paths = summary(&calls);
@@ -44,8 +54,8 @@ async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
 
     // Pods turn Ready: one status update, no other writes.
     let rs = with_patched_status(rs, &calls);
-    h.sync(&calls, true);
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+    h.sync(true);
+    h.put(&rs);
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert_eq!(
@@ -66,15 +76,12 @@ async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
 #[tokio::test]
 async fn scale_down_deletes_highest_ordinal_and_suspend_deletes_all() {
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-    spec["replicas"] = json!(3);
-    let rs = relay_service(spec.clone());
-    reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
-    let calls = h.take_calls();
-    h.sync(&calls, true);
+    let service = web().replicas(3);
+    reconcile(Arc::new(service.build()), h.ctx.clone()).await.unwrap();
+    h.take_calls();
+    h.sync(true);
 
-    spec["replicas"] = json!(1);
-    reconcile(Arc::new(relay_service(spec.clone())), h.ctx.clone()).await.unwrap();
+    reconcile(Arc::new(service.clone().replicas(1).build()), h.ctx.clone()).await.unwrap();
     let deletes: Vec<String> =
         summary(&h.take_calls()).into_iter().filter(|c| c.starts_with("DELETE")).collect();
     assert_eq!(
@@ -82,9 +89,7 @@ async fn scale_down_deletes_highest_ordinal_and_suspend_deletes_all() {
         ["DELETE /api/v1/namespaces/demo/pods/web-2", "DELETE /api/v1/namespaces/demo/pods/web-1"]
     );
 
-    spec["replicas"] = json!(3);
-    spec["suspend"] = json!(true);
-    reconcile(Arc::new(relay_service(spec)), h.ctx.clone()).await.unwrap();
+    reconcile(Arc::new(service.suspend(true).build()), h.ctx.clone()).await.unwrap();
     let calls = summary(&h.take_calls());
     let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
     assert_eq!(deletes.len(), 3, "suspend deletes every pod: {calls:#?}");
@@ -98,11 +103,9 @@ async fn scale_down_deletes_highest_ordinal_and_suspend_deletes_all() {
 #[tokio::test]
 async fn dependencies_gate_pod_creation() {
     let mut h = Harness::new();
-    let postgres = relay_service(json!({"image": "postgres:16.4"}));
-    let mut postgres = postgres;
-    postgres.metadata.name = Some("postgres".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
-    let api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
+    let mut postgres = RelayServiceFixture::new("postgres").image("postgres:16.4").build();
+    h.put(&postgres);
+    let api = RelayServiceFixture::new("web").image("api:1.0.0").depends_on(["postgres"]).build();
     reconcile(Arc::new(api.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert!(!summary(&calls).iter().any(|c| c.contains("/pods/")), "no pod while postgres is not Ready");
@@ -117,7 +120,7 @@ async fn dependencies_gate_pod_creation() {
 
     // postgres turns Ready: api's pods are created.
     postgres.status = Some(serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-11-24T00:00:00Z"}], "observedGeneration": 1})).unwrap());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres));
+    h.put(&postgres);
     reconcile(Arc::new(api), h.ctx.clone()).await.unwrap();
     assert!(summary(&h.take_calls()).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
 }
@@ -125,14 +128,11 @@ async fn dependencies_gate_pod_creation() {
 #[tokio::test]
 async fn a_dependency_turning_ready_wakes_its_dependents() {
     let mut h = Harness::new();
-    let mut postgres = relay_service(json!({"image": "postgres:16.4"}));
-    postgres.metadata.name = Some("postgres".into());
-    let mut api = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["postgres"]}));
-    api.metadata.name = Some("api".into());
-    let mut other = relay_service(json!({"image": "ui:1.0.0"}));
-    other.metadata.name = Some("ui".into());
+    let postgres = RelayServiceFixture::new("postgres").image("postgres:16.4").build();
+    let api = RelayServiceFixture::new("api").image("api:1.0.0").depends_on(["postgres"]).build();
+    let other = RelayServiceFixture::new("ui").image("ui:1.0.0").build();
     for service in [&api, &other, &postgres] {
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(service.clone()));
+        h.put(service);
     }
     let calls = step(&mut h, &postgres, true).await;
     let postgres = with_patched_status(postgres, &calls);
@@ -141,7 +141,7 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
     // event wakes the dependent, which then finds postgres Ready in the cache it reads.
     let calls = step(&mut h, &postgres, true).await;
     let postgres = with_patched_status(postgres, &calls);
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(postgres.clone()));
+    h.put(&postgres);
     let woken: Vec<String> =
         dependents_of(&h.ctx.caches.services, &postgres).into_iter().map(|r| r.name).collect();
     assert_eq!(woken, ["api"]);
@@ -150,7 +150,7 @@ async fn a_dependency_turning_ready_wakes_its_dependents() {
 #[tokio::test]
 async fn cycle_and_missing_dependency_become_conditions() {
     let h = Harness::new();
-    let missing = relay_service(json!({"image": "api:1.0.0", "dependsOn": ["nope"]}));
+    let missing = RelayServiceFixture::new("web").image("api:1.0.0").depends_on(["nope"]).build();
     reconcile(Arc::new(missing), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert!(!summary(&calls).iter().any(|c| c.contains("/pods/")));
@@ -163,7 +163,7 @@ async fn cycle_and_missing_dependency_become_conditions() {
 #[tokio::test]
 async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
     let h = Harness::new();
-    let rs = relay_service(json!({"image": "api:1.0.0", "healthPolicyRef": {"name": "gone"}}));
+    let rs = RelayServiceFixture::new("web").image("api:1.0.0").health_policy("gone").build();
     let action = reconcile(Arc::new(rs), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     let paths = summary(&calls);
@@ -182,7 +182,7 @@ async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
 async fn step(h: &mut Harness, rs: &RelayService, ready: bool) -> Vec<Call> {
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
-    h.sync(&calls, ready);
+    h.sync(ready);
     calls
 }
 
@@ -196,12 +196,9 @@ fn writes(calls: &[Call]) -> Vec<String> {
 #[tokio::test]
 async fn rolling_replacement_one_pod_at_a_time_waiting_for_ready() {
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-    spec["replicas"] = json!(3);
-    step(&mut h, &relay_service(spec.clone()), true).await;
+    step(&mut h, &web().replicas(3).build(), true).await;
 
-    spec["image"] = json!("ghcr.io/example/web:1.0.1");
-    let rs = relay_service(spec);
+    let rs = web().replicas(3).image("ghcr.io/example/web:1.0.1").build();
     let calls = step(&mut h, &rs, false).await;
     assert_eq!(
         writes(&calls),
@@ -222,18 +219,16 @@ async fn rolling_replacement_one_pod_at_a_time_waiting_for_ready() {
 #[tokio::test]
 async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
     let mut h = Harness::new();
-    let spec: Value = serde_json::from_str(SPEC).unwrap();
-    let first = step(&mut h, &relay_service(spec.clone()), true).await;
+    let first = step(&mut h, &web().build(), true).await;
     let claim = first.iter().find(|c| c.path.contains("/persistentvolumeclaims/data-web-0")).unwrap();
     assert!(claim.body["metadata"].get("ownerReferences").is_none(), "Retain claims are not owned");
 
     // The RelayService is deleted: the garbage collector removes pods, ConfigMap and Service, not the claims.
     for pod in h.ctx.caches.pods.state() {
-        h.w.pods.apply_watcher_event(&watcher::Event::Delete((*pod).clone()));
+        h.remove(&*pod);
     }
     // It is created again, with a new UID.
-    let mut again = relay_service(spec);
-    again.metadata.uid = Some("uid-web-2".into());
+    let again = web().uid("uid-web-2").build();
     let calls = step(&mut h, &again, true).await;
     let written = writes(&calls);
     assert!(
@@ -249,11 +244,9 @@ async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
 #[tokio::test]
 async fn when_scaled_delete_removes_claims_of_removed_ordinals_only() {
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-    spec["storage"][0]["retention"] = json!({"whenScaled": "Delete"});
-    step(&mut h, &relay_service(spec.clone()), true).await;
-    spec["replicas"] = json!(1);
-    let rs = relay_service(spec);
+    let service = web().when_scaled("Delete");
+    step(&mut h, &service.clone().build(), true).await;
+    let rs = service.replicas(1).build();
     let calls = step(&mut h, &rs, true).await;
     assert_eq!(
         writes(&calls),
@@ -268,7 +261,7 @@ async fn when_scaled_delete_removes_claims_of_removed_ordinals_only() {
 #[tokio::test]
 async fn failed_pods_are_recreated() {
     let mut h = Harness::new();
-    let rs = relay_service(serde_json::from_str(SPEC).unwrap());
+    let rs = web().build();
     step(&mut h, &rs, true).await;
     let mut pod = (*h
         .ctx
@@ -280,7 +273,7 @@ async fn failed_pods_are_recreated() {
         .unwrap())
     .clone();
     pod.status.as_mut().unwrap().phase = Some("Failed".into());
-    h.w.pods.apply_watcher_event(&watcher::Event::Apply(pod));
+    h.put(&pod);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["DELETE /api/v1/namespaces/demo/pods/web-1"]);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["PATCH /api/v1/namespaces/demo/pods/web-1"]);
 }
@@ -288,24 +281,18 @@ async fn failed_pods_are_recreated() {
 #[tokio::test]
 async fn a_health_policy_change_reaches_every_referencing_service() {
     let mut h = Harness::new();
-    let policy = |interval: &str| -> relay_operator::api::HealthPolicy {
-        serde_json::from_value(json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
-            "metadata": {"name": "shared", "namespace": "demo"},
-            "spec": {"http": {"path": "/health", "port": 8080}, "interval": interval, "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}}))
-        .unwrap()
+    let policy = |interval: &str| {
+        HealthPolicyFixture::new("shared").http("/health", 8080).interval(interval).timeout("5s").build()
     };
-    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("10s")));
+    h.put(&policy("10s"));
     let mut services = Vec::new();
     for name in ["api", "relay", "other"] {
-        let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-        spec["replicas"] = json!(1);
-        spec["storage"] = json!([]);
+        let mut service = app(name).replicas(1);
         if name != "other" {
-            spec["healthPolicyRef"] = json!({"name": "shared"});
+            service = service.health_policy("shared");
         }
-        let mut rs = relay_service(spec);
-        rs.metadata.name = Some(name.into());
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs.clone()));
+        let rs = service.build();
+        h.put(&rs);
         services.push(rs);
     }
     let users = relay_operator::controller::relay_service::services_using_policy(
@@ -321,7 +308,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
         let pod = calls.iter().find(|c| c.path.contains("/pods/")).unwrap();
         assert_eq!(pod.body["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 10);
     }
-    h.w.policies.apply_watcher_event(&watcher::Event::Apply(policy("20s")));
+    h.put(&policy("20s"));
     for rs in &services[..2] {
         let name = rs.metadata.name.clone().unwrap();
         let calls = step(&mut h, rs, true).await;
@@ -357,9 +344,8 @@ async fn a_pod_turning_unready_gets_its_health_answer_in_status_and_an_event() {
         }
     });
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-    spec["health"] = json!({"http": {"path": "/health", "port": port}, "interval": "10s"});
-    let rs = relay_service(spec);
+    let rs =
+        web().spec(json!({"health": {"http": {"path": "/health", "port": port}, "interval": "10s"}})).build();
     let calls = step(&mut h, &rs, true).await;
     let rs = with_patched_status(rs, &calls);
     let calls = step(&mut h, &rs, true).await;
@@ -390,8 +376,7 @@ async fn a_pod_turning_unready_gets_its_health_answer_in_status_and_an_event() {
 /// written once, no duplicate and no orphan.
 #[tokio::test]
 async fn converges_after_a_crash_at_any_step() {
-    let spec: Value = serde_json::from_str(SPEC).unwrap();
-    let rs = relay_service(spec);
+    let rs = web().build();
     let mut reference = Harness::new();
     let uninterrupted = step(&mut reference, &rs, false).await;
     let expected: std::collections::BTreeSet<String> = writes(&uninterrupted).into_iter().collect();
@@ -399,13 +384,13 @@ async fn converges_after_a_crash_at_any_step() {
 
     for crash_after in 0..expected.len() {
         let mut h = Harness::new();
-        h.fail_after.store(crash_after, std::sync::atomic::Ordering::SeqCst);
+        h.fail_after(crash_after);
         assert!(
             reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.is_err(),
             "crash after {crash_after} writes"
         );
         let before = h.take_calls();
-        h.sync(&before, false);
+        h.sync(false);
         h.restart();
         let after = step(&mut h, &rs, false).await;
         let mut all = writes(&before);
@@ -430,19 +415,14 @@ async fn converges_after_a_crash_at_any_step() {
 async fn health_policy_status_counts_its_users() {
     let mut h = Harness::new();
     for (name, uses) in [("api", true), ("relay", true), ("db", false)] {
-        let mut spec = json!({"image": "a:1"});
+        let mut service = RelayServiceFixture::new(name).image("a:1");
         if uses {
-            spec["healthPolicyRef"] = json!({"name": "shared"});
+            service = service.health_policy("shared");
         }
-        let mut rs = relay_service(spec);
-        rs.metadata.name = Some(name.into());
-        h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(rs));
+        h.put(&service.build());
     }
-    let policy: relay_operator::api::HealthPolicy = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
-        "metadata": {"name": "shared", "namespace": "demo", "generation": 3},
-        "spec": {"tcp": {"port": 5432}, "interval": "10s", "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}}))
-    .unwrap();
+    let policy =
+        HealthPolicyFixture::new("shared").generation(3).tcp(5432).interval("10s").timeout("5s").build();
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert_eq!(
@@ -465,26 +445,22 @@ fn condition(calls: &[Call], type_: &str) -> Value {
 #[tokio::test]
 async fn scale_up_and_resume_after_suspend() {
     let mut h = Harness::new();
-    let mut spec: Value = serde_json::from_str(SPEC).unwrap();
-    spec["replicas"] = json!(1);
-    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    let calls = step(&mut h, &web().replicas(1).build(), true).await;
     assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
-    spec["replicas"] = json!(3);
-    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    let service = web().replicas(3);
+    let calls = step(&mut h, &service.build(), true).await;
     let pods: Vec<String> = writes(&calls).into_iter().filter(|c| c.contains("/pods/")).collect();
     assert_eq!(
         pods,
         ["PATCH /api/v1/namespaces/demo/pods/web-1", "PATCH /api/v1/namespaces/demo/pods/web-2"]
     );
 
-    spec["suspend"] = json!(true);
-    let calls = step(&mut h, &relay_service(spec.clone()), true).await;
+    let calls = step(&mut h, &service.clone().suspend(true).build(), true).await;
     assert_eq!(writes(&calls).iter().filter(|c| c.starts_with("DELETE")).count(), 3);
     assert_eq!(condition(&calls, "Ready")["reason"], "Suspended");
     assert!(calls.iter().any(|c| c.body["reason"] == "Suspended"), "an Event says so");
 
-    spec["suspend"] = json!(false);
-    let calls = step(&mut h, &relay_service(spec), true).await;
+    let calls = step(&mut h, &service.suspend(false).build(), true).await;
     let pods: Vec<String> = writes(&calls).into_iter().filter(|c| c.contains("/pods/")).collect();
     assert_eq!(pods.len(), 3, "resume recreates every pod: {pods:#?}");
     assert!(
@@ -496,12 +472,10 @@ async fn scale_up_and_resume_after_suspend() {
 #[tokio::test]
 async fn a_dependency_cycle_is_a_condition_not_a_loop() {
     let mut h = Harness::new();
-    let mut a = relay_service(json!({"image": "a:1.0.0", "dependsOn": ["b"]}));
-    a.metadata.name = Some("a".into());
-    let mut b = relay_service(json!({"image": "b:1.0.0", "dependsOn": ["a"]}));
-    b.metadata.name = Some("b".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(a.clone()));
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(b));
+    let a = RelayServiceFixture::new("a").image("a:1.0.0").depends_on(["b"]).build();
+    let b = RelayServiceFixture::new("b").image("b:1.0.0").depends_on(["a"]).build();
+    h.put(&a);
+    h.put(&b);
     let action = reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
     let calls = h.take_calls();
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")));
@@ -517,7 +491,7 @@ async fn a_dependency_cycle_is_a_condition_not_a_loop() {
 #[tokio::test]
 async fn mutable_images_warn_and_can_be_refused() {
     let mut h = Harness::new();
-    let calls = step(&mut h, &relay_service(json!({"image": "nginx:latest"})), true).await;
+    let calls = step(&mut h, &RelayServiceFixture::new("web").image("nginx:latest").build(), true).await;
     assert!(writes(&calls).iter().any(|c| c.contains("/pods/web-0")), "a warning, not a refusal, by default");
     let pinned = condition(&calls, "ImagePinned");
     assert_eq!(
@@ -527,7 +501,7 @@ async fn mutable_images_warn_and_can_be_refused() {
     assert!(calls.iter().any(|c| c.body["reason"] == "MutableImageTag" && c.body["type"] == "Warning"));
 
     let mut strict = Harness::with_policy(true);
-    let calls = step(&mut strict, &relay_service(json!({"image": "nginx"})), true).await;
+    let calls = step(&mut strict, &RelayServiceFixture::new("web").image("nginx").build(), true).await;
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")), "refused with --require-pinned-images");
     let ready = condition(&calls, "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ImageNotPinned")));

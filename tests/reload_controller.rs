@@ -1,5 +1,5 @@
 //! The reload phase of the RelayService reconciler: the fake API of `support/fake_api.rs`
-//! plus real hook servers on 127.0.0.x (one per pod).
+//! (writes reach the caches at once) plus real hook servers on 127.0.0.x (one per pod).
 
 mod support;
 
@@ -16,13 +16,15 @@ use relay_operator::controller::relay_service::reconcile;
 use relay_operator::hook::{HookVia, ReloadOptions};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
-use support::fake_api::{Behavior, Call, FakeApi, HookServers};
+use support::hook_servers::{Behavior, HookServers};
+use support::{Call, FakeApi, RelayServiceFixture};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";
 const NUDGE: &str = "relayops.io/config-nudge";
 
-fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> Value {
+/// The RelayService `web` with `replicas`, configuration `data` and hooks on `port`.
+fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> RelayServiceFixture {
     let mut reload_spec =
         json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s"});
     if let (Some(target), Some(extra)) = (reload_spec.as_object_mut(), reload.as_object()) {
@@ -30,8 +32,11 @@ fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> Value {
             target.insert(k.clone(), v.clone());
         }
     }
-    json!({"image": "ghcr.io/example/relay:1.4.2", "replicas": replicas,
-           "config": {"data": data}, "reload": reload_spec})
+    RelayServiceFixture::new("web")
+        .image("ghcr.io/example/relay:1.4.2")
+        .replicas(replicas)
+        .spec(json!({"config": {"data": data}}))
+        .reload(reload_spec)
 }
 
 struct Svc {
@@ -39,25 +44,25 @@ struct Svc {
 }
 
 impl Svc {
-    fn new(spec: Value) -> Self {
-        Self { rs: support::relay_service(spec) }
+    fn new(service: RelayServiceFixture) -> Self {
+        Self { rs: service.build() }
     }
 
     /// A spec change: new generation.
-    fn change(&mut self, api: &mut FakeApi, spec: Value) {
-        self.rs.spec = serde_json::from_value(spec).unwrap();
+    fn change(&mut self, api: &mut FakeApi, service: RelayServiceFixture) {
+        self.rs.spec = service.build().spec;
         self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
-        api.set_service(&self.rs);
+        api.put(&self.rs);
     }
 
     /// One reconcile; the patched status is applied to our copy. Returns the action and the requests.
     async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> (Action, Vec<Call>) {
-        api.set_service(&self.rs);
+        api.put(&self.rs);
         let action = reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
         let calls = api.take_calls();
         if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
             self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
-            api.set_service(&self.rs);
+            api.put(&self.rs);
         }
         (action, calls)
     }
@@ -347,7 +352,7 @@ async fn restarted_operator_converges_without_calling_twice() {
 
     // Crash: the ConfigMap is written, the pod patches never return, the process dies.
     svc.change(&mut api, spec(servers.port, 3, json!({"A": "2"}), json!({})));
-    api.state.lock().unwrap().stall_pod_patches = true;
+    api.stall_pod_patches(true);
     let crashed = {
         let ctx = ctx(&api);
         let rs = svc.rs.clone();
@@ -358,7 +363,7 @@ async fn restarted_operator_converges_without_calling_twice() {
     let calls = api.take_calls();
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "ConfigMap written");
     assert!(servers.hits().is_empty());
-    api.state.lock().unwrap().stall_pod_patches = false;
+    api.stall_pod_patches(false);
 
     // A fresh operator on the same caches.
     let fresh = ctx(&api);
@@ -380,7 +385,7 @@ async fn bearer_token_is_sent_when_configured() {
     secret.metadata.name = Some("hook-token".into());
     secret.metadata.namespace = Some("demo".into());
     secret.data = Some(BTreeMap::from([("token".to_string(), ByteString(b"s3cr3t\n".to_vec()))]));
-    api.set_secret(secret);
+    api.put(&secret);
     let ctx = ctx(&api);
     let reload = json!({"bearerTokenSecretRef": {"name": "hook-token", "key": "token"}});
     let mut svc = Svc::new(spec(servers.port, 1, json!({"A": "1"}), reload.clone()));

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::process::*;
+use support::{FakeApi, HealthPolicyFixture, summary};
 
 #[tokio::test]
 async fn ready_once_caches_sync_and_metrics_are_served() {
@@ -53,23 +54,22 @@ async fn sigterm_shuts_down_gracefully() {
 
 #[tokio::test]
 async fn one_watch_per_kind_and_every_controller_runs() {
-    let policy = serde_json::json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy",
-        "metadata": {"name": "shared", "namespace": "demo", "uid": "u1", "resourceVersion": "1", "generation": 1},
-        "spec": {"tcp": {"port": 5432}, "interval": "10s", "timeout": "5s", "startPeriod": "0s", "retries": 3, "restartUnhealthy": false}});
-    let (address, seen) = fake_api_serving(vec![("/healthpolicies", policy)]).await;
+    let mut api = FakeApi::with_manual_sync();
+    api.put(&HealthPolicyFixture::new("shared").tcp(5432).interval("10s").timeout("5s").build());
+    let address = serve(api.clone()).await;
     let (_operator, port) = start(&address);
     assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status_patch = "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/healthpolicies/shared/status";
-    while !seen.lock().unwrap().iter().any(|r| r.starts_with(status_patch)) {
+    while !summary(&api.calls()).iter().any(|r| r == status_patch) {
         assert!(std::time::Instant::now() < deadline, "the HealthPolicy controller never wrote status");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let requests = seen.lock().unwrap().clone();
-    let mut watches: Vec<String> = requests
+    let mut watches: Vec<String> = api
+        .calls()
         .iter()
-        .filter(|r| r.starts_with("GET ") && r.contains("watch=true"))
-        .map(|r| r.split('?').next().unwrap().to_string())
+        .filter(|c| c.method == "GET" && c.path.contains("watch=true"))
+        .map(|c| c.path.split('?').next().unwrap().to_string())
         .collect();
     watches.sort();
     let unique: std::collections::BTreeSet<&String> = watches.iter().collect();

@@ -12,9 +12,8 @@ use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
 };
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use relay_operator::api::{RelayService, TestDeployment};
 use relay_operator::controller::test_deployment::{ANNOTATION_SOURCE_SPEC, reconcile};
 use relay_operator::render::CONTAINER_NAME;
@@ -89,22 +88,23 @@ fn terminated(exit_code: i32) -> ContainerState {
     }
 }
 
-fn test_deployment(spec: Value) -> TestDeployment {
-    let mut td: TestDeployment = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
-        "metadata": {"name": "pr", "namespace": "demo", "uid": "uid-pr", "generation": 1,
-                     "creationTimestamp": time(t0())},
-        "spec": spec,
-    }))
-    .unwrap();
-    td.meta_mut().resource_version = Some("1".into());
-    td
+/// One replica with a port, configuration and storage.
+fn app() -> RelayServiceFixture {
+    RelayServiceFixture::new("template")
+        .image("ghcr.io/example/web:1.0.0")
+        .port("http", 8080)
+        .config([("A", "1")])
+        .storage("data", "1Gi", "/data")
 }
 
-fn template() -> Value {
-    json!({"template": {"image": "ghcr.io/example/web:1.0.0", "ports": [{"name": "http", "containerPort": 8080}],
-            "config": {"data": {"A": "1"}}, "storage": [{"name": "data", "size": "1Gi", "mountPath": "/data"}]},
-           "ttl": "1h", "progressDeadline": "10m"})
+/// `pr`, created at [`t0`], running `app` for an hour.
+fn with_template(app: RelayServiceFixture) -> TestDeploymentFixture {
+    TestDeploymentFixture::new("pr").created_at(t0()).template(app).ttl("1h").progress_deadline("10m")
+}
+
+/// `pr`, created at [`t0`], copied from the RelayService `web`.
+fn from_web() -> TestDeploymentFixture {
+    TestDeploymentFixture::new("pr").created_at(t0()).source("web")
 }
 
 fn writes(calls: &[Call]) -> Vec<String> {
@@ -133,9 +133,9 @@ fn requeue(seconds: u64) -> String {
 }
 
 /// Create the children and bring the pod to `status`; returns the object after two reconciles.
-async fn deployed(h: &mut Harness, spec: Value, status: &PodStatus) -> TestDeployment {
-    let (td, _, calls) = reconcile_td(h, &test_deployment(spec)).await;
-    h.sync_with(&calls, status);
+async fn deployed(h: &mut Harness, td: TestDeploymentFixture, status: &PodStatus) -> TestDeployment {
+    let (td, _, _) = reconcile_td(h, &td.build()).await;
+    h.sync_with(status);
     h.set_time(after(30));
     let (td, _, _) = reconcile_td(h, &td).await;
     td
@@ -144,7 +144,7 @@ async fn deployed(h: &mut Harness, spec: Value, status: &PodStatus) -> TestDeplo
 #[tokio::test]
 async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_expiry() {
     let mut h = harness();
-    let (td, action, calls) = reconcile_td(&mut h, &test_deployment(template())).await;
+    let (td, action, calls) = reconcile_td(&mut h, &with_template(app()).build()).await;
     let paths = writes(&calls);
     for expected in [
         "PATCH /api/v1/namespaces/demo/configmaps/pr-td-config",
@@ -163,7 +163,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
     // Not Ready yet: wake at the progress deadline (10m after creation).
     assert_eq!(format!("{action:?}"), requeue(599));
 
-    h.sync_with(&calls, &running(false));
+    h.sync_with(&running(false));
     h.set_time(after(20));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Deploying");
@@ -197,7 +197,7 @@ async fn image_pull_failure_takes_reason_and_message_from_the_pod() {
     let mut h = harness();
     let message = "Back-off pulling image \"ghcr.io/example/web:1.0.0\"";
     let status = with_container(waiting("ImagePullBackOff", message), None);
-    let td = deployed(&mut h, template(), &status).await;
+    let td = deployed(&mut h, with_template(app()), &status).await;
     assert_eq!(phase(&td), "Failed");
     let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
     assert_eq!(failure.reason, "ImagePullBackOff");
@@ -221,8 +221,8 @@ async fn crash_loop_reads_the_previous_log_once() {
         waiting("CrashLoopBackOff", "back-off 40s restarting failed container=app"),
         Some(terminated(1)),
     );
-    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(template())).await;
-    h.sync_with(&calls, &status);
+    let (td, _, _) = reconcile_td(&mut h, &with_template(app()).build()).await;
+    h.sync_with(&status);
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     let logs: Vec<&Call> = calls.iter().filter(|c| c.path.contains("/log")).collect();
     assert_eq!(logs.len(), 1, "{:#?}", summary(&calls));
@@ -248,7 +248,7 @@ async fn crash_loop_reads_the_previous_log_once() {
 #[tokio::test]
 async fn non_zero_exit_reads_the_current_log() {
     let mut h = harness();
-    let td = deployed(&mut h, template(), &with_container(terminated(137), None)).await;
+    let td = deployed(&mut h, with_template(app()), &with_container(terminated(137), None)).await;
     let failure = td.status.as_ref().unwrap().failure.clone().unwrap();
     assert_eq!((failure.reason.as_str(), failure.exit_code), ("Error", Some(137)));
     assert_eq!(failure.message, "container app exited with code 137");
@@ -269,7 +269,7 @@ async fn unschedulable_pod_fails() {
         }]),
         ..Default::default()
     };
-    let td = deployed(&mut h, template(), &status).await;
+    let td = deployed(&mut h, with_template(app()), &status).await;
     assert_eq!(phase(&td), "Failed");
     let failure = td.status.unwrap().failure.unwrap();
     assert_eq!(failure.reason, "Unschedulable");
@@ -279,7 +279,7 @@ async fn unschedulable_pod_fails() {
 #[tokio::test]
 async fn progress_deadline_exceeded() {
     let mut h = harness();
-    let td = deployed(&mut h, template(), &running(false)).await;
+    let td = deployed(&mut h, with_template(app()), &running(false)).await;
     assert_eq!(phase(&td), "Deploying");
     let started = td.status.as_ref().unwrap().started_at.clone();
     assert_eq!(started, Some(time(after(30))));
@@ -298,7 +298,7 @@ async fn progress_deadline_exceeded() {
 #[tokio::test]
 async fn suspend_stops_and_resume_restarts() {
     let mut h = harness();
-    let td = deployed(&mut h, template(), &running(true)).await;
+    let td = deployed(&mut h, with_template(app()), &running(true)).await;
     assert_eq!(phase(&td), "Running");
 
     let mut suspended = td.clone();
@@ -310,7 +310,7 @@ async fn suspend_stops_and_resume_restarts() {
     assert_eq!(phase(&td), "Stopped");
     assert_eq!(condition(&td, "Ready"), ("False", "Suspended"));
     assert!(event_reasons(&calls).contains(&"Stopped".to_string()));
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     assert!(h.ctx.caches.pods.state().is_empty());
 
     let mut resumed = td.clone();
@@ -319,7 +319,7 @@ async fn suspend_stops_and_resume_restarts() {
     let (td, _, calls) = reconcile_td(&mut h, &resumed).await;
     assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
     assert_eq!(phase(&td), "Pending");
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     let (td, _, _) = reconcile_td(&mut h, &td).await;
     assert_eq!(phase(&td), "Running");
 }
@@ -327,7 +327,7 @@ async fn suspend_stops_and_resume_restarts() {
 #[tokio::test]
 async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_record() {
     let mut h = harness();
-    let td = deployed(&mut h, template(), &running(true)).await;
+    let td = deployed(&mut h, with_template(app()), &running(true)).await;
     assert_eq!(phase(&td), "Running");
     // The operator was down from here until 2h after creation (ttl 1h).
     h.set_time(after(7200));
@@ -357,7 +357,7 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
     assert_eq!(h.ctx.metrics.test_deployment_expirations().get(), 1);
 
     // Once expired and clean, a reconcile makes no request (and counts nothing again).
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
     h.set_time(after(9000));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
@@ -368,7 +368,7 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
 #[tokio::test]
 async fn raising_the_ttl_before_expiry_extends_it() {
     let mut h = harness();
-    let td = deployed(&mut h, template(), &running(true)).await;
+    let td = deployed(&mut h, with_template(app()), &running(true)).await;
     let mut longer = td.clone();
     longer.spec.ttl = "2h".parse().unwrap();
     longer.metadata.generation = Some(2);
@@ -386,9 +386,7 @@ async fn raising_the_ttl_before_expiry_extends_it() {
 #[tokio::test]
 async fn delete_on_expiry_deletes_the_test_deployment() {
     let mut h = harness();
-    let mut spec = template();
-    spec["deleteOnExpiry"] = json!(true);
-    let td = deployed(&mut h, spec, &running(true)).await;
+    let td = deployed(&mut h, with_template(app()).delete_on_expiry(true), &running(true)).await;
     h.set_time(after(3600));
     let (_, action, calls) = reconcile_td(&mut h, &td).await;
     let paths = writes(&calls);
@@ -403,25 +401,23 @@ async fn delete_on_expiry_deletes_the_test_deployment() {
 }
 
 fn source(image: &str) -> RelayService {
-    let mut rs: RelayService = serde_json::from_value(json!({
-        "apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
-        "metadata": {"name": "web", "namespace": "demo", "uid": "uid-web", "generation": 4},
-        "spec": {"image": image, "replicas": 3, "suspend": true,
-                 "ports": [{"name": "http", "containerPort": 8000, "servicePort": 80}],
-                 "config": {"data": {"LOG_LEVEL": "info"}}},
-    }))
-    .unwrap();
-    rs.meta_mut().resource_version = Some("7".into());
-    rs
+    RelayServiceFixture::new("web")
+        .generation(4)
+        .resource_version("7")
+        .image(image)
+        .replicas(3)
+        .suspend(true)
+        .spec(json!({"ports": [{"name": "http", "containerPort": 8000, "servicePort": 80}]}))
+        .config([("LOG_LEVEL", "info")])
+        .build()
 }
 
 #[tokio::test]
 async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     let mut h = harness();
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
-    let spec =
-        json!({"fromRelayService": "web", "overrides": {"replicas": 1, "config": {"LOG_LEVEL": "debug"}}});
-    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
+    h.put(&source("ghcr.io/example/web:1.0.0"));
+    let td = from_web().overrides(json!({"replicas": 1, "config": {"LOG_LEVEL": "debug"}})).build();
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     let snapshot = calls
         .iter()
         .find(|c| {
@@ -442,17 +438,17 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     assert_eq!(td.status.as_ref().unwrap().url.as_deref(), Some("http://pr-td.demo.svc:80"));
     let config = calls.iter().find(|c| c.path.contains("/configmaps/pr-td-config")).unwrap();
     assert!(config.body.to_string().contains("debug"), "overrides.config applies");
-    h.sync_with(&calls, &running(true));
+    h.sync_with(&running(true));
 
     // The source changes (and disappears from the cache): the deployment keeps its copy.
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:2.0.0")));
+    h.put(&source("ghcr.io/example/web:2.0.0"));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(
         writes(&calls),
         ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status"]
     );
     assert_eq!(phase(&td), "Running");
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Delete(source("ghcr.io/example/web:2.0.0")));
+    h.remove(&source("ghcr.io/example/web:2.0.0"));
     let (_, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
 }
@@ -460,8 +456,7 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
 #[tokio::test]
 async fn missing_source_is_pending_with_a_condition() {
     let mut h = harness();
-    let (td, action, calls) =
-        reconcile_td(&mut h, &test_deployment(json!({"fromRelayService": "web"}))).await;
+    let (td, action, calls) = reconcile_td(&mut h, &from_web().build()).await;
     assert!(!summary(&calls).iter().any(|c| c.contains("/pods/") || c.contains("configmaps")));
     assert_eq!(phase(&td), "Pending");
     assert_eq!(condition(&td, "Ready"), ("False", "SourceNotFound"));
@@ -469,7 +464,7 @@ async fn missing_source_is_pending_with_a_condition() {
     assert_eq!(format!("{action:?}"), requeue(30));
 
     // It appears later: copied then.
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source("ghcr.io/example/web:1.0.0")));
+    h.put(&source("ghcr.io/example/web:1.0.0"));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
     assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
@@ -478,9 +473,7 @@ async fn missing_source_is_pending_with_a_condition() {
 #[tokio::test]
 async fn status_lists_every_pod() {
     let mut h = harness();
-    let mut spec = template();
-    spec["template"]["replicas"] = json!(2);
-    let td = deployed(&mut h, spec, &running(true)).await;
+    let td = deployed(&mut h, with_template(app().replicas(2)), &running(true)).await;
     let pods = &td.status.as_ref().unwrap().pods;
     let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["pr-td-0", "pr-td-1"]);
@@ -490,13 +483,10 @@ async fn status_lists_every_pod() {
 #[tokio::test]
 async fn overrides_are_validated_like_a_relay_service() {
     let mut h = harness();
-    let mut source = relay_service(json!({"image": "web:1.0.0", "config": {"data": {"LEVEL": "info"}}}));
-    source.metadata.name = Some("web".into());
-    h.w.relay_services.apply_watcher_event(&watcher::Event::Apply(source));
+    h.put(&RelayServiceFixture::new("web").image("web:1.0.0").config([("LEVEL", "info")]).build());
     // With format env every key must be a variable name; the override breaks that.
-    let spec =
-        json!({"fromRelayService": "web", "overrides": {"config": {"not-a-variable": "x"}}, "ttl": "1h"});
-    let (td, _, calls) = reconcile_td(&mut h, &test_deployment(spec)).await;
+    let td = from_web().overrides(json!({"config": {"not-a-variable": "x"}})).ttl("1h").build();
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")), "{:#?}", writes(&calls));
     let ready = td.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
     assert_eq!(ready.reason, "InvalidTemplate");

@@ -1,4 +1,4 @@
-//! Running the operator binary as a process, against an in-process fake API server.
+//! Running the operator binary as a process, against the fake API server on a socket.
 
 #![allow(dead_code)]
 
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, Response};
+
+use super::fake_api::{FakeApi, Reply};
 
 /// Kills the operator when the test ends, however it ends.
 pub struct Running(pub Child);
@@ -65,42 +67,40 @@ pub async fn wait_for(port: u16, path: &str, status: u16, limit: Duration) -> bo
     false
 }
 
-/// Requests a fake API server received, as `METHOD path?query`.
-pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// A fake API server: empty lists, and watches that stay open without events. Returns its
-/// address and every request it received.
-pub async fn fake_api() -> (String, Seen) {
-    fake_api_serving(Vec::new()).await
-}
-
-/// Like [`fake_api`], but a list of a collection whose path ends with `suffix` holds `object`
-/// (for each `(suffix, object)`), and any write is answered with the object it names.
-pub async fn fake_api_serving(objects: Vec<(&'static str, serde_json::Value)>) -> (String, Seen) {
+/// The fake API on a socket for the binary: [`FakeApi`]'s state machine behind HTTP/1.1,
+/// its watches open and silent. Returns its address.
+pub async fn serve(api: FakeApi) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Seen::default();
-    let log = seen.clone();
-    let objects = std::sync::Arc::new(objects);
     let app = axum::Router::new().fallback(move |request: Request<Body>| async move {
-        let target = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-        log.lock().unwrap().push(format!("{} {target}", request.method()));
-        let path = request.uri().path().to_string();
-        let json = |value: serde_json::Value| {
-            Response::builder().header("content-type", "application/json").body(Body::from(value.to_string())).unwrap()
-        };
-        if request.method() != axum::http::Method::GET {
-            let named = objects.iter().find(|(_, o)| path.contains(&format!("/{}", o["metadata"]["name"].as_str().unwrap_or("-"))));
-            return json(named.map(|(_, o)| o.clone()).unwrap_or_else(|| serde_json::json!({})));
+        let method = request.method().to_string();
+        let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        let content_type = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
+        match api.answer(&method, &path, &content_type, &body).await {
+            Reply::Json(code, value) => Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(value.to_string()))
+                .unwrap(),
+            Reply::Text(text) => Response::new(Body::from(text)),
+            Reply::Watch => {
+                let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+                Response::new(Body::from_stream(never))
+            }
         }
-        if request.uri().query().unwrap_or_default().contains("watch=true") {
-            let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-            return Response::new(Body::from_stream(never));
-        }
-        let items: Vec<serde_json::Value> =
-            objects.iter().filter(|(suffix, _)| path.ends_with(suffix)).map(|(_, o)| o.clone()).collect();
-        json(serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}))
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, seen)
+    address
+}
+
+/// An empty cluster on a socket: its address and the fake API (for the requests received).
+pub async fn fake_api() -> (String, FakeApi) {
+    let api = FakeApi::with_manual_sync();
+    (serve(api.clone()).await, api)
 }
