@@ -100,9 +100,9 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
 
 /// A configuration change reloaded through the API server's pod proxy (`--hook-via proxy`).
 async fn reload_through_the_api_proxy() -> Vec<Call> {
-    use relay_operator::hook::{HookVia, ReloadOptions};
+    use relay_operator::hook::{ReloadOptions, Transport};
 
-    let mut h = Harness::with_reload(ReloadOptions::new(4, HookVia::Proxy).unwrap());
+    let mut h = Harness::with_reload(|client| ReloadOptions::new(4, Transport::api_proxy(client.clone())));
     let mut spec = json!({"image": "a:1.0.0", "ports": [{"name": "http", "containerPort": 8000}],
         "config": {"data": {"A": "1"}}, "reload": {"port": 8000, "settleDelay": "0s"}});
     let mut calls = Vec::new();

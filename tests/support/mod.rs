@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::{Caches, Context};
-use relay_operator::hook::ReloadOptions;
+use relay_operator::hook::{ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 
@@ -117,19 +117,21 @@ impl Harness {
 
     /// A harness whose operator runs with `--require-pinned-images` when `require_pinned`.
     pub fn with_policy(require_pinned: bool) -> Self {
-        Self::with_options(require_pinned, None)
+        Self::with_options(require_pinned, |_| None)
     }
 
-    /// A harness whose operator uses these reload options (e.g. `--hook-via proxy`).
-    pub fn with_reload(reload: ReloadOptions) -> Self {
-        Self::with_options(false, Some(reload))
+    /// A harness whose operator uses the reload options `reload` builds on the fake
+    /// client (e.g. `--hook-via proxy`: `Transport::api_proxy(client.clone())`).
+    pub fn with_reload(reload: impl FnOnce(&Client) -> ReloadOptions) -> Self {
+        Self::with_options(false, |client| Some(reload(client)))
     }
 
-    fn with_options(require_pinned: bool, reload: Option<ReloadOptions>) -> Self {
+    fn with_options(require_pinned: bool, reload: impl FnOnce(&Client) -> Option<ReloadOptions>) -> Self {
         let fail_after: FailAfter = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(fail_after.clone());
         let (caches, writers) = fake_api::caches();
         let clock = Arc::new(Mutex::new(Timestamp::now()));
+        let reload = reload(&client);
         let ctx = context(client, caches, require_pinned, clock.clone(), reload);
         Self { ctx, clock, calls, fail_after, w: writers }
     }
@@ -139,7 +141,12 @@ impl Harness {
         self.fail_after = Arc::new(AtomicUsize::new(usize::MAX));
         let (client, calls) = fake_client(self.fail_after.clone());
         self.calls = calls;
-        let reload = Some(self.ctx.reload.clone());
+        let mut reload = self.ctx.reload.clone();
+        // Calls through the API proxy go to the restarted operator's client.
+        if let Transport::ApiProxy { client: proxy } = &mut reload.transport {
+            *proxy = client.clone();
+        }
+        let reload = Some(reload);
         self.ctx = context(
             client,
             self.ctx.caches.clone(),
