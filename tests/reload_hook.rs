@@ -13,6 +13,7 @@ use relay_operator::api::ReloadMethod;
 use relay_operator::hook::{
     BearerToken, HookCall, HookOutcome, HookReport, PodIpOptions, RetryPolicy, Transport, reload_all,
 };
+use relay_operator::ops::ReloadHookResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -299,7 +300,7 @@ async fn refused_connection_fails_after_retries() {
     let report = client().call_with_retry(&call, &policy(600)).await;
     assert!(matches!(report.outcome, HookOutcome::Connect(_)), "{report:?}");
     assert!(!report.succeeded());
-    assert_eq!(report.outcome.metric_label(), "connect_error");
+    assert_eq!(ReloadHookResult::from(&report.outcome).as_str(), "connect_error");
     assert!(report.attempts > 1, "{report:?}");
     assert!(report.elapsed < ms(600 + 250), "{report:?}");
 }

@@ -26,8 +26,9 @@
 //! One retry loop serves both transports ([`Transport::call_with_retry`]). Every attempt
 //! is bounded in time (connect, headers and body) and reads at most [`MAX_BODY_BYTES`] of
 //! the answer; [`reload_all`] calls many pods concurrently with a bound, so a slow or
-//! hostile pod never stalls the others. The bearer token is wrapped in [`BearerToken`]
-//! and never logged.
+//! hostile pod never stalls the others. Outcomes are counted under the labels of
+//! [`crate::ops::ReloadHookResult`] (`From<&HookOutcome>`). The bearer token is wrapped
+//! in [`BearerToken`] and never logged.
 
 mod backoff;
 mod call;

@@ -11,6 +11,7 @@ use super::backoff::RetryPolicy;
 use super::call::{HookCall, HookReport};
 use super::outcome::HookOutcome;
 use super::transport::Transport;
+use crate::ops::metrics::ReloadHookResult;
 
 /// Default bound on hook calls in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -55,7 +56,7 @@ impl Transport {
                 pod = %call.pod,
                 via = ?self.via(),
                 attempt = attempts,
-                outcome = outcome.metric_label(),
+                outcome = ReloadHookResult::from(&outcome).as_str(),
                 detail = %outcome,
                 "reload hook attempt"
             );
@@ -101,7 +102,7 @@ fn finish(call: &HookCall, outcome: HookOutcome, attempts: u32, start: Instant) 
     debug!(
         pod = %report.pod,
         attempts = report.attempts,
-        outcome = report.outcome.metric_label(),
+        outcome = ReloadHookResult::from(&report.outcome).as_str(),
         elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
         "reload hook finished"
     );

@@ -50,7 +50,7 @@ use super::converge::Target;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec, parse_duration};
-use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, RetryPolicy};
+use crate::hook::{BearerToken, HookCall, HookReport, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
@@ -212,7 +212,7 @@ pub async fn propagate(
     let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
     let run = join_all(calls.iter().map(|call| async {
         let report = transport.call_with_retry_limited(call, &policy, Some(&limit)).await;
-        ctx.metrics.reload_hook_call(metric_result(&report.outcome));
+        ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
         let written = if report.succeeded() {
             record(ctx, &fresh, &report, &writes).await
         } else {
@@ -321,18 +321,6 @@ fn config_map_time(ctx: &Context, owner: &Owner, hash: &str) -> Option<Timestamp
         .filter(|f| f.manager.as_deref() == Some(MANAGER))
         .filter_map(|f| f.time.as_ref().map(|t| t.0))
         .max()
-}
-
-fn metric_result(outcome: &HookOutcome) -> ReloadHookResult {
-    match outcome {
-        HookOutcome::Applied => ReloadHookResult::Applied,
-        HookOutcome::AppliedUnverified => ReloadHookResult::AppliedUnverified,
-        HookOutcome::Stale { .. } => ReloadHookResult::Stale,
-        HookOutcome::HttpStatus(_) => ReloadHookResult::HttpError,
-        HookOutcome::Timeout => ReloadHookResult::Timeout,
-        HookOutcome::Connect(_) => ReloadHookResult::ConnectError,
-        HookOutcome::Other(_) | HookOutcome::InvalidRequest(_) => ReloadHookResult::Error,
-    }
 }
 
 /// The token from `reload.bearerTokenSecretRef` (trailing whitespace trimmed), from the cache.
@@ -459,12 +447,5 @@ mod tests {
             state.written_at("k", "b", Some(t("2026-01-01T00:00:08Z")), t("2026-01-01T00:00:10Z")),
             t("2026-01-01T00:00:08Z")
         );
-    }
-
-    #[test]
-    fn outcomes_map_to_metric_labels() {
-        assert_eq!(metric_result(&HookOutcome::Applied).as_str(), "applied");
-        assert_eq!(metric_result(&HookOutcome::InvalidRequest("x".into())).as_str(), "error");
-        assert_eq!(metric_result(&HookOutcome::Connect("x".into())).as_str(), "connect_error");
     }
 }
