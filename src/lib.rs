@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`api`] types → [`render`] (pure: spec → desired objects) →
 //! [`controller`] (apply, pod plan, status). [`manifest`] feeds `render` offline;
-//! [`reload`] calls the pods' reload hooks.
+//! [`hook`] calls the pods' reload hooks.
 
 pub mod api;
 pub mod controller;

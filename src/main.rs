@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use relay_operator::controller::runner::{self, RunOptions};
-use relay_operator::hook::{HookVia, ReloadOptions};
+use relay_operator::hook::{HookVia, ReloadOptions, Transport};
 use relay_operator::ops::{http, leader, metrics::Metrics, shutdown, telemetry};
 use relay_operator::{crdgen, manifest};
 
@@ -134,7 +134,8 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     } else {
         None
     };
-    let reload = ReloadOptions::new(args.hook_concurrency, args.hook_via).map_err(|e| e.to_string())?;
+    let transport = Transport::from_via(args.hook_via, client.clone()).map_err(|e| e.to_string())?;
+    let reload = ReloadOptions::new(args.hook_concurrency, transport);
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
     // Ready once the caches of every watched namespace have synced.

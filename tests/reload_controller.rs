@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
-use relay_operator::hook::{HookVia, ReloadOptions};
+use relay_operator::hook::{ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
@@ -400,7 +400,8 @@ async fn bearer_token_is_sent_when_configured() {
 #[tokio::test]
 async fn hooks_through_the_api_server_proxy() {
     let mut api = FakeApi::new();
-    let ctx = Arc::new(api.context_with(ReloadOptions::new(8, HookVia::Proxy).unwrap()));
+    let proxy = Transport::api_proxy(api.client.clone());
+    let ctx = Arc::new(api.context_with(ReloadOptions::new(8, proxy)));
     let mut svc = Svc::new(spec(8000, 2, json!({"A": "1"}), json!({})));
     svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, spec(8000, 2, json!({"A": "2"}), json!({})));

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use relay_operator::api::ReloadMethod;
 use relay_operator::hook::{
-    BearerToken, HookCall, HookClient, HookClientOptions, HookOutcome, HookReport, RetryPolicy, reload_all,
+    BearerToken, HookCall, HookOutcome, HookReport, PodIpOptions, RetryPolicy, Transport, reload_all,
 };
+use relay_operator::ops::ReloadHookResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -29,8 +30,23 @@ fn policy(deadline_ms: u64) -> RetryPolicy {
     RetryPolicy { initial: ms(20), max: ms(200), deadline: ms(deadline_ms) }
 }
 
-fn client() -> HookClient {
-    HookClient::new(HookClientOptions::default()).unwrap()
+fn client() -> Transport {
+    Transport::pod_ip(PodIpOptions::default()).unwrap()
+}
+
+/// A call of the hook at `addr` (a "pod" on 127.0.0.1).
+fn call_at(addr: SocketAddr, pod: &str, timeout: Duration) -> HookCall {
+    HookCall {
+        pod: pod.into(),
+        namespace: "demo".into(),
+        pod_ip: addr.ip().to_string(),
+        port: addr.port(),
+        path: "/reload-config".into(),
+        method: ReloadMethod::Post,
+        config_hash: HASH.into(),
+        bearer_token: None,
+        timeout,
+    }
 }
 
 /// How a fake pod answers one request.
@@ -107,14 +123,7 @@ impl Pod {
     }
 
     fn call(&self, pod: &str, timeout: Duration) -> HookCall {
-        HookCall {
-            pod: pod.into(),
-            url: self.url("/reload-config"),
-            method: ReloadMethod::Post,
-            config_hash: HASH.into(),
-            bearer_token: None,
-            timeout,
-        }
+        call_at(self.addr, pod, timeout)
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -287,18 +296,11 @@ async fn refused_connection_fails_after_retries() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let call = HookCall {
-        pod: "relay-0".into(),
-        url: url::Url::parse(&format!("http://{addr}/reload-config")).unwrap(),
-        method: ReloadMethod::Post,
-        config_hash: HASH.into(),
-        bearer_token: None,
-        timeout: ms(500),
-    };
+    let call = call_at(addr, "relay-0", ms(500));
     let report = client().call_with_retry(&call, &policy(600)).await;
     assert!(matches!(report.outcome, HookOutcome::Connect(_)), "{report:?}");
     assert!(!report.succeeded());
-    assert_eq!(report.outcome.metric_label(), "connect_error");
+    assert_eq!(ReloadHookResult::from(&report.outcome).as_str(), "connect_error");
     assert!(report.attempts > 1, "{report:?}");
     assert!(report.elapsed < ms(600 + 250), "{report:?}");
 }
@@ -356,8 +358,7 @@ async fn hostile_pods_do_not_stall_fast_ones_and_bodies_are_capped() {
 async fn body_cap_is_configurable() {
     let pod = Pod::spawn(vec![echo(HASH)]).await;
     let call = pod.call("relay-0", ms(1_000));
-    let capped =
-        HookClient::new(HookClientOptions { max_body_bytes: 10, ..HookClientOptions::default() }).unwrap();
+    let capped = Transport::pod_ip(PodIpOptions { max_body_bytes: 10, ..PodIpOptions::default() }).unwrap();
     assert_eq!(capped.call_once(&call).await, HookOutcome::AppliedUnverified);
     assert_eq!(client().call_once(&call).await, HookOutcome::Applied);
 }
@@ -389,7 +390,7 @@ async fn bearer_token_is_sent_only_when_configured_and_never_printed() {
         .finish();
     // tracing caches one interest per callsite for the whole process. While a single
     // dispatcher is registered, a sibling test thread without a subscriber that hits
-    // `HookClient`'s `debug!` first would cache "never" and blind this capture. A second,
+    // the retry loop's `debug!` first would cache "never" and blind this capture. A second,
     // inert dispatcher kept alive makes the interest the union of both (so: evaluated per
     // event), and the rebuild repairs anything cached before.
     let _anchor = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
@@ -508,10 +509,7 @@ async fn waiting_for_a_slot_past_the_deadline_keeps_the_real_outcome() {
     let refused_addr = listener.local_addr().unwrap();
     drop(listener);
     let hanging = Pod::spawn(vec![Reply::Hang]).await;
-    let refused = HookCall {
-        url: url::Url::parse(&format!("http://{refused_addr}/reload-config")).unwrap(),
-        ..hanging.call("refused", ms(800))
-    };
+    let refused = call_at(refused_addr, "refused", ms(800));
     let reports =
         reload_all(&client(), vec![refused, hanging.call("hanging", ms(800))], &policy(300), 1).await;
     assert!(matches!(reports[0].outcome, HookOutcome::Connect(_)), "{reports:?}");

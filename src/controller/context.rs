@@ -80,7 +80,7 @@ pub struct Context {
     pub health_client: reqwest::Client,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
-    /// Options of the reload phase (hook client, concurrency, `--hook-via`).
+    /// Options of the reload phase (`--hook-via` transport, concurrency, retry delays).
     pub reload: ReloadOptions,
     /// State of the reload phase (when each desired hash was first seen).
     pub reload_state: ReloadState,

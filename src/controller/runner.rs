@@ -82,7 +82,7 @@ pub struct RunOptions {
     pub require_pinned_images: bool,
     /// Identity for Events (pod name).
     pub instance: Option<String>,
-    /// Reload hook client, concurrency and `--hook-via`.
+    /// Reload options: the `--hook-via` transport, concurrency, retry delays.
     pub reload: ReloadOptions,
 }
 

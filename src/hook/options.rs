@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::{DEFAULT_CONCURRENCY, HookClient, HookClientError, HookClientOptions, RetryPolicy};
+use super::{DEFAULT_CONCURRENCY, PodIpOptions, RetryPolicy, Transport, TransportError};
 
-/// How the operator reaches a pod's hook.
+/// How the operator reaches a pod's hook (`--hook-via`); see [`Transport`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum HookVia {
     /// `http://<podIP>:<port><path>` directly (the operator runs in the cluster network).
@@ -17,15 +17,13 @@ pub enum HookVia {
     Proxy,
 }
 
-/// Options of the reload phase (`--hook-concurrency`, `--hook-via`).
+/// Options of the reload phase (`--hook-via`, `--hook-concurrency`).
 #[derive(Clone, Debug)]
 pub struct ReloadOptions {
-    /// The HTTP client for `pod-ip` calls.
-    pub client: HookClient,
+    /// How pods are reached, with the client that reaches them.
+    pub transport: Transport,
     /// At most this many hook calls in flight at once (per service), and as many API writes.
     pub concurrency: usize,
-    /// How pods are reached.
-    pub via: HookVia,
     /// First retry delay (doubling up to `retry_max`); the deadline is `reload.retryDeadline`.
     pub retry_initial: Duration,
     /// Largest retry delay.
@@ -33,20 +31,19 @@ pub struct ReloadOptions {
 }
 
 impl ReloadOptions {
-    /// Options with a default hook client and retry delays of 500 ms doubling to 10 s.
-    pub fn new(concurrency: usize, via: HookVia) -> Result<Self, HookClientError> {
+    /// Options with retry delays of 500 ms doubling to 10 s (0 concurrency counts as 1).
+    pub fn new(concurrency: usize, transport: Transport) -> Self {
         let defaults = RetryPolicy::default();
-        Ok(Self {
-            client: HookClient::new(HookClientOptions::default())?,
+        Self {
+            transport,
             concurrency: concurrency.max(1),
-            via,
             retry_initial: defaults.initial,
             retry_max: defaults.max,
-        })
+        }
     }
 
-    /// `ReloadOptions::new(DEFAULT_CONCURRENCY, HookVia::PodIp)`.
-    pub fn try_default() -> Result<Self, HookClientError> {
-        Self::new(DEFAULT_CONCURRENCY, HookVia::PodIp)
+    /// Direct calls to pod IPs (default [`PodIpOptions`]), [`DEFAULT_CONCURRENCY`].
+    pub fn try_default() -> Result<Self, TransportError> {
+        Ok(Self::new(DEFAULT_CONCURRENCY, Transport::pod_ip(PodIpOptions::default())?))
     }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::ops::metrics::ReloadHookResult;
+
 /// Longest `configHash` a pod may report that we keep (and log); longer values are truncated.
 pub const MAX_REPORTED_HASH_LEN: usize = 128;
 
@@ -48,20 +50,6 @@ impl HookOutcome {
         }
     }
 
-    /// A stable, low-cardinality label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::AppliedUnverified => "applied_unverified",
-            Self::Stale { .. } => "stale",
-            Self::HttpStatus(_) => "http_error",
-            Self::Timeout => "timeout",
-            Self::Connect(_) => "connect_error",
-            Self::Other(_) => "error",
-            Self::InvalidRequest(_) => "invalid_request",
-        }
-    }
-
     /// The value for `ReloadResult.result` in the pod status when this is the final outcome:
     /// `Applied`, `AppliedUnverified` or `Failed`.
     pub fn status_result(&self) -> &'static str {
@@ -69,6 +57,25 @@ impl HookOutcome {
             Self::Applied => "Applied",
             Self::AppliedUnverified => "AppliedUnverified",
             _ => "Failed",
+        }
+    }
+}
+
+/// The one mapping of outcomes to the `result` label of
+/// `relay_operator_reload_hook_calls_total` (and of the hook's debug logs). The label set
+/// is fixed ([`ReloadHookResult::ALL`]): a request that could not be built counts as
+/// `error`, like any other failure that is neither a status, a timeout nor a refused
+/// connection.
+impl From<&HookOutcome> for ReloadHookResult {
+    fn from(outcome: &HookOutcome) -> Self {
+        match outcome {
+            HookOutcome::Applied => Self::Applied,
+            HookOutcome::AppliedUnverified => Self::AppliedUnverified,
+            HookOutcome::Stale { .. } => Self::Stale,
+            HookOutcome::HttpStatus(_) => Self::HttpError,
+            HookOutcome::Timeout => Self::Timeout,
+            HookOutcome::Connect(_) => Self::ConnectError,
+            HookOutcome::Other(_) | HookOutcome::InvalidRequest(_) => Self::Error,
         }
     }
 }
@@ -201,7 +208,7 @@ mod tests {
                 (false, false)
             ]
         );
-        let labels: Vec<_> = all.iter().map(HookOutcome::metric_label).collect();
+        let labels: Vec<_> = all.iter().map(|o| ReloadHookResult::from(o).as_str()).collect();
         assert_eq!(
             labels,
             [
@@ -212,9 +219,13 @@ mod tests {
                 "timeout",
                 "connect_error",
                 "error",
-                "invalid_request"
+                "error"
             ]
         );
+        // Every label of the fixed set is reachable.
+        for result in ReloadHookResult::ALL {
+            assert!(labels.contains(&result.as_str()), "{result:?}");
+        }
         let results: Vec<_> = all.iter().map(HookOutcome::status_result).collect();
         assert_eq!(results[..3], ["Applied", "AppliedUnverified", "Failed"]);
         assert!(results[3..].iter().all(|r| *r == "Failed"));

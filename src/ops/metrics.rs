@@ -42,7 +42,8 @@ pub const TEST_DEPLOYMENT_PHASES: &[&str] =
     &["Pending", "Deploying", "Running", "Failed", "Stopped", "Expired"];
 
 /// Outcome of one call of a service's config-reload hook; the `result` label of
-/// `relay_operator_reload_hook_calls_total`.
+/// `relay_operator_reload_hook_calls_total` (a fixed set, listed in the README). Built from
+/// a hook outcome with `From<&HookOutcome>` (in [`crate::hook`]), the only mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReloadHookResult {
     /// The hook accepted the config and reported the expected config hash.
@@ -51,13 +52,15 @@ pub enum ReloadHookResult {
     AppliedUnverified,
     /// The hook reported an older config hash than the one just written.
     Stale,
-    /// The hook answered with a non-success HTTP status.
+    /// The hook (or, through the pod proxy, the API server) answered with a non-success
+    /// HTTP status; redirects are not followed.
     HttpError,
     /// The hook did not answer in time.
     Timeout,
     /// The hook's endpoint could not be connected to.
     ConnectError,
-    /// Any other failure.
+    /// Any other failure, including a request that could not be built (e.g. a bearer
+    /// token that is not a valid header value).
     Error,
 }
 
@@ -489,6 +492,14 @@ mod tests {
         assert!(text.contains("relay_operator_test_deployments{phase=\"Expired\"} 0"), "{text}");
         // Vecs with unknown label values have no series yet and are left out entirely.
         assert!(!text.contains("relay_operator_reconcile_errors_total"), "{text}");
+    }
+
+    #[test]
+    fn readme_lists_every_hook_result() {
+        let readme = include_str!("../../README.md");
+        for r in ReloadHookResult::ALL {
+            assert!(readme.contains(&format!("`{}`", r.as_str())), "README misses result {:?}", r.as_str());
+        }
     }
 
     #[test]

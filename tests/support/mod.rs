@@ -59,10 +59,11 @@ impl Harness {
         Self::over(api, ctx, require_pinned)
     }
 
-    /// A harness whose operator uses these reload options (e.g. `--hook-via proxy`).
-    pub fn with_reload(reload: ReloadOptions) -> Self {
+    /// A harness whose operator uses the reload options `reload` builds on the fake
+    /// client (e.g. `--hook-via proxy`: `Transport::api_proxy(client.clone())`).
+    pub fn with_reload(reload: impl FnOnce(&kube::Client) -> ReloadOptions) -> Self {
         let api = FakeApi::with_manual_sync();
-        let ctx = api.context_with(reload);
+        let ctx = api.context_with(reload(&api.client));
         Self::over(api, ctx, false)
     }
 

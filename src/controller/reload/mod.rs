@@ -9,11 +9,12 @@
 //!    volume; without it the new file appears only at the kubelet's periodic sync
 //!    (`syncFrequency`, 1 min, plus the ConfigMap cache delay): 60–90 s in the worst
 //!    case. The time in the value survives operator restarts.
-//! 2. **Call.** `reload_all`-style concurrent calls (bounded by `--hook-concurrency`),
-//!    retried with backoff until `reload.retryDeadline`. An app known to echo
-//!    `configHash` is called right after the nudge (a stale answer is retried); any
-//!    other app only once `reload.settleDelay` has passed since the nudge — otherwise the
-//!    reconcile requeues for the remainder instead of sleeping.
+//! 2. **Call.** `reload_all`-style concurrent calls (bounded by `--hook-concurrency`)
+//!    through the `--hook-via` transport, retried with backoff until
+//!    `reload.retryDeadline`. An app known to echo `configHash` is called right after
+//!    the nudge (a stale answer is retried); any other app only once
+//!    `reload.settleDelay` has passed since the nudge — otherwise the reconcile requeues
+//!    for the remainder instead of sleeping.
 //! 3. **Record.** On success, patch `relayops.io/config-hash` with the hash that was
 //!    sent — only if it still equals the hash freshly rendered from the caches at that
 //!    moment, so during A→B→C a pod is never recorded at B once C is desired. The
@@ -36,12 +37,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub mod plan;
@@ -52,10 +50,7 @@ use super::converge::Target;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec};
-use crate::hook::{
-    BearerToken, CONFIG_HASH_HEADER, HookCall, HookOutcome, HookReport, HookVia, RetryPolicy, classify,
-    hook_url,
-};
+use crate::hook::{BearerToken, HookCall, HookReport, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
@@ -153,7 +148,7 @@ pub async fn propagate(
             return Ok(round);
         }
     };
-    let port = u16::try_from(reload.port).unwrap_or_default();
+    let transport = &options.transport;
     let policy = RetryPolicy {
         initial: options.retry_initial,
         max: options.retry_max,
@@ -161,20 +156,20 @@ pub async fn propagate(
     };
     let mut calls = Vec::new();
     for (name, ip) in &steps.call {
-        let url = match options.via {
-            HookVia::PodIp => hook_url(ip, port, &reload.path),
-            // The proxy URL is built per attempt; this URL is only for logs.
-            HookVia::Proxy => hook_url("127.0.0.1", port, &reload.path),
+        let call = HookCall {
+            pod: name.clone(),
+            namespace: owner.namespace.clone(),
+            pod_ip: ip.clone(),
+            port: u16::try_from(reload.port).unwrap_or_default(),
+            path: reload.path.clone(),
+            method: reload.method,
+            config_hash: desired.to_owned(),
+            // The API proxy transport never sends it.
+            bearer_token: token.clone(),
+            timeout: reload.timeout.get(),
         };
-        match url {
-            Ok(url) => calls.push(HookCall {
-                pod: name.clone(),
-                url,
-                method: reload.method,
-                config_hash: desired.to_owned(),
-                bearer_token: if options.via == HookVia::Proxy { None } else { token.clone() },
-                timeout: reload.timeout.get(),
-            }),
+        match transport.target(&call) {
+            Ok(_) => calls.push(call),
             Err(e) => {
                 round.results.insert(name.clone(), result("Failed", desired, e.to_string()));
             }
@@ -184,13 +179,8 @@ pub async fn propagate(
     let fresh = Freshness { ctx, owner, generation, sent: desired };
     let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
     let run = join_all(calls.iter().map(|call| async {
-        let report = match options.via {
-            HookVia::PodIp => options.client.call_with_retry_limited(call, &policy, Some(&limit)).await,
-            HookVia::Proxy => {
-                proxy_call(&ctx.client, &owner.namespace, port, &reload.path, call, &policy, &limit).await
-            }
-        };
-        ctx.metrics.reload_hook_call(metric_result(&report.outcome));
+        let report = transport.call_with_retry_limited(call, &policy, Some(&limit)).await;
+        ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
         let written = if report.succeeded() {
             record(ctx, &fresh, &report, &writes).await
         } else {
@@ -301,18 +291,6 @@ fn config_map_time(ctx: &Context, owner: &Owner, hash: &str) -> Option<Timestamp
         .max()
 }
 
-fn metric_result(outcome: &HookOutcome) -> ReloadHookResult {
-    match outcome {
-        HookOutcome::Applied => ReloadHookResult::Applied,
-        HookOutcome::AppliedUnverified => ReloadHookResult::AppliedUnverified,
-        HookOutcome::Stale { .. } => ReloadHookResult::Stale,
-        HookOutcome::HttpStatus(_) => ReloadHookResult::HttpError,
-        HookOutcome::Timeout => ReloadHookResult::Timeout,
-        HookOutcome::Connect(_) => ReloadHookResult::ConnectError,
-        HookOutcome::Other(_) | HookOutcome::InvalidRequest(_) => ReloadHookResult::Error,
-    }
-}
-
 /// The token from `reload.bearerTokenSecretRef` (trailing whitespace trimmed), from the cache.
 fn bearer_token(ctx: &Context, namespace: &str, reload: &ReloadSpec) -> Result<Option<BearerToken>, String> {
     let Some(selector) = &reload.bearer_token_secret_ref else { return Ok(None) };
@@ -404,76 +382,6 @@ async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, write
     }
 }
 
-/// One pod's hook through the API server's pod proxy, retried like
-/// [`HookClient::call_with_retry`].
-async fn proxy_call(
-    client: &kube::Client,
-    namespace: &str,
-    port: u16,
-    path: &str,
-    call: &HookCall,
-    policy: &RetryPolicy,
-    limit: &Semaphore,
-) -> HookReport {
-    let start = Instant::now();
-    let mut attempts: u32 = 0;
-    loop {
-        let permit = limit.acquire().await.ok();
-        let budget = if attempts == 0 {
-            call.timeout
-        } else {
-            call.timeout.min(policy.deadline.saturating_sub(start.elapsed()))
-        };
-        let outcome = tokio::time::timeout(budget, proxy_attempt(client, namespace, port, path, call))
-            .await
-            .unwrap_or(HookOutcome::Timeout);
-        drop(permit);
-        attempts = attempts.saturating_add(1);
-        let delay = if outcome.is_retryable() {
-            policy.next_delay(attempts.saturating_sub(1), start.elapsed())
-        } else {
-            None
-        };
-        let Some(delay) = delay else {
-            return HookReport { pod: call.pod.clone(), outcome, attempts, elapsed: start.elapsed() };
-        };
-        tokio::time::sleep(delay).await;
-    }
-}
-
-async fn proxy_attempt(
-    client: &kube::Client,
-    namespace: &str,
-    port: u16,
-    path: &str,
-    call: &HookCall,
-) -> HookOutcome {
-    let uri = format!("/api/v1/namespaces/{namespace}/pods/{}:{port}/proxy{path}", call.pod);
-    let Ok(hash) = HeaderValue::from_str(&call.config_hash) else {
-        return HookOutcome::InvalidRequest("configHash is not a valid header value".into());
-    };
-    let built = kube::core::Request::new("/").create(&PostParams::default(), Vec::new());
-    let mut request = match built {
-        Ok(request) => request,
-        Err(e) => return HookOutcome::InvalidRequest(e.to_string()),
-    };
-    match uri.parse() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return HookOutcome::InvalidRequest(format!("invalid proxy path {uri:?}")),
-    }
-    if call.method == crate::api::ReloadMethod::Put {
-        *request.method_mut() = reqwest::Method::PUT;
-    }
-    request.headers_mut().insert(CONFIG_HASH_HEADER, hash);
-    // The API server authenticates the operator and never forwards `Authorization`.
-    request.headers_mut().remove(AUTHORIZATION);
-    match client.request_text(request).await {
-        Ok(body) => classify(200, body.as_bytes(), &call.config_hash),
-        Err(kube::Error::Api(status)) => HookOutcome::HttpStatus(status.code),
-        Err(e) => HookOutcome::Other(e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,12 +397,5 @@ mod tests {
             state.written_at("k", "b", Some(t("2026-01-01T00:00:08Z")), t("2026-01-01T00:00:10Z")),
             t("2026-01-01T00:00:08Z")
         );
-    }
-
-    #[test]
-    fn outcomes_map_to_metric_labels() {
-        assert_eq!(metric_result(&HookOutcome::Applied).as_str(), "applied");
-        assert_eq!(metric_result(&HookOutcome::InvalidRequest("x".into())).as_str(), "error");
-        assert_eq!(metric_result(&HookOutcome::Connect("x".into())).as_str(), "connect_error");
     }
 }
