@@ -78,7 +78,8 @@ for m in relay_operator_reconciliations_total relay_operator_reconcile_errors_to
          relay_operator_reload_hook_calls_total relay_operator_reload_propagation_seconds \
          relay_operator_reload_restarts_total relay_operator_test_deployments \
          relay_operator_test_deployment_expirations_total \
-         relay_operator_test_deployment_time_to_running_seconds; do
+         relay_operator_test_deployment_time_to_running_seconds \
+         relay_operator_unreadable_objects_total; do
   if grep -q "^# TYPE $m " "$WORK/metrics.txt"; then echo "  present: $m"; else echo "  not (yet) exposed: $m"; fi
 done
 

@@ -106,7 +106,8 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     // Both ring and aws-lc-rs reach rustls through dependencies; pick one explicitly, or
     // building the client panics. An error only means a provider is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Serving /metrics does not need the API server; the controller retries until it is reachable.
+    // Serving /metrics does not need the API server; the controllers retry until it is
+    // reachable (joining a leader election needs it at start-up).
     let client =
         kube::Client::try_default().await.map_err(|e| format!("cannot build Kubernetes client: {e}"))?;
     let lease = if args.leader_election {

@@ -104,7 +104,7 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
     {
         let _timer = metrics.reconcile_timer("RelayService");
     }
-    metrics.reconcile_failure("RelayService", "kube_api");
+    metrics.reconcile_failure("RelayService", "api");
     metrics.set_managed_pods("", "ready", 2);
     metrics.reload_hook_call(ReloadHookResult::Applied);
     metrics.observe_reload_propagation(1.5);
@@ -157,7 +157,7 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         value(
             &families,
             "relay_operator_reconcile_errors_total",
-            "relay_operator_reconcile_errors_total{error=\"kube_api\",kind=\"RelayService\"}"
+            "relay_operator_reconcile_errors_total{error=\"api\",kind=\"RelayService\"}"
         ),
         1.0
     );

@@ -252,7 +252,7 @@ async fn stale_forever_fails_at_the_deadline() {
     let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(500)).await;
     assert_eq!(report.outcome, HookOutcome::Stale { reported: OLD_HASH.into() });
     assert!(!report.succeeded());
-    assert_eq!(report.outcome.status_result(), "Failed");
+    assert_eq!(report.outcome.status_result().as_str(), "Failed");
     assert!(report.attempts > 2, "{report:?}");
     assert!(report.elapsed < ms(500 + 250), "{report:?}");
 }

@@ -453,7 +453,7 @@ pub struct RelayServiceStatus {
     /// One entry per pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodEntry>,
-    /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded.
+    /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -485,12 +485,45 @@ pub struct PodEntry {
     pub health_detail: Option<String>,
 }
 
+/// How a pod's reload ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReloadOutcome {
+    /// The app answered 2xx and echoed the hash it was sent.
+    Applied,
+    /// The app answered 2xx without echoing a hash (the seed relay's contract).
+    AppliedUnverified,
+    /// The hook kept failing until `retryDeadline`, or could not be called.
+    #[default]
+    Failed,
+}
+
+impl ReloadOutcome {
+    /// The value as written in status and in the `relayops.io/reload-result` annotation.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "Applied",
+            Self::AppliedUnverified => "AppliedUnverified",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Read an annotation value; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Applied, Self::AppliedUnverified, Self::Failed].into_iter().find(|o| o.as_str() == text)
+    }
+
+    /// The pod took the configuration.
+    pub const fn succeeded(self) -> bool {
+        matches!(self, Self::Applied | Self::AppliedUnverified)
+    }
+}
+
 /// Outcome of a reload hook call.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReloadResult {
-    /// `Applied`, `AppliedUnverified`, `Retrying`, `Failed`.
-    pub result: String,
+    /// How the reload ended.
+    pub result: ReloadOutcome,
     /// Hash the call was for.
     pub config_hash: String,
     /// When the result was recorded (RFC 3339).

@@ -37,7 +37,8 @@ pub struct TestDeploymentSpec {
     /// Inline service template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<RelayServiceSpec>,
-    /// Name of a RelayService in this namespace whose spec is copied once, at creation.
+    /// Name of a RelayService in this namespace whose spec is copied once, by the first
+    /// reconcile that finds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DNS_LABEL_PATTERN))]
     pub from_relay_service: Option<String>,
@@ -91,7 +92,7 @@ pub struct TemplateOverrides {
 /// Lifecycle phase of a TestDeployment.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TestDeploymentPhase {
-    /// Objects not created yet.
+    /// Objects not created yet (or blocked by a problem, see the conditions).
     #[default]
     Pending,
     /// Pods exist, not all Ready.
@@ -100,7 +101,7 @@ pub enum TestDeploymentPhase {
     Running,
     /// Image pull errors, crash loops or no readiness within `progressDeadline`.
     Failed,
-    /// Suspended.
+    /// Suspended, or scaled to 0 replicas.
     Stopped,
     /// TTL passed; everything created was deleted.
     Expired,
@@ -134,7 +135,7 @@ pub struct TestDeploymentStatus {
     /// Lifecycle phase.
     #[serde(default)]
     pub phase: TestDeploymentPhase,
-    /// In-cluster URL, `http://NAME.NAMESPACE.svc:PORT`.
+    /// In-cluster URL, `http://NAME-td.NAMESPACE.svc:PORT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// When the first pod was created.
@@ -179,7 +180,8 @@ pub struct FailureDetail {
     /// Exit code of the failed container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Last lines of the crashed container's previous log (at most 20 lines / 4 KiB).
+    /// Last lines of the failed container's log — the previous instance's for a crash loop
+    /// (at most 20 lines / 4 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
 }

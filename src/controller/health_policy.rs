@@ -48,7 +48,7 @@ pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<A
         .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|s| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
         .count();
-    let status = compute(&policy, i32::try_from(used_by).unwrap_or(i32::MAX), Timestamp::now());
+    let status = compute(&policy, i32::try_from(used_by).unwrap_or(i32::MAX), ctx.now());
     apply_status(&ctx, &*policy, policy.status.as_ref(), &status).await?;
     // Services that stop referencing the policy are noticed by this periodic pass.
     Ok(Action::requeue(Duration::from_secs(60)))

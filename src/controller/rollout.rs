@@ -32,8 +32,8 @@ pub struct PlanInput<'a> {
     pub pods: &'a [ObservedPod],
     /// Most pods that may be unavailable during a rolling replacement (≥ 1).
     pub max_unavailable: i32,
-    /// Whether new pods may be created and outdated ones replaced (dependencies Ready,
-    /// image policy satisfied).
+    /// Whether new pods may be created and outdated ones replaced (dependencies Ready;
+    /// always for TestDeployments).
     pub may_start: bool,
 }
 

@@ -4,9 +4,9 @@
 //! upgrade or an operator rollback (version skew), one such object would stop every
 //! RelayService. Here the list and watch are read as untyped objects and each is decoded on
 //! its own: one that does not decode is skipped — its last readable version, if any, stays
-//! cached — and reported once per version (a log line, a Warning Event on it, and
-//! `relay_operator_unreadable_objects_total`). Every other object keeps being reconciled and
-//! the cache still completes its initial list.
+//! cached until the next relist — counted in `relay_operator_unreadable_objects_total` on
+//! every event, and reported once per version with a log line and a Warning Event on it.
+//! Every other object keeps being reconciled and the cache still completes its list.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

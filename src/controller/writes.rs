@@ -1,4 +1,4 @@
-//! Every write the controllers make — the only module that changes anything through the
+//! Every object write the controllers make — the only module that changes objects through the
 //! API: server-side apply of children (skipped when the cached object already carries the
 //! hash of the desired one), pod creation, deletes, metadata patches, status, Events.
 //! Each failure names the write that failed.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::api::ReloadOutcome;
 use crate::ops::metrics::ReloadHookResult;
 
 /// Longest `configHash` a pod may report that we keep (and log); longer values are truncated.
@@ -50,13 +51,12 @@ impl HookOutcome {
         }
     }
 
-    /// The value for `ReloadResult.result` in the pod status when this is the final outcome:
-    /// `Applied`, `AppliedUnverified` or `Failed`.
-    pub fn status_result(&self) -> &'static str {
+    /// The pod's reload outcome when this is the final outcome.
+    pub fn status_result(&self) -> ReloadOutcome {
         match self {
-            Self::Applied => "Applied",
-            Self::AppliedUnverified => "AppliedUnverified",
-            _ => "Failed",
+            Self::Applied => ReloadOutcome::Applied,
+            Self::AppliedUnverified => ReloadOutcome::AppliedUnverified,
+            _ => ReloadOutcome::Failed,
         }
     }
 }
@@ -226,7 +226,7 @@ mod tests {
         for result in ReloadHookResult::ALL {
             assert!(labels.contains(&result.as_str()), "{result:?}");
         }
-        let results: Vec<_> = all.iter().map(HookOutcome::status_result).collect();
+        let results: Vec<_> = all.iter().map(|o| o.status_result().as_str()).collect();
         assert_eq!(results[..3], ["Applied", "AppliedUnverified", "Failed"]);
         assert!(results[3..].iter().all(|r| *r == "Failed"));
     }

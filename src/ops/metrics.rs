@@ -5,7 +5,7 @@
 //! `Arc<Metrics>` between the controllers, the leader elector and the HTTP server.
 //!
 //! Label values are kept low-cardinality on purpose: `kind` is a CRD kind, `error` is an
-//! error *class* (e.g. `kube_api`, `invalid_spec`), never a free-form message.
+//! error *class* (`conflict`, `api`, `serialize`, `missing_namespace`), never a message.
 //!
 //! Label values that are known in advance (`state`, `result`, `phase`) are pre-initialised to
 //! zero so every family is present in the exposition from the first scrape.
@@ -179,7 +179,7 @@ impl Metrics {
             Histogram::with_opts(
                 HistogramOpts::new(
                     "relay_operator_reload_propagation_seconds",
-                    "Time from a config change until every pod runs the new config.",
+                    "Time from a config change (ConfigMap write) until a pod acknowledged it through its reload hook; one observation per pod.",
                 )
                 .buckets(PROPAGATION_BUCKETS.to_vec()),
             )?,
@@ -188,7 +188,7 @@ impl Metrics {
             &r,
             IntCounter::new(
                 "relay_operator_reload_restarts_total",
-                "Pods restarted because a hot config reload failed or was not possible.",
+                "Pods deleted by onFailure: Restart after their reload hook kept failing.",
             )?,
         )?;
         let test_deployments = register(
@@ -292,7 +292,7 @@ impl Metrics {
     }
 
     /// Counts one failed reconciliation of `kind`. `error` must be a low-cardinality error
-    /// class such as `kube_api` or `invalid_spec`, never an error message.
+    /// class ([`crate::controller::Error::metric_label`]), never an error message.
     pub fn reconcile_failure(&self, kind: &str, error: &str) {
         self.reconcile_errors.with_label_values(&[kind, error]).inc();
     }
@@ -322,12 +322,12 @@ impl Metrics {
         self.reload_hook_calls.with_label_values(&[result.as_str()]).inc();
     }
 
-    /// Observes how long a config change took to reach every pod.
+    /// Observes how long a config change took to reach one pod.
     pub fn observe_reload_propagation(&self, seconds: f64) {
         self.reload_propagation.observe(seconds);
     }
 
-    /// Counts one pod restart caused by a config change that could not be hot-reloaded.
+    /// Counts one pod deleted by `onFailure: Restart` after its hook kept failing.
     pub fn reload_restart(&self) {
         self.reload_restarts.inc();
     }
@@ -539,8 +539,8 @@ mod tests {
     #[test]
     fn failures_and_accessors_are_encoded() {
         let m = Metrics::new().unwrap();
-        m.reconcile_failure("TestDeployment", "kube_api");
-        m.reconcile_failure("TestDeployment", "kube_api");
+        m.reconcile_failure("TestDeployment", "api");
+        m.reconcile_failure("TestDeployment", "api");
         m.set_managed_pods("", "ready", 3);
         m.reload_hook_call(ReloadHookResult::AppliedUnverified);
         m.observe_reload_propagation(0.2);
@@ -551,7 +551,7 @@ mod tests {
         m.set_leader(true);
         let text = m.encode();
         for needle in [
-            "relay_operator_reconcile_errors_total{error=\"kube_api\",kind=\"TestDeployment\"} 2",
+            "relay_operator_reconcile_errors_total{error=\"api\",kind=\"TestDeployment\"} 2",
             "relay_operator_managed_pods{state=\"ready\"} 3",
             "relay_operator_reload_hook_calls_total{result=\"applied_unverified\"} 1",
             "relay_operator_reload_propagation_seconds_bucket{le=\"0.25\"} 1",

@@ -169,7 +169,7 @@ pub enum RenderError {
 }
 
 impl RenderError {
-    /// Stable reason for conditions, Events and metric labels.
+    /// Stable reason for conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingSecretKey { .. } => "SecretKeyNotFound",

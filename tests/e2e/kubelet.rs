@@ -34,9 +34,12 @@ pub const NODE: &str = "e2e-node";
 /// Loopback addresses handed out to pods, unique across the whole test process.
 static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 
+/// `127.P.x.y`, with `P` from the process id, so two suites running on one machine do not
+/// hand out the same addresses.
 fn next_ip() -> Ipv4Addr {
     let n = NEXT_IP.fetch_add(1, Ordering::SeqCst);
-    Ipv4Addr::new(127, 1 + (n / 62_500) as u8, ((n / 250) % 250) as u8, (n % 250 + 1) as u8)
+    let process = 1 + (std::process::id() % 250) as u8;
+    Ipv4Addr::new(127, process, ((n / 250) % 250) as u8, (n % 250 + 1) as u8)
 }
 
 /// A running pod as the tests see it.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -100,7 +99,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         health_details: &health_details,
         previous: service.status.as_ref(),
         reloads: &reloads.results,
-        now: Timestamp::now(),
+        now: ctx.now(),
     });
     // Dependents are woken by this write's watch event (see `dependents_of`), so they read
     // the new status from the cache rather than a stale one.

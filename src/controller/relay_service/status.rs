@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConditionType, PodEntry, RelayServiceStatus, ReloadResult};
+use crate::api::{ConditionType, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult};
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{failing_reason, is_ready, is_terminating, pod_entry};
 use crate::deps::Dependencies;
@@ -91,7 +91,8 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
                     // A failure the pod has since recovered from (e.g. restarted with the
                     // new configuration) is no longer reported.
                     previous.and_then(|p| p.last_reload.clone()).filter(|r| {
-                        !(r.result == "Failed" && annotation(pod).as_deref() == Some(r.config_hash.as_str()))
+                        !(r.result == ReloadOutcome::Failed
+                            && annotation(pod).as_deref() == Some(r.config_hash.as_str()))
                     })
                 }),
                 health_detail: input
@@ -181,9 +182,9 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         .iter()
         .filter(|p| config_hash.is_some() && p.config_hash != config_hash)
         .filter(|p| {
-            p.last_reload
-                .as_ref()
-                .is_some_and(|r| r.result == "Failed" && Some(&r.config_hash) == config_hash.as_ref())
+            p.last_reload.as_ref().is_some_and(|r| {
+                r.result == ReloadOutcome::Failed && Some(&r.config_hash) == config_hash.as_ref()
+            })
         })
         .map(|p| p.name.clone())
         .collect();

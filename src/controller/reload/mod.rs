@@ -1,4 +1,4 @@
-//! The reload phase of a reconcile: after [`super::children::converge`] wrote the
+//! The reload phase of a reconcile: after [`super::converge::converge`] wrote the
 //! ConfigMap, bring every Ready pod of the current template to the desired `configHash`
 //! through its reload hook (see "Reload protocol" in the README).
 //!
@@ -9,7 +9,7 @@
 //!    volume; without it the new file appears only at the kubelet's periodic sync
 //!    (`syncFrequency`, 1 min, plus the ConfigMap cache delay): 60–90 s in the worst
 //!    case. The time in the value survives operator restarts.
-//! 2. **Call.** `reload_all`-style concurrent calls (bounded by `--hook-concurrency`)
+//! 2. **Call.** Concurrent calls (at most `--hook-concurrency` attempts in flight)
 //!    through the `--hook-via` transport, retried with backoff until
 //!    `reload.retryDeadline`. An app known to echo `configHash` is called right after
 //!    the nudge (a stale answer is retried); any other app only once
@@ -23,8 +23,8 @@
 //!    with the new configuration; `relay_operator_reload_restarts_total`), `Ignore`
 //!    leaves it; both are a Warning Event and `pods[].lastReload` in status.
 //!
-//! Design: the phase runs inside the reconcile, bounded by `retryDeadline` (plus one call
-//! timeout), and is abandoned as soon as the service's generation or freshly rendered
+//! Design: the phase runs inside the reconcile — each pod's calls bounded by
+//! `retryDeadline` (plus one call timeout) from its first attempt — and is abandoned as soon as the service's generation or freshly rendered
 //! configuration hash changes. kube-runtime never runs two reconciles of one object at
 //! once, so no pod is called twice concurrently, and other services reconcile in
 //! parallel. A background task per service would need its own registry, cancellation and
@@ -49,7 +49,7 @@ use super::context::Context;
 use super::converge::Target;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish};
-use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadResult, ReloadSpec};
+use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
 use crate::hook::{BearerToken, HookCall, HookReport, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
@@ -101,7 +101,7 @@ pub async fn propagate(
     };
     let owner = target.owner;
     let desired = rendered.config_hash.as_str();
-    let now = Timestamp::now();
+    let now = ctx.now();
     let written_at =
         ctx.reload_state.written_at(&service_key(owner), desired, config_map_time(ctx, owner, desired), now);
     // Only the pods the service keeps: a pod being scaled away is not reloaded.
@@ -171,7 +171,7 @@ pub async fn propagate(
         match transport.target(&call) {
             Ok(_) => calls.push(call),
             Err(e) => {
-                round.results.insert(name.clone(), result("Failed", desired, e.to_string()));
+                round.results.insert(name.clone(), result(ReloadOutcome::Failed, desired, e.to_string()));
             }
         }
     }
@@ -187,7 +187,7 @@ pub async fn propagate(
             Recorded::Superseded
         };
         if written == Recorded::Written {
-            let seconds = Timestamp::now().duration_since(written_at).as_secs_f64();
+            let seconds = ctx.now().duration_since(written_at).as_secs_f64();
             ctx.metrics.observe_reload_propagation(seconds.max(0.0));
         }
         finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((report, written));
@@ -226,7 +226,7 @@ pub async fn propagate(
             }
             continue;
         }
-        round.results.insert(name.clone(), result("Failed", desired, message.clone()));
+        round.results.insert(name.clone(), result(ReloadOutcome::Failed, desired, message.clone()));
         match reload.on_failure {
             ReloadFailurePolicy::Restart => {
                 delete::<Pod>(ctx, &owner.namespace, &name).await?;
@@ -267,9 +267,9 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-fn result(result: &str, hash: &str, message: String) -> ReloadResult {
+fn result(result: ReloadOutcome, hash: &str, message: String) -> ReloadResult {
     ReloadResult {
-        result: result.to_owned(),
+        result,
         config_hash: hash.to_owned(),
         time: Some(Timestamp::now().to_string()),
         message: Some(message),
@@ -371,7 +371,7 @@ async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, write
     }
     let metadata = serde_json::json!({"annotations": {
         ANNOTATION_CONFIG_HASH: fresh.sent,
-        ANNOTATION_RELOAD_RESULT: report.outcome.status_result(),
+        ANNOTATION_RELOAD_RESULT: report.outcome.status_result().as_str(),
     }});
     match annotate_pod(ctx, &fresh.owner.namespace, &report.pod, metadata, writes).await {
         Ok(()) => Recorded::Written,

@@ -2,7 +2,7 @@
 //! long to wait for the settle delay, and how the per-pod annotations are read and written.
 //!
 //! Everything here is a function of the pods (as the cache shows them), the freshly
-//! rendered hashes and the time; [`super::reload`] does the I/O.
+//! rendered hashes and the time; [`super`] does the I/O.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::ReloadResult;
+use crate::api::{ReloadOutcome, ReloadResult};
 use crate::controller::pods::{is_ready, is_terminating};
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 
@@ -62,7 +62,7 @@ pub struct PodView {
     /// Annotation `relayops.io/config-nudge`, parsed.
     pub nudge: Option<Nudge>,
     /// Annotation `relayops.io/reload-result`.
-    pub reload_result: Option<String>,
+    pub reload_result: Option<ReloadOutcome>,
     /// `status.podIP`.
     pub ip: Option<String>,
 }
@@ -79,7 +79,7 @@ impl PodView {
             template_hash: pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).cloned(),
             config_hash: annotation(ANNOTATION_CONFIG_HASH),
             nudge: annotation(ANNOTATION_CONFIG_NUDGE).as_deref().and_then(Nudge::parse),
-            reload_result: annotation(ANNOTATION_RELOAD_RESULT),
+            reload_result: annotation(ANNOTATION_RELOAD_RESULT).as_deref().and_then(ReloadOutcome::parse),
             ip: status.and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()),
         }
     }
@@ -122,7 +122,7 @@ pub fn needs_reload(pod: &PodView, input: &ReloadInput<'_>) -> bool {
     let failed_for_desired = input
         .last_reload
         .get(&pod.name)
-        .is_some_and(|r| r.result == "Failed" && r.config_hash == input.desired_hash);
+        .is_some_and(|r| r.result == ReloadOutcome::Failed && r.config_hash == input.desired_hash);
     pod.ready
         && !pod.terminating
         && pod.ip.is_some()
@@ -142,7 +142,7 @@ pub fn plan(input: &ReloadInput<'_>) -> ReloadPlan {
     let echoes = input.pods.iter().any(|p| {
         !p.terminating
             && p.template_hash.as_deref() == Some(input.template_hash)
-            && p.reload_result.as_deref() == Some("Applied")
+            && p.reload_result == Some(ReloadOutcome::Applied)
     });
     let mut out = ReloadPlan { echoes, ..ReloadPlan::default() };
     for pod in input.pods.iter().filter(|p| needs_reload(p, input)) {
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn echoing_apps_are_called_right_after_the_nudge() {
         let last = BTreeMap::new();
-        let pods = [pod("a"), PodView { reload_result: Some("Applied".into()), ..pod("b") }];
+        let pods = [pod("a"), PodView { reload_result: Some(ReloadOutcome::Applied), ..pod("b") }];
         let out = plan(&input(&pods, &last, "2026-01-01T00:00:00Z"));
         assert!(out.echoes);
         assert_eq!(out.nudge, ["a", "b"]);
@@ -259,11 +259,19 @@ mod tests {
         let mut last = BTreeMap::new();
         last.insert(
             "failed".to_string(),
-            ReloadResult { result: "Failed".into(), config_hash: "new".into(), ..ReloadResult::default() },
+            ReloadResult {
+                result: ReloadOutcome::Failed,
+                config_hash: "new".into(),
+                ..ReloadResult::default()
+            },
         );
         last.insert(
             "failed-before".to_string(),
-            ReloadResult { result: "Failed".into(), config_hash: "old".into(), ..ReloadResult::default() },
+            ReloadResult {
+                result: ReloadOutcome::Failed,
+                config_hash: "old".into(),
+                ..ReloadResult::default()
+            },
         );
         let pods = [
             PodView { ready: false, ..pod("unready") },

@@ -1,5 +1,5 @@
 //! The TestDeployment reconciler: snapshot the source spec once, render and converge the
-//! children through the shared [`children`](super::children) code path, compute the phase
+//! children through the shared [`converge`](super::converge) code path, compute the phase
 //! ([`phase`]), read a crashed container's log once per failure, expire at
 //! `creationTimestamp + ttl`, publish Events and metrics.
 //!
