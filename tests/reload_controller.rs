@@ -17,7 +17,7 @@ use relay_operator::hook::{ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
-use support::{Call, FakeApi, RelayServiceFixture};
+use support::{Call, FakeApi, RelayServiceFixture, sample};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";
@@ -188,8 +188,8 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
     assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
-    assert_eq!(metrics.reload_hook_calls().with_label_values(&["applied"]).get(), 6);
-    assert_eq!(metrics.reload_propagation().get_sample_count(), 6);
+    assert_eq!(sample(&metrics, "relay_operator_reload_hook_calls_total{result=\"applied\"}"), 6.0);
+    assert_eq!(sample(&metrics, "relay_operator_reload_propagation_seconds_count"), 6.0);
 }
 
 async fn failing(on_failure: &str) -> (FakeApi, Svc, HookServers, Vec<Call>, Arc<Metrics>, Arc<Context>) {
@@ -215,7 +215,7 @@ async fn failing_hook_with_restart_deletes_only_that_pod() {
     let (mut api, mut svc, servers, calls, metrics, ctx) = failing("Restart").await;
     let b = svc.hash();
     assert_eq!(deletes(&calls), ["web-1"]);
-    assert_eq!(metrics.reload_restarts().get(), 1);
+    assert_eq!(sample(&metrics, "relay_operator_reload_restarts_total"), 1.0);
     assert!(servers.calls_for(&b)[&1] > 1, "retried");
     assert_eq!(api.annotation("web-0", HASH), Some(b.clone()));
     assert_eq!(svc.last_reload("web-1")["result"], "Failed");
@@ -238,7 +238,7 @@ async fn failing_hook_with_ignore_leaves_the_pod_and_reports_it() {
     let (mut api, mut svc, servers, calls, metrics, ctx) = failing("Ignore").await;
     let b = svc.hash();
     assert!(deletes(&calls).is_empty());
-    assert_eq!(metrics.reload_restarts().get(), 0);
+    assert_eq!(sample(&metrics, "relay_operator_reload_restarts_total"), 0.0);
     assert_ne!(api.annotation("web-1", HASH), Some(b.clone()));
     let failed = svc.last_reload("web-1");
     assert_eq!(failed["result"], "Failed");

@@ -179,8 +179,8 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
     assert_eq!(status.started_at, Some(time(after(20))));
     assert_eq!(condition(&td, "Ready"), ("True", "AllPodsReady"));
     assert_eq!(event_reasons(&calls), ["Running"]);
-    assert_eq!(h.ctx.metrics.test_deployment_time_to_running().get_sample_count(), 1);
-    assert_eq!(h.ctx.metrics.test_deployment_time_to_running().get_sample_sum(), 45.0);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_time_to_running_seconds_count"), 1.0);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_time_to_running_seconds_sum"), 45.0);
     // Running: the next wake is exactly expiresAt − now.
     assert_eq!(format!("{action:?}"), requeue(3600 - 45));
 
@@ -188,7 +188,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
     h.set_time(after(100));
     let (_, action, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
-    assert_eq!(h.ctx.metrics.test_deployment_time_to_running().get_sample_count(), 1);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_time_to_running_seconds_count"), 1.0);
     assert_eq!(format!("{action:?}"), requeue(3500));
 }
 
@@ -354,14 +354,14 @@ async fn expiry_while_the_operator_was_down_deletes_children_and_keeps_the_recor
     assert_eq!(condition(&td, "Ready"), ("False", "Expired"));
     assert!(event_reasons(&calls).contains(&"Expired".to_string()));
     assert_eq!(format!("{action:?}"), format!("{:?}", Action::await_change()));
-    assert_eq!(h.ctx.metrics.test_deployment_expirations().get(), 1);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_expirations_total"), 1.0);
 
     // Once expired and clean, a reconcile makes no request (and counts nothing again).
     h.sync_with(&running(true));
     h.set_time(after(9000));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert_eq!(summary(&calls), Vec::<String>::new());
-    assert_eq!(h.ctx.metrics.test_deployment_expirations().get(), 1);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_expirations_total"), 1.0);
     assert_eq!(phase(&td), "Expired");
 }
 
@@ -397,7 +397,7 @@ async fn delete_on_expiry_deletes_the_test_deployment() {
     );
     assert!(!paths.iter().any(|p| p.contains("/status")), "no record is kept: {paths:#?}");
     assert_eq!(format!("{action:?}"), format!("{:?}", Action::await_change()));
-    assert_eq!(h.ctx.metrics.test_deployment_expirations().get(), 1);
+    assert_eq!(sample(&h.ctx.metrics, "relay_operator_test_deployment_expirations_total"), 1.0);
 }
 
 fn source(image: &str) -> RelayService {

@@ -538,7 +538,10 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         metrics.set_test_deployments("", "Failed", 7);
         record_test_deployment_phases(&store, &metrics, "");
-        let count = |phase: &str| metrics.test_deployments().with_label_values(&[phase]).get();
+        let count = |phase: &str| {
+            metrics.sample(&format!("relay_operator_test_deployments{{phase=\"{phase}\"}}")).unwrap_or(-1.0)
+                as i64
+        };
         assert_eq!(
             (count("Running"), count("Expired"), count("Pending"), count("Failed")),
             (2, 1, 1, 0),

@@ -384,13 +384,13 @@ mod tests {
         assert!(store.lock().unwrap().is_some(), "lease was not created");
 
         tokio::time::timeout(WAIT, leader.wait_until_leader()).await.unwrap().unwrap();
-        assert_eq!(metrics.leader().get(), 1);
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(1.0));
         assert_eq!(holder(&store).as_deref(), Some("op-a"));
         let rx = leader.subscribe();
         assert!(*rx.borrow());
 
         leader.release().await.unwrap();
-        assert_eq!(metrics.leader().get(), 0);
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(0.0));
         assert_eq!(holder(&store), None);
         assert!(!*rx.borrow());
     }
@@ -410,7 +410,7 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_millis(1500), leader.wait_until_leader()).await;
         assert!(waited.is_err(), "became leader although the lease is held");
         assert!(!*leader.subscribe().borrow());
-        assert_eq!(metrics.leader().get(), 0);
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(0.0));
         leader.release().await.unwrap();
         assert_eq!(holder(&store).as_deref(), Some("op-other"), "released someone else's lease");
     }
@@ -432,7 +432,7 @@ mod tests {
 
         let mut state = leader.subscribe();
         tokio::time::timeout(WAIT, state.wait_for(|leader| !*leader)).await.unwrap().unwrap();
-        assert_eq!(metrics.leader().get(), 0);
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(0.0));
         leader.release().await.unwrap();
         assert_eq!(holder(&store).as_deref(), Some("op-thief"));
     }
@@ -452,12 +452,12 @@ mod tests {
 
         let released = std::time::Instant::now();
         a.release().await.unwrap();
-        assert_eq!(metrics_a.leader().get(), 0);
+        assert_eq!(metrics_a.sample("relay_operator_leader"), Some(0.0));
         tokio::time::timeout(WAIT, b.wait_until_leader()).await.unwrap().unwrap();
         let took = released.elapsed();
         assert!(took < RETRY_PERIOD + Duration::from_millis(500), "took over after {took:?}");
         assert_eq!(holder(&store).as_deref(), Some("op-b"));
-        assert_eq!(metrics_b.leader().get(), 1);
+        assert_eq!(metrics_b.sample("relay_operator_leader"), Some(1.0));
         b.release().await.unwrap();
         assert_eq!(holder(&store), None);
     }

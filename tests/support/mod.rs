@@ -108,3 +108,12 @@ pub fn with_patched_status(mut rs: RelayService, calls: &[Call]) -> RelayService
 pub fn summary(calls: &[Call]) -> Vec<String> {
     calls.iter().map(|c| format!("{} {}", c.method, c.path.split('?').next().unwrap())).collect()
 }
+
+/// The value of one exposed series (`name` or `name{labels}` exactly as in the exposition).
+pub fn sample(metrics: &relay_operator::ops::metrics::Metrics, series: &str) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series}"))
+}
