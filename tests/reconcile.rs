@@ -38,8 +38,8 @@ async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
         "PATCH /api/v1/namespaces/demo/services/web",
         "PATCH /api/v1/namespaces/demo/persistentvolumeclaims/data-web-0",
         "PATCH /api/v1/namespaces/demo/persistentvolumeclaims/data-web-1",
-        "PATCH /api/v1/namespaces/demo/pods/web-0",
-        "PATCH /api/v1/namespaces/demo/pods/web-1",
+        "POST /api/v1/namespaces/demo/pods/web-0",
+        "POST /api/v1/namespaces/demo/pods/web-1",
         "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/relayservices/web/status",
     ] {
         assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:#?}");
@@ -122,7 +122,7 @@ async fn dependencies_gate_pod_creation() {
     postgres.status = Some(serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-11-24T00:00:00Z"}], "observedGeneration": 1})).unwrap());
     h.put(&postgres);
     reconcile(Arc::new(api), h.ctx.clone()).await.unwrap();
-    assert!(summary(&h.take_calls()).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
+    assert!(summary(&h.take_calls()).contains(&"POST /api/v1/namespaces/demo/pods/web-0".to_string()));
 }
 
 #[tokio::test]
@@ -207,8 +207,8 @@ async fn rolling_replacement_one_pod_at_a_time_waiting_for_ready() {
     );
     // The replacement is created…
     let calls = step(&mut h, &rs, false).await;
-    assert_eq!(writes(&calls), ["PATCH /api/v1/namespaces/demo/pods/web-2"]);
-    let created = calls.iter().find(|c| c.path.contains("/pods/web-2")).unwrap();
+    assert_eq!(writes(&calls), ["POST /api/v1/namespaces/demo/pods/web-2"]);
+    let created = calls.iter().find(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-2").unwrap();
     assert_eq!(created.body["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.0.1");
     // …and while it is not Ready nothing else moves (maxUnavailable 1).
     assert_eq!(writes(&step(&mut h, &rs, false).await), Vec::<String>::new());
@@ -235,7 +235,7 @@ async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
         !written.iter().any(|c| c.contains("persistentvolumeclaims")),
         "claims re-adopted as they are: {written:#?}"
     );
-    let pod = calls.iter().find(|c| c.path.contains("/pods/web-0")).unwrap();
+    let pod = calls.iter().find(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-0").unwrap();
     let volumes = pod.body["spec"]["volumes"].as_array().unwrap();
     assert!(volumes.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "data-web-0"));
     assert_eq!(pod.body["metadata"]["ownerReferences"][0]["uid"], "uid-web-2");
@@ -275,7 +275,7 @@ async fn failed_pods_are_recreated() {
     pod.status.as_mut().unwrap().phase = Some("Failed".into());
     h.put(&pod);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["DELETE /api/v1/namespaces/demo/pods/web-1"]);
-    assert_eq!(writes(&step(&mut h, &rs, true).await), ["PATCH /api/v1/namespaces/demo/pods/web-1"]);
+    assert_eq!(writes(&step(&mut h, &rs, true).await), ["POST /api/v1/namespaces/demo/pods/web-1"]);
 }
 
 #[tokio::test]
@@ -305,7 +305,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
 
     for rs in &services[..2] {
         let calls = step(&mut h, rs, true).await;
-        let pod = calls.iter().find(|c| c.path.contains("/pods/")).unwrap();
+        let pod = calls.iter().find(|c| c.method == "POST" && c.path.contains("/pods")).unwrap();
         assert_eq!(pod.body["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 10);
     }
     h.put(&policy("20s"));
@@ -318,7 +318,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
             "rolled to the new probes"
         );
         let calls = step(&mut h, rs, true).await;
-        let pod = calls.iter().find(|c| c.path.contains("/pods/")).unwrap();
+        let pod = calls.iter().find(|c| c.method == "POST" && c.path.contains("/pods")).unwrap();
         assert_eq!(pod.body["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 20);
     }
 }
@@ -446,14 +446,11 @@ fn condition(calls: &[Call], type_: &str) -> Value {
 async fn scale_up_and_resume_after_suspend() {
     let mut h = Harness::new();
     let calls = step(&mut h, &web().replicas(1).build(), true).await;
-    assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/web-0".to_string()));
+    assert!(writes(&calls).contains(&"POST /api/v1/namespaces/demo/pods/web-0".to_string()));
     let service = web().replicas(3);
     let calls = step(&mut h, &service.build(), true).await;
     let pods: Vec<String> = writes(&calls).into_iter().filter(|c| c.contains("/pods/")).collect();
-    assert_eq!(
-        pods,
-        ["PATCH /api/v1/namespaces/demo/pods/web-1", "PATCH /api/v1/namespaces/demo/pods/web-2"]
-    );
+    assert_eq!(pods, ["POST /api/v1/namespaces/demo/pods/web-1", "POST /api/v1/namespaces/demo/pods/web-2"]);
 
     let calls = step(&mut h, &service.clone().suspend(true).build(), true).await;
     assert_eq!(writes(&calls).iter().filter(|c| c.starts_with("DELETE")).count(), 3);

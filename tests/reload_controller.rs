@@ -225,7 +225,7 @@ async fn failing_hook_with_restart_deletes_only_that_pod() {
     // The pod comes back with the new configuration and needs no call.
     let hits = servers.hits().len();
     let (_, calls) = svc.reconcile(&mut api, &ctx).await;
-    assert!(calls.iter().any(|c| c.method == "PATCH" && c.path.contains("/pods/web-1")), "recreated");
+    assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
     assert_eq!(api.annotation("web-1", HASH), Some(b.clone()));
     svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), hits);

@@ -150,7 +150,7 @@ async fn pending_deploying_running_with_timestamps_url_events_and_requeue_at_exp
         "PATCH /api/v1/namespaces/demo/configmaps/pr-td-config",
         "PATCH /api/v1/namespaces/demo/services/pr-td",
         "PATCH /api/v1/namespaces/demo/persistentvolumeclaims/data-pr-td-0",
-        "PATCH /api/v1/namespaces/demo/pods/pr-td-0",
+        "POST /api/v1/namespaces/demo/pods/pr-td-0",
         "PATCH /apis/relayops.io/v1alpha1/namespaces/demo/testdeployments/pr/status",
     ] {
         assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:#?}");
@@ -317,7 +317,7 @@ async fn suspend_stops_and_resume_restarts() {
     resumed.spec.suspend = false;
     resumed.metadata.generation = Some(3);
     let (td, _, calls) = reconcile_td(&mut h, &resumed).await;
-    assert!(writes(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
+    assert!(writes(&calls).contains(&"POST /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
     assert_eq!(phase(&td), "Pending");
     h.sync_with(&running(true));
     let (td, _, _) = reconcile_td(&mut h, &td).await;
@@ -432,9 +432,11 @@ async fn source_spec_is_copied_once_and_later_changes_do_not_apply() {
     .unwrap();
     assert_eq!(copied["image"], "ghcr.io/example/web:1.0.0");
     assert!(event_reasons(&calls).contains(&"CopiedSource".to_string()));
-    let pod = calls.iter().find(|c| c.path.contains("/pods/pr-td-0")).expect("pod created");
+    let created =
+        |name: &str| calls.iter().find(|c| c.method == "POST" && c.body["metadata"]["name"] == name);
+    let pod = created("pr-td-0").expect("pod created");
     assert_eq!(pod.body["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.0.0");
-    assert!(!calls.iter().any(|c| c.path.contains("/pods/pr-td-1")), "overrides.replicas applies");
+    assert!(created("pr-td-1").is_none(), "overrides.replicas applies");
     assert_eq!(td.status.as_ref().unwrap().url.as_deref(), Some("http://pr-td.demo.svc:80"));
     let config = calls.iter().find(|c| c.path.contains("/configmaps/pr-td-config")).unwrap();
     assert!(config.body.to_string().contains("debug"), "overrides.config applies");
@@ -467,7 +469,7 @@ async fn missing_source_is_pending_with_a_condition() {
     h.put(&source("ghcr.io/example/web:1.0.0"));
     let (td, _, calls) = reconcile_td(&mut h, &td).await;
     assert!(td.annotations().contains_key(ANNOTATION_SOURCE_SPEC));
-    assert!(summary(&calls).contains(&"PATCH /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
+    assert!(summary(&calls).contains(&"POST /api/v1/namespaces/demo/pods/pr-td-0".to_string()));
 }
 
 #[tokio::test]

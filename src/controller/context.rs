@@ -1,6 +1,6 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 use crate::api::{HealthPolicy, RelayService};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
+use crate::render::ANNOTATION_CONFIG_HASH;
 
 /// Reflector caches every read of a reconcile comes from.
 #[derive(Clone)]
@@ -39,7 +40,14 @@ pub struct Caches {
 #[derive(Debug, Default)]
 pub struct ReloadState {
     written: Mutex<HashMap<String, (String, Timestamp)>>,
+    /// Hashes this process recorded on pods whose record the cache does not show yet, by pod
+    /// UID (the ReplicaSet controller's "expectations"): a reconcile that runs before its own
+    /// write comes back through the watch must not call the hook again.
+    recorded: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long an unobserved record is remembered (a watch that lags longer has failed).
+const RECORD_EXPECTATION_TTL: Duration = Duration::from_secs(600);
 
 impl ReloadState {
     /// When `hash` became the desired hash of `key`: the first time this process saw it,
@@ -60,6 +68,31 @@ impl ReloadState {
             Some(earlier) if earlier < entry.1 => earlier,
             _ => entry.1,
         }
+    }
+
+    /// Remember that `hash` was just recorded on the pod `uid`.
+    pub fn expect_recorded(&self, uid: &str, hash: &str) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        recorded.insert(uid.to_owned(), (hash.to_owned(), std::time::Instant::now()));
+    }
+
+    /// The records of `pods` (name → hash) this process made but the cache does not show yet.
+    /// Records the cache shows, and old ones, are forgotten.
+    pub fn unobserved_records(&self, pods: &[Pod]) -> BTreeMap<String, String> {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        recorded.retain(|_, (_, at)| at.elapsed() < RECORD_EXPECTATION_TTL);
+        let mut unobserved = BTreeMap::new();
+        for pod in pods {
+            let Some(uid) = pod.metadata.uid.as_deref() else { continue };
+            let Some((hash, _)) = recorded.get(uid) else { continue };
+            let cached = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH));
+            if cached == Some(hash) {
+                recorded.remove(uid);
+            } else {
+                unobserved.insert(pod.metadata.name.clone().unwrap_or_default(), hash.clone());
+            }
+        }
+        unobserved
     }
 }
 
@@ -157,8 +190,32 @@ pub fn backoff(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{ReloadState, backoff};
+    use k8s_openapi::api::core::v1::Pod;
     use std::time::Duration;
+
+    fn pod(name: &str, uid: &str, recorded: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "uid": uid,
+            "annotations": recorded.map(|h| serde_json::json!({"relayops.io/config-hash": h}))}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_record_counts_until_the_cache_shows_it_then_is_forgotten() {
+        let state = ReloadState::default();
+        state.expect_recorded("uid-0", "b");
+        // The cache still shows the old record: the new one counts.
+        let lagging = [pod("web-0", "uid-0", Some("a")), pod("web-1", "uid-1", Some("a"))];
+        assert_eq!(
+            state.unobserved_records(&lagging).into_iter().collect::<Vec<_>>(),
+            [("web-0".into(), "b".into())]
+        );
+        // A new pod with the same name is another pod.
+        assert!(state.unobserved_records(&[pod("web-0", "uid-9", None)]).is_empty());
+        // The watch delivered it: nothing left to remember.
+        assert!(state.unobserved_records(&[pod("web-0", "uid-0", Some("b"))]).is_empty());
+        assert!(state.unobserved_records(&lagging).is_empty(), "forgotten once observed");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -97,7 +97,10 @@ async fn execute_plan(
                 else {
                     continue;
                 };
-                create_pod(ctx, pod).await?;
+                if !create_pod(ctx, pod).await? {
+                    // It exists; the cache has not seen it yet.
+                    continue;
+                }
                 info!(pod = %owner.pod_name(ordinal), "created pod");
                 publish(
                     ctx,

@@ -5,7 +5,7 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -66,14 +66,18 @@ pub async fn apply_if_changed<K: Namespaced>(
     Ok(true)
 }
 
-/// Create (apply) a pod as rendered.
-pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<(), Error> {
+/// Create a pod as rendered. A create, never an apply: a pod that already exists (the
+/// cache has not seen it yet) is left exactly as it is — its reload record included — and
+/// `false` is returned.
+pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
     let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(pod))
-        .await
-        .map_err(|e| write::<Pod>("create", &namespace, &name).failed(e))?;
-    Ok(())
+    let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    match api.create(&params, pod).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(write::<Pod>("create", &namespace, &name).failed(e)),
+    }
 }
 
 /// Delete a namespaced object; a missing object is not an error.

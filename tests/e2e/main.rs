@@ -242,9 +242,29 @@ async fn restarts_of_a_converged_operator_write_nothing_and_lose_no_reload() {
     // delay after nudging — a window to kill it in.
     manifest["spec"]["env"] = json!([{"name": "STANDIN_ECHO_HASH", "value": "false"}]);
     manifest["spec"]["reload"]["settleDelay"] = json!("3s");
+    // Every kind of child and resource: claims, a HealthPolicy, a TestDeployment.
+    manifest["spec"]["storage"] = json!([{"name": "data", "size": "64Mi", "mountPath": "/data"}]);
+    let health = manifest["spec"]["health"].take();
+    manifest["spec"].as_object_mut().unwrap().remove("health");
+    manifest["spec"]["healthPolicyRef"] = json!({"name": "web-health"});
+    let mut policy = json!({"apiVersion": "relayops.io/v1alpha1", "kind": "HealthPolicy", "metadata": {"name": "web-health"}});
+    policy["spec"] = health;
+    s.apply(&policy.to_string());
     s.apply(&manifest.to_string());
+    let mut td_template = standin_service("x", 1, json!({"GREETING": "td"}))["spec"].clone();
+    td_template["storage"] = json!([{"name": "data", "size": "64Mi", "mountPath": "/data"}]);
+    let td = json!({"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment", "metadata": {"name": "preview"},
+        "spec": {"template": td_template, "ttl": "1h"}});
+    s.apply(&td.to_string());
     let mut operator = s.operator("operator.log");
     wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+    let tds: Api<TestDeployment> = Api::namespaced(client.clone(), ns);
+    eventually("TestDeployment preview Running", Duration::from_secs(60), || async {
+        tds.get("preview")
+            .await
+            .is_ok_and(|t| t.status.is_some_and(|st| st.phase == TestDeploymentPhase::Running))
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let audit = ControlPlane::get().audit_log();
@@ -278,7 +298,12 @@ async fn restarts_of_a_converged_operator_write_nothing_and_lose_no_reload() {
     .await;
     wait_converged(client, ns, "web", Duration::from_secs(30)).await;
     let hash = desired_hash(client, ns, "web").await;
-    let calls = s.kubelet.calls_for(&hash);
+    let web_calls = |hash: &str| {
+        let mut calls = s.kubelet.calls_for(hash);
+        calls.retain(|pod, _| pod.starts_with("web-"));
+        calls
+    };
+    let calls = web_calls(&hash);
     eprintln!("e2e: change while down: hook calls per pod {calls:?}");
     assert!(calls.values().all(|c| *c == 1) && calls.len() == 2, "{calls:?}");
     assert_eq!(pod_uids(client, ns, "web").await, uids);
@@ -292,14 +317,14 @@ async fn restarts_of_a_converged_operator_write_nothing_and_lose_no_reload() {
     .await;
     operator.kill();
     let hash = desired_hash(client, ns, "web").await;
-    assert!(s.kubelet.calls_for(&hash).values().all(|c| *c == 0), "killed before any hook call");
+    assert!(web_calls(&hash).values().all(|c| *c == 0), "killed before any hook call");
     let _operator = s.operator("operator.log");
     eventually("both run the change after the kill", Duration::from_secs(40), || async {
         all_run(&s, "web", 2, "GREETING", "killed")
     })
     .await;
     wait_converged(client, ns, "web", Duration::from_secs(30)).await;
-    let calls = s.kubelet.calls_for(&hash);
+    let calls = web_calls(&hash);
     eprintln!("e2e: SIGKILL between ConfigMap write and hooks: hook calls per pod {calls:?}");
     assert!(calls.values().all(|c| *c == 1) && calls.len() == 2, "{calls:?}");
     s.cleanup().await;

@@ -325,7 +325,7 @@ async fn answer(state: &Mutex<State>, method: &str, path: &str, content_type: &s
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let stall = {
         let mut state = state.lock().unwrap();
-        let write = (method == "PATCH" || method == "DELETE") && !path.contains("/events");
+        let write = matches!(method, "PATCH" | "DELETE" | "POST") && !path.contains("/events");
         if write {
             match &mut state.writes_left {
                 Some(0) => return failure(500, "InternalError", "injected failure"),
@@ -507,14 +507,7 @@ impl State {
                 return success();
             }
             ("PATCH", None, existing) if content_type.contains("apply-patch") => {
-                let created = existing.is_none();
-                let mut object = apply(existing.as_ref(), body);
-                if created && self.instant && target.plural == "pods" && object["status"].is_null() {
-                    let ip = pod_ip(ordinal(&key)).to_string();
-                    object["status"] =
-                        serde_json::to_value(PodStatus { pod_ip: Some(ip), ..running(true) }).unwrap();
-                }
-                object
+                apply(existing.as_ref(), body)
             }
             ("PATCH", Some("status"), Some(mut object)) if content_type.contains("apply-patch") => {
                 object["status"] = body["status"].clone();
@@ -547,6 +540,11 @@ impl State {
         let key = format!("{}/namespaces/{namespace}/{}/{name}", target.prefix, target.plural);
         if self.objects.contains_key(&key) {
             return failure(409, "AlreadyExists", &format!("{key} already exists"));
+        }
+        let mut object = object;
+        if self.instant && target.plural == "pods" && object["status"].is_null() {
+            let ip = pod_ip(ordinal(&key)).to_string();
+            object["status"] = serde_json::to_value(PodStatus { pod_ip: Some(ip), ..running(true) }).unwrap();
         }
         Reply::Json(201, self.write(&key, object))
     }

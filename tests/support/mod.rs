@@ -105,8 +105,18 @@ pub fn with_patched_status(mut rs: RelayService, calls: &[Call]) -> RelayService
 }
 
 /// `METHOD path` of each request, without the query.
+/// `METHOD path` per call; a create shows the created object's name as the last segment.
 pub fn summary(calls: &[Call]) -> Vec<String> {
-    calls.iter().map(|c| format!("{} {}", c.method, c.path.split('?').next().unwrap())).collect()
+    calls
+        .iter()
+        .map(|c| {
+            let path = c.path.split('?').next().unwrap();
+            match c.body["metadata"]["name"].as_str().filter(|_| c.method == "POST") {
+                Some(name) => format!("POST {path}/{name}"),
+                None => format!("{} {path}", c.method),
+            }
+        })
+        .collect()
 }
 
 /// The value of one exposed series (`name` or `name{labels}` exactly as in the exposition).

@@ -104,10 +104,17 @@ pub async fn propagate(
     let now = ctx.now();
     let written_at =
         ctx.reload_state.written_at(&service_key(owner), desired, config_map_time(ctx, owner, desired), now);
+    // Records this process wrote that the cache does not show yet count as written: a
+    // reconcile that runs before its own writes come back never calls a pod twice.
+    let unobserved = ctx.reload_state.unobserved_records(pods);
+    let mut pods = pods.to_vec();
+    ReloadRound { applied: unobserved.clone(), ..ReloadRound::default() }.apply_to(&mut pods);
     // Only the pods the service keeps: a pod being scaled away is not reloaded.
     let kept: BTreeSet<&str> = rendered.pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
     let views: Vec<PodView> =
         pods.iter().map(PodView::of).filter(|p| kept.contains(p.name.as_str())).collect();
+    let uids: BTreeMap<&str, &str> =
+        pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p.metadata.uid.as_deref()?))).collect();
     let last_reload: BTreeMap<String, ReloadResult> = previous
         .map(|s| s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect())
         .unwrap_or_default();
@@ -119,7 +126,7 @@ pub async fn propagate(
         settle_delay: reload.settle_delay.get(),
         now,
     });
-    let mut round = ReloadRound { requeue: steps.wait, ..ReloadRound::default() };
+    let mut round = ReloadRound { requeue: steps.wait, applied: unobserved, ..ReloadRound::default() };
     if steps.nudge.is_empty() && steps.call.is_empty() {
         return Ok(round);
     }
@@ -186,6 +193,11 @@ pub async fn propagate(
         } else {
             Recorded::Superseded
         };
+        if written == Recorded::Written
+            && let Some(uid) = uids.get(report.pod.as_str())
+        {
+            ctx.reload_state.expect_recorded(uid, desired);
+        }
         if written == Recorded::Written {
             let seconds = ctx.now().duration_since(written_at).as_secs_f64();
             ctx.metrics.observe_reload_propagation(seconds.max(0.0));
