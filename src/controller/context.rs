@@ -44,6 +44,9 @@ pub struct ReloadState {
     /// UID (the ReplicaSet controller's "expectations"): a reconcile that runs before its own
     /// write comes back through the watch must not call the hook again.
     recorded: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Pods this process nudged, as `uid/hash`: a nudge it did not make was made by an
+    /// earlier operator process, which may have called the hook before it stopped.
+    nudged: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How long an unobserved record is remembered (a watch that lags longer has failed).
@@ -68,6 +71,21 @@ impl ReloadState {
             Some(earlier) if earlier < entry.1 => earlier,
             _ => entry.1,
         }
+    }
+
+    /// Remember that this process nudged the pod `uid` for `hash`.
+    pub fn note_nudge(&self, uid: &str, hash: &str) {
+        let mut nudged = self.nudged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A bound, not a cache policy: forgetting costs at most one health check per pod.
+        if nudged.len() >= 100_000 {
+            nudged.clear();
+        }
+        nudged.insert(format!("{uid}/{hash}"));
+    }
+
+    /// Whether this process nudged the pod `uid` for `hash`.
+    pub fn nudged_here(&self, uid: &str, hash: &str) -> bool {
+        self.nudged.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&format!("{uid}/{hash}"))
     }
 
     /// Remember that `hash` was just recorded on the pod `uid`.

@@ -124,6 +124,19 @@ fn container_failure(pod: &str, container: &ContainerStatus) -> Option<(FailureD
     Some((detail, Some(log(false))))
 }
 
+/// The URL of the pod's HTTP readiness check (`scheme://podIP:port/path`), if it has one.
+pub fn health_url(pod: &Pod) -> Option<url::Url> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
+    let get = pod.spec.as_ref()?.containers.first()?.readiness_probe.as_ref()?.http_get.as_ref()?;
+    let port = match &get.port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port) => *port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => return None,
+    };
+    let scheme = get.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+    url::Url::parse(&format!("{scheme}://{host}:{port}{}", get.path.as_deref().unwrap_or("/"))).ok()
+}
+
 /// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
 /// image digest (no reload result or health detail).
 pub fn pod_entry(pod: &Pod) -> PodEntry {

@@ -7,7 +7,7 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 
 use super::cluster::{ControlPlane, Scenario, eventually, kubectl};
-use super::{standin_service, wait_converged};
+use super::{all_run, desired_hash, pod_uids, standin_service, wait_converged};
 
 /// Version skew: a RelayService stored under a looser CRD than the operator's types. The
 /// operator skips it with a Warning Event on it and reconciles every other service.
@@ -66,5 +66,76 @@ async fn an_unreadable_object_is_reported_and_the_rest_keep_working() {
         .find(|l| l.starts_with("relay_operator_unreadable_objects_total{kind=\"RelayService\"}"));
     eprintln!("e2e: unreadable object: {}", line.unwrap_or("(no metric)"));
     assert!(line.is_some_and(|l| !l.ends_with(" 0")), "counted: {line:?}");
+    s.cleanup().await;
+}
+
+/// SIGKILL at random points of reloads (before the ConfigMap write, inside the settle delay,
+/// between the hook call and its record): after each restart every pod runs the change and
+/// was called exactly once for it. The app does not echo the hash in its hook answer but
+/// reports it on `/health`, which is how a restarted operator tells a call its predecessor
+/// made from one it did not. `RELAY_E2E_KILL_POINTS` sets the count (default 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_of_reloads_calls_each_pod_once_per_change() {
+    let points: u64 = std::env::var("RELAY_E2E_KILL_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let s = Scenario::new("e2e-kill").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let mut manifest = standin_service("web", 2, json!({"GREETING": "v0"}));
+    // A slow hook (it reloads at once, answers after 600 ms): many kill points fall between
+    // a call and its record.
+    manifest["spec"]["env"] = json!([
+        {"name": "STANDIN_ECHO_HASH", "value": "false"},
+        {"name": "STANDIN_RELOAD_DELAY_MS", "value": "600"}
+    ]);
+    manifest["spec"]["reload"]["settleDelay"] = json!("1s");
+    s.apply(&manifest.to_string());
+    let mut operator = s.operator("operator.log");
+    wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+    let uids = pod_uids(client, ns, "web").await;
+    // xorshift, seeded from the clock; the seed is printed so a failure can be replayed.
+    let mut seed =
+        std::env::var("RELAY_E2E_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+    eprintln!("e2e: kill points seed {seed}");
+    let mut delays = Vec::new();
+    for point in 1..=points {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(seed % 2_400);
+        delays.push(delay.as_millis());
+        let value = format!("v{point}");
+        let api: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
+        api.patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"config": {"data": {"GREETING": value}}}})),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(delay).await;
+        operator.kill();
+        operator = s.operator("operator.log");
+        eventually(
+            &format!("both run {value} after kill point {point}"),
+            Duration::from_secs(40),
+            || async { all_run(&s, "web", 2, "GREETING", &value) },
+        )
+        .await;
+        wait_converged(client, ns, "web", Duration::from_secs(30)).await;
+        let hash = desired_hash(client, ns, "web").await;
+        let mut calls = s.kubelet.calls_for(&hash);
+        calls.retain(|pod, _| pod.starts_with("web-"));
+        assert!(
+            calls.len() == 2 && calls.values().all(|c| *c == 1),
+            "kill point {point} after {delay:?}: {calls:?}"
+        );
+    }
+    assert_eq!(pod_uids(client, ns, "web").await, uids, "no pod was replaced");
+    eprintln!(
+        "e2e: {points} SIGKILL points (delays {} ms .. {} ms after the change): exactly 1 hook call per pod per change, no pod replaced",
+        delays.iter().min().unwrap_or(&0),
+        delays.iter().max().unwrap_or(&0)
+    );
     s.cleanup().await;
 }

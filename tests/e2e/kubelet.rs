@@ -241,7 +241,10 @@ async fn pod_worker(config: Arc<Config>, mut updates: watch::Receiver<Pod>) {
             let config_dir = config_volume(&volumes).map(|v| pod_dir.join("volumes").join(v));
             let ports = listen_ports(&container);
             let echo = env_value(&container, "STANDIN_ECHO_HASH").as_deref() != Some("false");
-            match App::start(IpAddr::V4(ip), &ports, config_dir, echo).await {
+            let delay =
+                env_value(&container, "STANDIN_RELOAD_DELAY_MS").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let delay = Duration::from_millis(delay);
+            match App::start(IpAddr::V4(ip), &ports, config_dir, echo, delay).await {
                 Ok(started_app) => {
                     let started_app = Arc::new(started_app);
                     config

@@ -84,14 +84,14 @@ async fn patch_config(client: &Client, ns: &str, name: &str, data: Value) {
         .unwrap();
 }
 
-async fn desired_hash(client: &Client, ns: &str, name: &str) -> String {
+pub(crate) async fn desired_hash(client: &Client, ns: &str, name: &str) -> String {
     let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let cm = cm.get(&format!("{name}-config")).await.unwrap();
     cm.data.unwrap_or_default().get("config-hash").cloned().unwrap_or_default()
 }
 
 /// Pod name → UID for the service's pods, from the API server.
-async fn pod_uids(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+pub(crate) async fn pod_uids(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list =
         pods.list(&ListParams::default().labels(&format!("relayops.io/service={name}"))).await.unwrap();
@@ -99,7 +99,7 @@ async fn pod_uids(client: &Client, ns: &str, name: &str) -> BTreeMap<String, Str
 }
 
 /// Every running pod of `name` runs `key = value`.
-fn all_run(scenario: &Scenario, name: &str, replicas: usize, key: &str, value: &str) -> bool {
+pub(crate) fn all_run(scenario: &Scenario, name: &str, replicas: usize, key: &str, value: &str) -> bool {
     let pods = scenario.kubelet.pods();
     let mine: Vec<_> = pods.iter().filter(|(n, _)| n.starts_with(&format!("{name}-"))).collect();
     mine.len() == replicas

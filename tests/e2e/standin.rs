@@ -6,7 +6,8 @@
 //! - `POST`/`PUT` on any other path (the reload hook): re-reads the mounted config directory
 //!   and answers `{"status": "success", …}`, with the loaded `configHash` unless the pod's
 //!   env sets `STANDIN_ECHO_HASH=false` (the seed relay does not echo it). A loaded
-//!   `RELOAD_FAIL=true` makes it answer 500 instead.
+//!   `RELOAD_FAIL=true` makes it answer 500 instead. With `STANDIN_RELOAD_DELAY_MS` in the
+//!   pod's env it reloads at once but answers only after that delay (a slow hook).
 //! - `GET /state`: what the process runs now, as JSON (for people poking at a run).
 //!
 //! Tests read the same state in-process through [`App::state`].
@@ -52,6 +53,7 @@ impl AppState {
 struct Shared {
     config_dir: Option<PathBuf>,
     echo_hash: bool,
+    answer_delay: std::time::Duration,
     state: Mutex<AppState>,
 }
 
@@ -68,8 +70,9 @@ impl App {
         ports: &[u16],
         config_dir: Option<PathBuf>,
         echo_hash: bool,
+        answer_delay: std::time::Duration,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared { config_dir, echo_hash, state: Mutex::default() });
+        let shared = Arc::new(Shared { config_dir, echo_hash, answer_delay, state: Mutex::default() });
         load(&shared);
         let router = axum::Router::new()
             .route("/health", get(health))
@@ -192,16 +195,20 @@ async fn reload(
         return StatusCode::NOT_FOUND.into_response();
     }
     load(&shared);
-    let mut state = lock(&shared);
-    let sent_hash = headers.get("x-config-hash").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let loaded_hash = state.hash.clone();
-    state.reloads.push(ReloadCall { sent_hash, loaded_hash });
-    if state.config.get("RELOAD_FAIL").map(String::as_str) == Some("true") {
+    let (failed, hash) = {
+        let mut state = lock(&shared);
+        let sent_hash = headers.get("x-config-hash").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let loaded_hash = state.hash.clone();
+        state.reloads.push(ReloadCall { sent_hash, loaded_hash });
+        (state.config.get("RELOAD_FAIL").map(String::as_str) == Some("true"), state.hash.clone())
+    };
+    tokio::time::sleep(shared.answer_delay).await;
+    if failed {
         return json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"status": "error"}));
     }
     let mut body = json!({"status": "success", "message": "config reloaded"});
     if shared.echo_hash {
-        body["configHash"] = json!(state.hash);
+        body["configHash"] = json!(hash);
     }
     json_response(StatusCode::OK, body)
 }

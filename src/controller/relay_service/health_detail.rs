@@ -22,19 +22,6 @@ pub fn turned_unready(pod: &Pod, previous: Option<&RelayServiceStatus>) -> bool 
     was_ready && !is_ready(pod) && !is_terminating(pod)
 }
 
-/// The URL of the pod's HTTP readiness check (`scheme://podIP:port/path`), if it has one.
-pub fn health_url(pod: &Pod) -> Option<url::Url> {
-    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
-    let get = pod.spec.as_ref()?.containers.first()?.readiness_probe.as_ref()?.http_get.as_ref()?;
-    let port = match &get.port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port) => *port,
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => return None,
-    };
-    let scheme = get.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
-    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
-    url::Url::parse(&format!("{scheme}://{host}:{port}{}", get.path.as_deref().unwrap_or("/"))).ok()
-}
-
 /// Fetch `url` once (no redirects, bounded time and size) and describe the answer, truncated.
 pub async fn fetch(client: &reqwest::Client, url: url::Url) -> String {
     let work = async {

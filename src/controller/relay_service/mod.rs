@@ -18,6 +18,7 @@ pub mod status;
 use super::Error;
 use super::context::Context;
 use super::converge::{Target, converge};
+use super::pods::health_url;
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
 use super::writes::{apply_status, publish};
@@ -126,7 +127,7 @@ async fn fetch_health_details(
 ) -> BTreeMap<String, String> {
     let mut details = BTreeMap::new();
     for pod in pods.iter().filter(|p| health_detail::turned_unready(p, previous)) {
-        let Some(url) = health_detail::health_url(pod) else { continue };
+        let Some(url) = health_url(pod) else { continue };
         let name = pod.name_any();
         let detail = health_detail::fetch(&ctx.health_client, url).await;
         let note = health_detail::truncate(

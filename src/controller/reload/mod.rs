@@ -47,10 +47,11 @@ pub mod plan;
 use super::Error;
 use super::context::Context;
 use super::converge::Target;
+use super::pods::health_url;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
-use crate::hook::{BearerToken, HookCall, HookReport, RetryPolicy};
+use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
@@ -141,8 +142,46 @@ pub async fn propagate(
     }))
     .await;
     nudged.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    for name in &steps.nudge {
+        if let Some(uid) = uids.get(name.as_str()) {
+            ctx.reload_state.note_nudge(uid, desired);
+        }
+    }
     if steps.call.is_empty() {
         return Ok(round);
+    }
+    let fresh = Freshness { ctx, owner, generation, sent: desired };
+    let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
+    // A pod an earlier operator process nudged for this hash may have been called before that
+    // process stopped: if its health endpoint reports the hash, it is recorded, not called.
+    let mut to_call = Vec::new();
+    for (name, ip) in steps.call {
+        let inherited = views.iter().any(|v| {
+            v.name == name
+                && v.nudge.as_ref().is_some_and(|n| n.hash == desired)
+                && uids.get(name.as_str()).is_some_and(|uid| !ctx.reload_state.nudged_here(uid, desired))
+        });
+        let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+        if inherited
+            && let Some(url) = pod.and_then(health_url)
+            && reported_hash(&ctx.health_client, url).await.as_deref() == Some(desired)
+        {
+            let report = HookReport {
+                pod: name,
+                outcome: HookOutcome::AppliedUnverified,
+                attempts: 0,
+                elapsed: Duration::ZERO,
+            };
+            let written = record(ctx, &fresh, &report, &writes).await;
+            if written == Recorded::Written
+                && let Some(uid) = uids.get(report.pod.as_str())
+            {
+                ctx.reload_state.expect_recorded(uid, desired);
+            }
+            finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((report, written));
+        } else {
+            to_call.push((name, ip));
+        }
     }
 
     // 2. Call.
@@ -162,7 +201,7 @@ pub async fn propagate(
         deadline: reload.retry_deadline.get(),
     };
     let mut calls = Vec::new();
-    for (name, ip) in &steps.call {
+    for (name, ip) in &to_call {
         let call = HookCall {
             pod: name.clone(),
             namespace: owner.namespace.clone(),
@@ -183,8 +222,6 @@ pub async fn propagate(
         }
     }
     let limit = Semaphore::new(options.concurrency);
-    let fresh = Freshness { ctx, owner, generation, sent: desired };
-    let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
     let run = join_all(calls.iter().map(|call| async {
         let report = transport.call_with_retry_limited(call, &policy, Some(&limit)).await;
         ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
@@ -214,12 +251,16 @@ pub async fn propagate(
     let mut applied = 0usize;
     for (report, written) in finished {
         let name = report.pod.clone();
-        let message = format!(
-            "{} after {} attempt(s) in {} ms",
-            report.outcome,
-            report.attempts,
-            report.elapsed.as_millis()
-        );
+        let message = if report.attempts == 0 {
+            "the app reports this configuration on its health endpoint (an earlier operator process called it); not called again".to_owned()
+        } else {
+            format!(
+                "{} after {} attempt(s) in {} ms",
+                report.outcome,
+                report.attempts,
+                report.elapsed.as_millis()
+            )
+        };
         if report.succeeded() {
             match written {
                 Recorded::Failed(error) => {
@@ -374,6 +415,22 @@ enum Recorded {
     Superseded,
     /// The annotation patch failed (the reload will be repeated).
     Failed(String),
+}
+
+/// The `configHash` an app reports on its health endpoint, if it does (any status code).
+async fn reported_hash(client: &reqwest::Client, url: url::Url) -> Option<String> {
+    let read = async {
+        let mut response = client.get(url).send().await.ok()?;
+        let mut body = Vec::new();
+        while body.len() < 64 * 1024 {
+            let Some(chunk) = response.chunk().await.ok()? else { break };
+            body.extend_from_slice(&chunk);
+        }
+        Some(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(3), read).await.ok()??;
+    let body: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    body.get("configHash")?.as_str().map(str::to_owned)
 }
 
 /// After a successful call: write the sent hash if it is still the desired one.
