@@ -139,3 +139,39 @@ async fn sigkill_at_random_points_of_reloads_calls_each_pod_once_per_change() {
     );
     s.cleanup().await;
 }
+
+/// A hook that answers only after its timeout has still reloaded the app: the operator sees
+/// failures until `retryDeadline`, finds the app reporting the new hash on its health
+/// endpoint, records that, and does not restart the pod (`onFailure: Restart`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_answers_late_does_not_get_its_pod_restarted() {
+    let s = Scenario::new("e2e-late").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let mut manifest = standin_service("late", 2, json!({"GREETING": "a"}));
+    manifest["spec"]["env"] = json!([{"name": "STANDIN_RELOAD_DELAY_MS", "value": "2500"}]);
+    manifest["spec"]["reload"] = json!({"port": 8080, "restartKeys": ["MODE"], "timeout": "1s", "retryDeadline": "2s", "settleDelay": "0s", "onFailure": "Restart"});
+    s.apply(&manifest.to_string());
+    let _operator = s.operator("operator.log");
+    wait_converged(client, ns, "late", Duration::from_secs(60)).await;
+    let uids = pod_uids(client, ns, "late").await;
+    let api: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        "late",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"config": {"data": {"GREETING": "b"}}}})),
+    )
+    .await
+    .unwrap();
+    eventually("both run GREETING=b", Duration::from_secs(30), || async {
+        all_run(&s, "late", 2, "GREETING", "b")
+    })
+    .await;
+    wait_converged(client, ns, "late", Duration::from_secs(40)).await;
+    assert_eq!(pod_uids(client, ns, "late").await, uids, "no pod restarted");
+    let status = api.get("late").await.unwrap().status.unwrap();
+    let messages: Vec<String> =
+        status.pods.iter().filter_map(|p| p.last_reload.as_ref()?.message.clone()).collect();
+    eprintln!("e2e: late hook answers: {messages:?}");
+    assert!(messages.len() == 2 && messages.iter().all(|m| m.contains("health endpoint")), "{messages:?}");
+    s.cleanup().await;
+}
