@@ -3,6 +3,7 @@
 //! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -73,6 +74,42 @@ impl SyncTracker {
     }
 }
 
+/// How long a watch waits before it tries again after an error: 250 ms doubling to 5 s, and
+/// back to 250 ms as soon as the watch delivers again. kube-runtime's default grows to 30 s
+/// and resets only after 2 quiet minutes, so a burst of watch errors could leave a cache
+/// without updates for that long.
+#[derive(Clone, Copy, Debug)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Options of the controller.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -113,7 +150,10 @@ pub async fn run(
     macro_rules! cached {
         ($kind:ty, $config:expr) => {{
             let (reader, writer) = reflector::store::<$kind>();
-            let events = reflector(writer, watcher(api::<$kind>(&client, ns), $config).default_backoff());
+            let events = reflector(
+                writer,
+                watcher(api::<$kind>(&client, ns), $config).backoff(WatchBackoff::default()),
+            );
             (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
     }
@@ -131,7 +171,7 @@ pub async fn run(
             let (reader, writer) = reflector::store::<$kind>();
             let watch =
                 tolerant::watch::<$kind>(client.clone(), ns.as_deref(), all.clone(), unreadable.clone());
-            let events = reflector(writer, watch.default_backoff());
+            let events = reflector(writer, watch.backoff(WatchBackoff::default()));
             (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
     }
@@ -522,6 +562,16 @@ mod tests {
         .unwrap();
         td.status = phase.map(|phase| crate::api::TestDeploymentStatus { phase, ..Default::default() });
         td
+    }
+
+    #[test]
+    fn watch_backoff_doubles_to_five_seconds_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<u128> = backoff.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::from_millis(250)));
     }
 
     #[test]

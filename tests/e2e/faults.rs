@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-use super::cluster::{ControlPlane, Scenario, eventually, kubectl};
+use super::cluster::{ControlPlane, Operator, Scenario, eventually, kubectl};
 use super::{all_run, desired_hash, pod_uids, standin_service, wait_converged};
 
 /// Version skew: a RelayService stored under a looser CRD than the operator's types. The
@@ -173,5 +173,51 @@ async fn a_hook_that_answers_late_does_not_get_its_pod_restarted() {
         status.pods.iter().filter_map(|p| p.last_reload.as_ref()?.message.clone()).collect();
     eprintln!("e2e: late hook answers: {messages:?}");
     assert!(messages.len() == 2 && messages.iter().all(|m| m.contains("health endpoint")), "{messages:?}");
+    s.cleanup().await;
+}
+
+/// The operator talking to the API server through the fault proxy.
+async fn behind_proxy(s: &Scenario) -> (super::proxy::FaultProxy, std::path::PathBuf) {
+    let proxy = super::proxy::FaultProxy::start(&ControlPlane::get().kubeconfig).await;
+    let kubeconfig = s.dir.join("proxied.kubeconfig");
+    proxy.kubeconfig(&s.operator_kubeconfig, &kubeconfig);
+    (proxy, kubeconfig)
+}
+
+async fn set_greeting(s: &Scenario, name: &str, value: &str) {
+    let api: Api<relay_operator::api::RelayService> = Api::namespaced(s.client.clone(), &s.namespace);
+    let patch = json!({"spec": {"config": {"data": {"GREETING": value}}}});
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch)).await.unwrap();
+}
+
+/// Bursts of 409, 500 and 429 answers to the operator's writes delay a change but do not
+/// break it: it converges, each pod called once per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_error_bursts_delay_a_change_but_it_converges() {
+    let s = Scenario::new("e2e-write-faults").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let (proxy, kubeconfig) = behind_proxy(&s).await;
+    s.apply(&standin_service("web", 2, json!({"GREETING": "a"})).to_string());
+    let _operator = Operator::start(&kubeconfig, ns, &s.dir.join("operator.log"), &[]);
+    wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+    let uids = pod_uids(client, ns, "web").await;
+    let mut figures = Vec::new();
+    for (code, value) in [(409, "b"), (500, "c"), (429, "d")] {
+        proxy.fail_writes(3, code);
+        let started = std::time::Instant::now();
+        set_greeting(&s, "web", value).await;
+        eventually(&format!("both run {value} after {code}s"), Duration::from_secs(60), || async {
+            all_run(&s, "web", 2, "GREETING", value)
+        })
+        .await;
+        wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+        let hash = desired_hash(client, ns, "web").await;
+        let calls = s.kubelet.calls_for(&hash);
+        assert!(calls.len() == 2 && calls.values().all(|c| *c == 1), "{code}: {calls:?}");
+        figures.push(format!("{code}: converged in {:.1} s", started.elapsed().as_secs_f64()));
+    }
+    assert!(proxy.refused() >= 9, "the faults were injected: {}", proxy.refused());
+    assert_eq!(pod_uids(client, ns, "web").await, uids);
+    eprintln!("e2e: bursts of 3 refused writes: {}; 1 hook call per pod per change", figures.join(", "));
     s.cleanup().await;
 }

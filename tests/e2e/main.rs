@@ -12,6 +12,7 @@ mod cluster;
 mod faults;
 mod kubelet;
 mod leader;
+mod proxy;
 mod standin;
 
 use std::collections::BTreeMap;
