@@ -185,9 +185,7 @@ async fn behind_proxy(s: &Scenario) -> (super::proxy::FaultProxy, std::path::Pat
 }
 
 async fn set_greeting(s: &Scenario, name: &str, value: &str) {
-    let api: Api<relay_operator::api::RelayService> = Api::namespaced(s.client.clone(), &s.namespace);
-    let patch = json!({"spec": {"config": {"data": {"GREETING": value}}}});
-    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch)).await.unwrap();
+    set_greeting_and(s, name, json!({"GREETING": value})).await;
 }
 
 /// Bursts of 409, 500 and 429 answers to the operator's writes delay a change but do not
@@ -220,4 +218,58 @@ async fn write_error_bursts_delay_a_change_but_it_converges() {
     assert_eq!(pod_uids(client, ns, "web").await, uids);
     eprintln!("e2e: bursts of 3 refused writes: {}; 1 hook call per pod per change", figures.join(", "));
     s.cleanup().await;
+}
+
+/// Deleting a service whose hooks keep failing is never blocked, and other services keep
+/// being reconciled meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_service_while_its_hooks_fail_is_never_blocked() {
+    let s = Scenario::new("e2e-delete-failing").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let mut stuck = standin_service("stuck", 2, json!({"GREETING": "a"}));
+    stuck["spec"]["reload"] = json!({"port": 8080, "restartKeys": ["MODE"], "retryDeadline": "2m", "settleDelay": "0s", "onFailure": "Ignore"});
+    s.apply(&stuck.to_string());
+    s.apply(&standin_service("fine", 1, json!({"GREETING": "a"})).to_string());
+    let _operator = s.operator("operator.log");
+    wait_converged(client, ns, "stuck", Duration::from_secs(60)).await;
+    wait_converged(client, ns, "fine", Duration::from_secs(60)).await;
+    // From now on every hook of `stuck` answers 500: its reload retries for 2 minutes.
+    set_greeting_and(&s, "stuck", json!({"GREETING": "b", "RELOAD_FAIL": "true"})).await;
+    eventually("stuck's pods failing their hooks", Duration::from_secs(20), || async {
+        s.kubelet
+            .pods()
+            .iter()
+            .any(|(n, p)| n.starts_with("stuck-") && p.app.config.get("RELOAD_FAIL").is_some())
+    })
+    .await;
+    let services: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
+    let started = std::time::Instant::now();
+    services.delete("stuck", &kube::api::DeleteParams::default()).await.unwrap();
+    eventually("stuck is gone", Duration::from_secs(10), || async {
+        services.get_opt("stuck").await.unwrap().is_none()
+    })
+    .await;
+    let deleted = started.elapsed();
+    set_greeting(&s, "fine", "b").await;
+    eventually("fine runs b", Duration::from_secs(15), || async { all_run(&s, "fine", 1, "GREETING", "b") })
+        .await;
+    let other = started.elapsed();
+    eventually("stuck's pods garbage-collected", Duration::from_secs(75), || async {
+        pod_uids(client, ns, "stuck").await.is_empty()
+    })
+    .await;
+    eprintln!(
+        "e2e: delete while hooks fail: service gone in {:.2} s, another service reloaded {:.2} s after the delete, pods collected after {:.1} s",
+        deleted.as_secs_f64(),
+        other.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    s.cleanup().await;
+}
+
+/// Merge `data` into the service's `config.data`.
+async fn set_greeting_and(s: &Scenario, name: &str, data: serde_json::Value) {
+    let api: Api<relay_operator::api::RelayService> = Api::namespaced(s.client.clone(), &s.namespace);
+    let patch = json!({"spec": {"config": {"data": data}}});
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch)).await.unwrap();
 }
