@@ -239,7 +239,7 @@ async fn deleting_a_service_while_its_hooks_fail_is_never_blocked() {
         s.kubelet
             .pods()
             .iter()
-            .any(|(n, p)| n.starts_with("stuck-") && p.app.config.get("RELOAD_FAIL").is_some())
+            .any(|(n, p)| n.starts_with("stuck-") && p.app.config.contains_key("RELOAD_FAIL"))
     })
     .await;
     let services: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
