@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use relay_operator::api::ReloadMethod;
 use relay_operator::hook::{
-    BearerToken, HookCall, HookOutcome, HookReport, PodIpOptions, RetryPolicy, Transport, reload_all,
+    BearerToken, HookCall, HookOutcome, HookReport, PodIpOptions, RetryPolicy, Transport,
 };
 use relay_operator::ops::ReloadHookResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -213,7 +213,7 @@ async fn legacy_relay_answer_counts_as_applied_unverified() {
         delay: Duration::ZERO,
     }])
     .await;
-    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(1_000)).await;
+    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(1_000), None).await;
     assert_eq!(report.outcome, HookOutcome::AppliedUnverified);
     assert!(report.succeeded());
     assert_eq!(report.attempts, 1);
@@ -230,7 +230,7 @@ async fn legacy_relay_answer_counts_as_applied_unverified() {
 async fn put_method_is_used_when_configured() {
     let pod = Pod::spawn(vec![echo(HASH)]).await;
     let call = HookCall { method: ReloadMethod::Put, ..pod.call("relay-0", ms(1_000)) };
-    assert_eq!(client().call_once(&call).await, HookOutcome::Applied);
+    assert_eq!(client().call_with_retry(&call, &once(), None).await.outcome, HookOutcome::Applied);
     assert_eq!(pod.seen()[0].method, "PUT");
 }
 
@@ -238,7 +238,7 @@ async fn put_method_is_used_when_configured() {
 #[tokio::test]
 async fn stale_hash_converges_to_applied() {
     let pod = Pod::spawn(vec![echo(OLD_HASH), echo(OLD_HASH), echo(HASH)]).await;
-    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(2_000)).await;
+    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(2_000), None).await;
     assert_eq!(report.outcome, HookOutcome::Applied);
     assert_eq!(report.attempts, 3);
     let seen = pod.seen();
@@ -249,7 +249,7 @@ async fn stale_hash_converges_to_applied() {
 #[tokio::test]
 async fn stale_forever_fails_at_the_deadline() {
     let pod = Pod::spawn(vec![echo(OLD_HASH)]).await;
-    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(500)).await;
+    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(500), None).await;
     assert_eq!(report.outcome, HookOutcome::Stale { reported: OLD_HASH.into() });
     assert!(!report.succeeded());
     assert_eq!(report.outcome.status_result().as_str(), "Failed");
@@ -261,7 +261,7 @@ async fn stale_forever_fails_at_the_deadline() {
 #[tokio::test]
 async fn server_error_then_ok_converges() {
     let pod = Pod::spawn(vec![respond(500, "boom"), respond(503, ""), echo(HASH)]).await;
-    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(2_000)).await;
+    let report = client().call_with_retry(&pod.call("relay-0", ms(1_000)), &policy(2_000), None).await;
     assert_eq!(report.outcome, HookOutcome::Applied);
     assert_eq!(report.attempts, 3);
     assert_eq!(pod.seen().len(), 3);
@@ -270,7 +270,10 @@ async fn server_error_then_ok_converges() {
 #[tokio::test]
 async fn single_call_reports_the_status() {
     let pod = Pod::spawn(vec![respond(500, "boom")]).await;
-    assert_eq!(client().call_once(&pod.call("relay-0", ms(1_000))).await, HookOutcome::HttpStatus(500));
+    assert_eq!(
+        client().call_with_retry(&pod.call("relay-0", ms(1_000)), &once(), None).await.outcome,
+        HookOutcome::HttpStatus(500)
+    );
     assert_eq!(pod.seen().len(), 1);
 }
 
@@ -280,7 +283,7 @@ async fn never_answering_pod_times_out_within_the_deadline() {
     let pod = Pod::spawn(vec![Reply::Hang]).await;
     let deadline = ms(1_000);
     let started = Instant::now();
-    let report = client().call_with_retry(&pod.call("relay-0", ms(300)), &policy(1_000)).await;
+    let report = client().call_with_retry(&pod.call("relay-0", ms(300)), &policy(1_000), None).await;
     assert_eq!(report.outcome, HookOutcome::Timeout);
     assert!(!report.succeeded());
     assert!(report.attempts >= 2, "{report:?}");
@@ -297,7 +300,7 @@ async fn refused_connection_fails_after_retries() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let call = call_at(addr, "relay-0", ms(500));
-    let report = client().call_with_retry(&call, &policy(600)).await;
+    let report = client().call_with_retry(&call, &policy(600), None).await;
     assert!(matches!(report.outcome, HookOutcome::Connect(_)), "{report:?}");
     assert!(!report.succeeded());
     assert_eq!(ReloadHookResult::from(&report.outcome).as_str(), "connect_error");
@@ -359,8 +362,8 @@ async fn body_cap_is_configurable() {
     let pod = Pod::spawn(vec![echo(HASH)]).await;
     let call = pod.call("relay-0", ms(1_000));
     let capped = Transport::pod_ip(PodIpOptions { max_body_bytes: 10, ..PodIpOptions::default() }).unwrap();
-    assert_eq!(capped.call_once(&call).await, HookOutcome::AppliedUnverified);
-    assert_eq!(client().call_once(&call).await, HookOutcome::Applied);
+    assert_eq!(capped.call_with_retry(&call, &once(), None).await.outcome, HookOutcome::AppliedUnverified);
+    assert_eq!(client().call_with_retry(&call, &once(), None).await.outcome, HookOutcome::Applied);
 }
 
 /// Collects everything the tracing subscriber writes.
@@ -402,10 +405,11 @@ async fn bearer_token_is_sent_only_when_configured_and_never_printed() {
     let call =
         HookCall { bearer_token: Some(BearerToken::new(TOKEN)), ..with_token.call("relay-tok", ms(1_000)) };
     let client = client();
-    let report = client.call_with_retry(&call, &policy(1_000)).await;
+    let report = client.call_with_retry(&call, &policy(1_000), None).await;
     assert_eq!(report.outcome, HookOutcome::Applied);
     assert_eq!(report.attempts, 2);
-    let report = client.call_with_retry(&without_token.call("relay-plain", ms(1_000)), &policy(1_000)).await;
+    let report =
+        client.call_with_retry(&without_token.call("relay-plain", ms(1_000)), &policy(1_000), None).await;
     assert_eq!(report.outcome, HookOutcome::Applied);
 
     for seen in with_token.seen() {
@@ -433,7 +437,7 @@ async fn redirect_is_not_followed() {
         delay: Duration::ZERO,
     }])
     .await;
-    let report = client().call_with_retry(&redirector.call("relay-0", ms(500)), &policy(300)).await;
+    let report = client().call_with_retry(&redirector.call("relay-0", ms(500)), &policy(300), None).await;
     assert_eq!(report.outcome, HookOutcome::HttpStatus(302));
     assert!(!report.succeeded());
     assert!(report.attempts > 1, "{report:?}");
@@ -516,4 +520,22 @@ async fn waiting_for_a_slot_past_the_deadline_keeps_the_real_outcome() {
     assert_eq!(reports[0].attempts, 1);
     assert_eq!(reports[1].outcome, HookOutcome::Timeout);
     assert_eq!(reports[1].attempts, 1);
+}
+
+/// One attempt, no retry.
+fn once() -> RetryPolicy {
+    RetryPolicy { deadline: Duration::ZERO, ..RetryPolicy::default() }
+}
+
+/// Every pod's hook at once, at most `concurrency` attempts in flight (as the controller
+/// calls them), the reports in the order of `calls`.
+async fn reload_all(
+    transport: &Transport,
+    calls: Vec<HookCall>,
+    policy: &RetryPolicy,
+    concurrency: usize,
+) -> Vec<HookReport> {
+    let limit = tokio::sync::Semaphore::new(concurrency.max(1));
+    futures::future::join_all(calls.iter().map(|call| transport.call_with_retry(call, policy, Some(&limit))))
+        .await
 }

@@ -53,7 +53,8 @@ impl RetryPolicy {
     }
 
     /// The infinite sequence of delays: `delay(0)`, `delay(1)`, …
-    pub fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
+    #[cfg(test)]
+    fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
         (0u32..).map(|retry| self.delay(retry))
     }
 }

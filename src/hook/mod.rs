@@ -25,8 +25,8 @@
 //!
 //! One retry loop serves both transports ([`Transport::call_with_retry`]). Every attempt
 //! is bounded in time (connect, headers and body) and reads at most [`MAX_BODY_BYTES`] of
-//! the answer; [`reload_all`] calls many pods concurrently with a bound, so a slow or
-//! hostile pod never stalls the others. Outcomes are counted under the labels of
+//! the answer; calls share a bound on attempts in flight (`--hook-concurrency`), so a slow
+//! or hostile pod never stalls the others. Outcomes are counted under the labels of
 //! [`crate::ops::ReloadHookResult`] (`From<&HookOutcome>`). The bearer token is wrapped
 //! in [`BearerToken`] and never logged.
 
@@ -42,6 +42,6 @@ pub use backoff::RetryPolicy;
 pub use call::{HookCall, HookReport, HookUrlError, hook_url};
 pub use options::{HookVia, ReloadOptions};
 pub use outcome::{HookOutcome, MAX_REPORTED_HASH_LEN, classify};
-pub use retry::{DEFAULT_CONCURRENCY, reload_all};
+pub use retry::DEFAULT_CONCURRENCY;
 pub use token::BearerToken;
 pub use transport::{CONFIG_HASH_HEADER, MAX_BODY_BYTES, PodIpOptions, Transport, TransportError};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{DEFAULT_CONCURRENCY, PodIpOptions, RetryPolicy, Transport, TransportError};
+use super::{RetryPolicy, Transport};
 
 /// How the operator reaches a pod's hook (`--hook-via`); see [`Transport`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -40,10 +40,5 @@ impl ReloadOptions {
             retry_initial: defaults.initial,
             retry_max: defaults.max,
         }
-    }
-
-    /// Direct calls to pod IPs (default [`PodIpOptions`]), [`DEFAULT_CONCURRENCY`].
-    pub fn try_default() -> Result<Self, TransportError> {
-        Ok(Self::new(DEFAULT_CONCURRENCY, Transport::pod_ip(PodIpOptions::default())?))
     }
 }

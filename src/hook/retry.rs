@@ -1,8 +1,7 @@
-//! The one retry loop of hook calls, whatever the [`Transport`]: a single call
-//! ([`Transport::call_once`]), a call retried with backoff up to a deadline
-//! ([`Transport::call_with_retry`]) and many pods at once with a bound ([`reload_all`]).
+//! The one retry loop of hook calls, whatever the [`Transport`]: a call retried with
+//! backoff up to a deadline ([`Transport::call_with_retry`]), optionally holding a permit
+//! of a shared bound while each attempt runs.
 
-use futures::future::join_all;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::debug;
@@ -17,24 +16,15 @@ use crate::ops::metrics::ReloadHookResult;
 pub const DEFAULT_CONCURRENCY: usize = 32;
 
 impl Transport {
-    /// Call the hook once, within `call.timeout`.
-    pub async fn call_once(&self, call: &HookCall) -> HookOutcome {
-        self.attempt(call, call.timeout).await
-    }
-
     /// Call the hook, retrying retryable outcomes with backoff while `policy` allows.
     ///
     /// The deadline runs from the first attempt. Retries never sleep past it, and an
     /// attempt after the first is cut at it, so the whole call lasts at most
-    /// `max(call.timeout, policy.deadline)` (plus scheduling slack).
-    pub async fn call_with_retry(&self, call: &HookCall, policy: &RetryPolicy) -> HookReport {
-        self.call_with_retry_limited(call, policy, None).await
-    }
-
-    /// [`Self::call_with_retry`], holding a permit of `limit` (when given) during each
-    /// attempt but not while sleeping between attempts. The deadline starts once the
-    /// first permit is held.
-    pub(crate) async fn call_with_retry_limited(
+    /// `max(call.timeout, policy.deadline)` (plus scheduling slack); a zero deadline makes
+    /// one attempt. With `limit`, a permit is held during each attempt but not while
+    /// sleeping between attempts (slow or hostile pods never hold up others for longer
+    /// than one attempt's timeout), and the deadline starts once the first permit is held.
+    pub async fn call_with_retry(
         &self,
         call: &HookCall,
         policy: &RetryPolicy,
@@ -77,24 +67,6 @@ impl Transport {
             }
         }
     }
-}
-
-/// Call every pod's hook (each with [`Transport::call_with_retry`]) and return the
-/// reports in the order of `calls`.
-///
-/// At most `concurrency` attempts are in flight at once (0 is treated as 1). A permit is
-/// held only during an attempt, not while a pod waits for its next retry, so pods that
-/// are slow, hostile or stale never hold up the others for longer than one attempt's
-/// timeout. Each pod's deadline starts at its first attempt.
-pub async fn reload_all(
-    transport: &Transport,
-    calls: Vec<HookCall>,
-    policy: &RetryPolicy,
-    concurrency: usize,
-) -> Vec<HookReport> {
-    let limit = Semaphore::new(concurrency.clamp(1, Semaphore::MAX_PERMITS));
-    let limit = &limit;
-    join_all(calls.iter().map(|call| transport.call_with_retry_limited(call, policy, Some(limit)))).await
 }
 
 fn finish(call: &HookCall, outcome: HookOutcome, attempts: u32, start: Instant) -> HookReport {

@@ -297,7 +297,7 @@ mod tests {
             max: Duration::from_millis(1),
             deadline: Duration::from_secs(1),
         };
-        let report = transport.call_with_retry(&call, &policy).await;
+        let report = transport.call_with_retry(&call, &policy, None).await;
         assert!(matches!(report.outcome, HookOutcome::InvalidRequest(_)), "{report:?}");
         assert_eq!(report.attempts, 1);
 
@@ -306,7 +306,10 @@ mod tests {
             bearer_token: Some(BearerToken::new("zz9\r\nX: y")),
             ..call
         };
-        let outcome = transport.call_once(&call).await;
+        let outcome = transport
+            .call_with_retry(&call, &RetryPolicy { deadline: Duration::ZERO, ..RetryPolicy::default() }, None)
+            .await
+            .outcome;
         assert!(matches!(&outcome, HookOutcome::InvalidRequest(m) if !m.contains("zz9")), "{outcome:?}");
     }
 
@@ -315,7 +318,10 @@ mod tests {
         let transport = Transport::pod_ip(PodIpOptions::default()).expect("client");
         let call = HookCall { pod_ip: "relay-0".into(), ..call() };
         assert_eq!(transport.target(&call), Err(crate::hook::HookUrlError::InvalidIp("relay-0".into())));
-        let outcome = transport.call_once(&call).await;
+        let outcome = transport
+            .call_with_retry(&call, &RetryPolicy { deadline: Duration::ZERO, ..RetryPolicy::default() }, None)
+            .await
+            .outcome;
         assert!(matches!(&outcome, HookOutcome::InvalidRequest(m) if m.contains("relay-0")), "{outcome:?}");
     }
 

@@ -39,7 +39,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService};
 use relay_operator::controller::context::{Caches, Context};
-use relay_operator::hook::ReloadOptions;
+use relay_operator::hook::{DEFAULT_CONCURRENCY, PodIpOptions, ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -133,7 +133,10 @@ impl FakeApi {
 
     /// A fresh Context on these caches (= a restarted operator), with default reload options.
     pub fn context(&self) -> Context {
-        self.context_with(ReloadOptions::try_default().unwrap())
+        self.context_with(ReloadOptions::new(
+            DEFAULT_CONCURRENCY,
+            Transport::pod_ip(PodIpOptions::default()).unwrap(),
+        ))
     }
 
     /// A fresh Context on these caches with these reload options.

@@ -223,7 +223,7 @@ pub async fn propagate(
     }
     let limit = Semaphore::new(options.concurrency);
     let run = join_all(calls.iter().map(|call| async {
-        let report = transport.call_with_retry_limited(call, &policy, Some(&limit)).await;
+        let report = transport.call_with_retry(call, &policy, Some(&limit)).await;
         ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
         let written = if report.succeeded() {
             record(ctx, &fresh, &report, &writes).await
