@@ -11,7 +11,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use crate::api::{HealthPolicy, RelayService};
+use crate::api::{HealthPolicy, RelayService, ReloadResult};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -47,6 +47,8 @@ pub struct ReloadState {
     /// Pods this process nudged, as `uid/hash`: a nudge it did not make was made by an
     /// earlier operator process, which may have called the hook before it stopped.
     nudged: Mutex<std::collections::HashSet<String>>,
+    /// The last reload result per pod UID, as this process produced it.
+    results: Mutex<HashMap<String, ReloadResult>>,
 }
 
 /// How long an unobserved record is remembered (a watch that lags longer has failed).
@@ -86,6 +88,26 @@ impl ReloadState {
     /// Whether this process nudged the pod `uid` for `hash`.
     pub fn nudged_here(&self, uid: &str, hash: &str) -> bool {
         self.nudged.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&format!("{uid}/{hash}"))
+    }
+
+    /// Remember the last reload result of the pod `uid`.
+    pub fn remember_result(&self, uid: &str, result: &ReloadResult) {
+        let mut results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A bound, not a cache policy: forgetting falls back to the status as read.
+        if results.len() >= 100_000 {
+            results.clear();
+        }
+        results.insert(uid.to_owned(), result.clone());
+    }
+
+    /// The last results this process produced for `pods`, by pod name.
+    pub fn remembered_results(&self, pods: &[Pod]) -> BTreeMap<String, ReloadResult> {
+        let results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pods.iter()
+            .filter_map(|p| {
+                Some((p.metadata.name.clone()?, results.get(p.metadata.uid.as_deref()?)?.clone()))
+            })
+            .collect()
     }
 
     /// Remember that `hash` was just recorded on the pod `uid`.
@@ -216,6 +238,19 @@ mod tests {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name, "uid": uid,
             "annotations": recorded.map(|h| serde_json::json!({"relayops.io/config-hash": h}))}}))
         .unwrap()
+    }
+
+    #[test]
+    fn remembered_results_follow_the_pod_uid() {
+        let state = ReloadState::default();
+        let result = crate::api::ReloadResult { config_hash: "b".into(), ..Default::default() };
+        state.remember_result("uid-0", &result);
+        let found = state.remembered_results(&[pod("web-0", "uid-0", None), pod("web-1", "uid-1", None)]);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), [("web-0".to_string(), result)]);
+        assert!(
+            state.remembered_results(&[pod("web-0", "uid-new", None)]).is_empty(),
+            "a new pod starts fresh"
+        );
     }
 
     #[test]

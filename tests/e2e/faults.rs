@@ -168,9 +168,15 @@ async fn a_hook_that_answers_late_does_not_get_its_pod_restarted() {
     .await;
     wait_converged(client, ns, "late", Duration::from_secs(40)).await;
     assert_eq!(pod_uids(client, ns, "late").await, uids, "no pod restarted");
-    let status = api.get("late").await.unwrap().status.unwrap();
-    let messages: Vec<String> =
-        status.pods.iter().filter_map(|p| p.last_reload.as_ref()?.message.clone()).collect();
+    let messages = || async {
+        let status = api.get("late").await.unwrap().status.unwrap_or_default();
+        status.pods.iter().filter_map(|p| p.last_reload.as_ref()?.message.clone()).collect::<Vec<String>>()
+    };
+    eventually("both pods' lastReload in status", Duration::from_secs(10), || async {
+        messages().await.len() == 2
+    })
+    .await;
+    let messages = messages().await;
     eprintln!("e2e: late hook answers: {messages:?}");
     assert!(messages.len() == 2 && messages.iter().all(|m| m.contains("health endpoint")), "{messages:?}");
     s.cleanup().await;

@@ -100,3 +100,73 @@ async fn sigterm_hands_the_lease_to_the_waiting_replica() {
     assert_eq!(holder(&leases).await, None, "the Lease was released");
     s.cleanup().await;
 }
+
+/// A leader SIGTERMed in the middle of a reload (slow hooks, calls in flight): it finishes
+/// what it started and hands over; the new leader completes the reload without calling any
+/// pod twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_in_the_middle_of_a_reload_calls_no_pod_twice() {
+    let s = Scenario::new("e2e-leader-reload").await;
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let mut manifest = super::standin_service("web", 3, json!({"GREETING": "a"}));
+    manifest["spec"]["env"] = json!([
+        {"name": "STANDIN_ECHO_HASH", "value": "false"},
+        {"name": "STANDIN_RELOAD_DELAY_MS", "value": "800"}
+    ]);
+    manifest["spec"]["reload"]["settleDelay"] = json!("1s");
+    // One hook in flight at a time: the reload of 3 pods takes ~2.4 s.
+    s.apply(&manifest.to_string());
+    let args = ["--leader-election", "--lease-namespace", ns, "--hook-concurrency", "1"];
+    let start = |name: &str| {
+        let log = s.dir.join(format!("{name}.log"));
+        Operator::start_with_env(&s.operator_kubeconfig, ns, &log, &args, &[("POD_NAME", name)])
+    };
+    let mut replicas = vec![("a", start("a")), ("b", start("b"))];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    eventually("one replica holds the Lease", Duration::from_secs(30), || async {
+        holder(&leases).await.is_some()
+    })
+    .await;
+    super::wait_converged(client, ns, "web", Duration::from_secs(60)).await;
+    let first = holder(&leases).await.unwrap();
+    let index = replicas.iter().position(|(name, _)| *name == first).unwrap();
+    let (_, mut leader) = replicas.remove(index);
+    let (follower_name, _follower) = replicas.remove(0);
+    let uids = super::pod_uids(client, ns, "web").await;
+
+    let api: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"spec": {"config": {"data": {"GREETING": "b"}}}});
+    api.patch("web", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch)).await.unwrap();
+    // Wait for the first hook call of the change, then stop the leader.
+    eventually("a hook call in flight", Duration::from_secs(20), || async {
+        s.kubelet.pods().values().any(|p| p.app.config.get("GREETING").map(String::as_str) == Some("b"))
+    })
+    .await;
+    let sent = Instant::now();
+    let terminated = tokio::task::spawn_blocking(move || leader.terminate());
+    let mut took = None;
+    while sent.elapsed() < Duration::from_secs(30) {
+        if holder(&leases).await.as_deref() == Some(follower_name) {
+            took = Some(sent.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, clean) = terminated.await.unwrap();
+    let took = took.expect("the follower takes the Lease over");
+    assert!(clean, "the old leader exits 0");
+    eventually("every pod runs b", Duration::from_secs(40), || async {
+        super::all_run(&s, "web", 3, "GREETING", "b")
+    })
+    .await;
+    super::wait_converged(client, ns, "web", Duration::from_secs(30)).await;
+    let hash = super::desired_hash(client, ns, "web").await;
+    let calls = s.kubelet.calls_for(&hash);
+    eprintln!(
+        "e2e: leader SIGTERMed mid-reload: takeover {:.2} s after the signal, hook calls per pod {calls:?}",
+        took.as_secs_f64()
+    );
+    assert!(calls.len() == 3 && calls.values().all(|c| *c == 1), "{calls:?}");
+    assert_eq!(super::pod_uids(client, ns, "web").await, uids, "no pod replaced");
+    s.cleanup().await;
+}

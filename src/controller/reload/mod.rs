@@ -116,9 +116,13 @@ pub async fn propagate(
         pods.iter().map(PodView::of).filter(|p| kept.contains(p.name.as_str())).collect();
     let uids: BTreeMap<&str, &str> =
         pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p.metadata.uid.as_deref()?))).collect();
-    let last_reload: BTreeMap<String, ReloadResult> = previous
+    // The last results this process produced count over the status it reads: a reconcile
+    // that runs before its own status write comes back must not lose or repeat them.
+    let remembered = ctx.reload_state.remembered_results(&pods);
+    let mut last_reload: BTreeMap<String, ReloadResult> = previous
         .map(|s| s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect())
         .unwrap_or_default();
+    last_reload.extend(remembered.clone());
     let steps = plan(&ReloadInput {
         desired_hash: desired,
         template_hash: &rendered.pod_template_hash,
@@ -127,7 +131,12 @@ pub async fn propagate(
         settle_delay: reload.settle_delay.get(),
         now,
     });
-    let mut round = ReloadRound { requeue: steps.wait, applied: unobserved, ..ReloadRound::default() };
+    let mut round = ReloadRound {
+        requeue: steps.wait,
+        applied: unobserved,
+        results: remembered,
+        ..ReloadRound::default()
+    };
     if steps.nudge.is_empty() && steps.call.is_empty() {
         return Ok(round);
     }
@@ -327,6 +336,11 @@ pub async fn propagate(
     if superseded {
         info!(hash = %short(desired), "a newer configuration is desired; abandoning this reload");
         round.requeue = Some(Duration::from_millis(100));
+    }
+    for (name, result) in &round.results {
+        if let Some(uid) = uids.get(name.as_str()) {
+            ctx.reload_state.remember_result(uid, result);
+        }
     }
     Ok(round)
 }
