@@ -110,6 +110,23 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// No pause of all trigger streams together after one of them failed: every watch already
+/// backs off by itself ([`WatchBackoff`]).
+#[derive(Clone, Copy, Debug)]
+struct NoJointBackoff;
+
+impl Iterator for NoJointBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoJointBackoff {
+    fn reset(&mut self) {}
+}
+
 /// Options of the controller.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -276,6 +293,10 @@ pub async fn run(
         })
         // Dependents of a service that turned Ready (from its watch event, above).
         .reconcile_on(wake_rx)
+        // Each watch backs off by itself; kube-runtime would add a joint backoff over all
+        // trigger streams that holds back every watch whenever one fails — seen as minutes
+        // without relisting after 410s.
+        .trigger_backoff(NoJointBackoff)
         .graceful_shutdown_on(shutdown)
         .run(
             move |service, ctx| {
@@ -375,6 +396,10 @@ async fn run_test_deployments<St, S>(
     let reader = store.clone();
     Controller::for_stream(stream, store)
         .reconcile_on(children)
+        // Each watch backs off by itself; kube-runtime would add a joint backoff over all
+        // trigger streams that holds back every watch whenever one fails — seen as minutes
+        // without relisting after 410s.
+        .trigger_backoff(NoJointBackoff)
         .graceful_shutdown_on(gate.stopping.clone())
         .run(
             move |td, ctx| {
@@ -426,6 +451,10 @@ async fn run_policy_controller<S>(
     let reader = policies.clone();
     Controller::for_stream(futures::stream::empty::<Result<HealthPolicy, watcher::Error>>(), policies)
         .reconcile_on(wake)
+        // Each watch backs off by itself; kube-runtime would add a joint backoff over all
+        // trigger streams that holds back every watch whenever one fails — seen as minutes
+        // without relisting after 410s.
+        .trigger_backoff(NoJointBackoff)
         .graceful_shutdown_on(gate.stopping.clone())
         .run(
             move |policy, ctx| {

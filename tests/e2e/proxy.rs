@@ -1,7 +1,7 @@
 //! A fault-injecting proxy between the operator and the API server: plain HTTP on loopback
 //! in front of the real kube-apiserver. It passes the operator's own token through (so RBAC
 //! and the audit log still see the operator), streams watches, and on demand answers writes
-//! with a burst of errors.
+//! with a burst of errors, or ends every open watch and the next ones with `410 Gone`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +23,8 @@ struct Faults {
     write_status: u16,
     /// Writes refused so far.
     refused: u32,
+    /// Watches still to be ended with a `410 Gone` event.
+    gone_watches: u32,
 }
 
 /// The running proxy.
@@ -30,6 +32,7 @@ pub struct FaultProxy {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     faults: Arc<Mutex<Faults>>,
+    cut: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,6 +40,7 @@ pub struct FaultProxy {
 struct Shared {
     upstream: kube::Client,
     faults: Arc<Mutex<Faults>>,
+    cut: tokio::sync::watch::Receiver<u64>,
 }
 
 impl FaultProxy {
@@ -51,14 +55,15 @@ impl FaultProxy {
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
         let upstream = kube::Client::try_from(config).unwrap();
         let faults = Arc::new(Mutex::new(Faults::default()));
-        let shared = Shared { upstream, faults: faults.clone() };
+        let (cut, cut_rx) = tokio::sync::watch::channel(0);
+        let shared = Shared { upstream, faults: faults.clone(), cut: cut_rx };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let router = axum::Router::new().fallback(forward).with_state(shared);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self { url: format!("http://{addr}"), faults, task }
+        Self { url: format!("http://{addr}"), faults, cut, task }
     }
 
     /// A kubeconfig like `operator_kubeconfig` whose server is this proxy.
@@ -76,6 +81,13 @@ impl FaultProxy {
         let mut faults = self.faults.lock().unwrap();
         faults.failing_writes = count;
         faults.write_status = status;
+    }
+
+    /// End every open watch now; the next `gone` watches start and at once end with a
+    /// `410 Gone` event, as the API server does for a resourceVersion too old to resume.
+    pub fn cut_watches(&self, gone: u32) {
+        self.faults.lock().unwrap().gone_watches = gone;
+        self.cut.send_modify(|n| *n += 1);
     }
 
     /// Writes refused so far.
@@ -113,6 +125,15 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
             let code = faults.write_status;
             return status(code, "InjectedFault", "injected by the e2e fault proxy");
         }
+        if request.uri().query().is_some_and(|q| q.contains("watch=true")) && faults.gone_watches > 0 {
+            faults.gone_watches -= 1;
+            let event = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": "too old resource version (injected by the e2e fault proxy)",
+                "reason": "Expired", "code": 410}});
+            let mut response = Response::new(Body::from(format!("{event}\n")));
+            response.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+            return response;
+        }
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
@@ -124,11 +145,18 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Err(e) => return status(502, "BadGateway", &e.to_string()),
     };
     let (parts, body) = response.into_parts();
-    let frames = http_body_util::BodyStream::new(body).filter_map(|frame| async move {
-        match frame {
-            Ok(frame) => frame.into_data().ok().map(Ok::<_, std::io::Error>),
-            Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
-        }
-    });
+    let mut cut = shared.cut.clone();
+    cut.mark_unchanged();
+    let frames = http_body_util::BodyStream::new(body)
+        .filter_map(|frame| async move {
+            match frame {
+                Ok(frame) => frame.into_data().ok().map(Ok::<_, std::io::Error>),
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            }
+        })
+        .take_until(async move {
+            // Answers other than watches end by themselves first.
+            let _ = cut.changed().await;
+        });
     Response::from_parts(parts, Body::from_stream(frames))
 }
