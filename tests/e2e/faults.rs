@@ -194,8 +194,8 @@ async fn set_greeting(s: &Scenario, name: &str, value: &str) {
     set_greeting_and(s, name, json!({"GREETING": value})).await;
 }
 
-/// Bursts of 409, 500 and 429 answers to the operator's writes delay a change but do not
-/// break it: it converges, each pod called once per change.
+/// Bursts of 409, 500 and 429 answers and of writes that hang and time out (504) delay a
+/// change but do not break it: it converges, each pod called once per change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_error_bursts_delay_a_change_but_it_converges() {
     let s = Scenario::new("e2e-write-faults").await;
@@ -206,8 +206,13 @@ async fn write_error_bursts_delay_a_change_but_it_converges() {
     wait_converged(client, ns, "web", Duration::from_secs(60)).await;
     let uids = pod_uids(client, ns, "web").await;
     let mut figures = Vec::new();
-    for (code, value) in [(409, "b"), (500, "c"), (429, "d")] {
-        proxy.fail_writes(3, code);
+    for (code, value) in [(409, "b"), (500, "c"), (429, "d"), (504, "e")] {
+        if code == 504 {
+            // Writes that hang for 3 s each, then time out.
+            proxy.time_out_writes(3, Duration::from_secs(3));
+        } else {
+            proxy.fail_writes(3, code);
+        }
         let started = std::time::Instant::now();
         set_greeting(&s, "web", value).await;
         eventually(&format!("both run {value} after {code}s"), Duration::from_secs(60), || async {
@@ -220,9 +225,12 @@ async fn write_error_bursts_delay_a_change_but_it_converges() {
         assert!(calls.len() == 2 && calls.values().all(|c| *c == 1), "{code}: {calls:?}");
         figures.push(format!("{code}: converged in {:.1} s", started.elapsed().as_secs_f64()));
     }
-    assert!(proxy.refused() >= 9, "the faults were injected: {}", proxy.refused());
+    assert!(proxy.refused() >= 12, "the faults were injected: {}", proxy.refused());
     assert_eq!(pod_uids(client, ns, "web").await, uids);
-    eprintln!("e2e: bursts of 3 refused writes: {}; 1 hook call per pod per change", figures.join(", "));
+    eprintln!(
+        "e2e: bursts of 3 refused writes (504: held 3 s each): {}; 1 hook call per pod per change",
+        figures.join(", ")
+    );
     s.cleanup().await;
 }
 

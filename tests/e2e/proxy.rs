@@ -25,6 +25,9 @@ struct Faults {
     refused: u32,
     /// Watches still to be ended with a `410 Gone` event.
     gone_watches: u32,
+    /// Writes still to be held and then answered `504 Timeout`, and for how long.
+    slow_writes: u32,
+    slow_for: std::time::Duration,
 }
 
 /// The running proxy.
@@ -83,6 +86,14 @@ impl FaultProxy {
         faults.write_status = status;
     }
 
+    /// Hold the next `count` writes for `hold`, then answer `504 Timeout` without passing
+    /// them on (the API server's own request timeout).
+    pub fn time_out_writes(&self, count: u32, hold: std::time::Duration) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.slow_writes = count;
+        faults.slow_for = hold;
+    }
+
     /// End every open watch now; the next `gone` watches start and at once end with a
     /// `410 Gone` event, as the API server does for a resourceVersion too old to resume.
     pub fn cut_watches(&self, gone: u32) {
@@ -117,6 +128,19 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 
 async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let is_write = !matches!(request.method(), &http::Method::GET | &http::Method::HEAD);
+    let hold = {
+        let mut faults = shared.faults.lock().unwrap();
+        let slow = is_write && faults.slow_writes > 0 && !request.uri().path().contains("/events");
+        if slow {
+            faults.slow_writes -= 1;
+            faults.refused += 1;
+        }
+        slow.then_some(faults.slow_for)
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+        return status(504, "Timeout", "the server was unable to return a response in the time allotted");
+    }
     {
         let mut faults = shared.faults.lock().unwrap();
         if is_write && faults.failing_writes > 0 && !request.uri().path().contains("/events") {
