@@ -186,18 +186,27 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_logs =
+        matches!(&cli.command, Command::Run(args) if args.log_format == telemetry::LogFormat::Json);
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Crd { dir: Some(dir) } => crdgen::write_crd_dir(&dir).map_err(|e| e.to_string()),
-        Command::Crd { dir: None } => crdgen::crds_yaml().map(|y| print!("{y}")).map_err(|e| e.to_string()),
-        Command::Render { files } => render(&files),
-        Command::Version => {
-            println!("relay-operator {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+        Command::Crd { dir: None } => {
+            crdgen::crds_yaml().map_err(|e| e.to_string()).and_then(|y| write_stdout(&y))
         }
+        Command::Render { files } => render(&files),
+        Command::Version => write_stdout(&format!("relay-operator {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A log collector reading `--log-format json` gets the fatal error as JSON too.
+        Err(message) if json_logs => {
+            eprintln!(
+                "{}",
+                serde_json::json!({"level": "ERROR", "target": "relay_operator", "message": message})
+            );
+            ExitCode::FAILURE
+        }
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
@@ -217,6 +226,16 @@ fn render(files: &[PathBuf]) -> Result<(), String> {
     for warning in &rendering.warnings {
         eprintln!("warning: {warning}");
     }
-    print!("{out}");
-    Ok(())
+    write_stdout(&out)
+}
+
+/// Write the command's output. A reader that stopped early (`… | head`) is not an error:
+/// `print!` would panic on the broken pipe.
+fn write_stdout(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+        _ => Ok(()),
+    }
 }

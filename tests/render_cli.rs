@@ -228,3 +228,22 @@ fn rejects_bad_names() {
         "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: Web_1}\nspec: {image: a:1}\n";
     assert_rejected("name", input, &["metadata.name", "DNS-1123"]);
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // `relay-operator crd | head -c 100`: the CRDs are larger than a pipe's buffer.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        .arg("crd")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "exit {:?}, stderr {stderr}", out.status);
+    assert!(String::from_utf8_lossy(&first).contains("CustomResourceDefinition"));
+}

@@ -76,3 +76,19 @@ async fn one_watch_per_kind_and_every_controller_runs() {
     assert_eq!(unique.len(), 8, "{watches:#?}");
     assert_eq!(watches.len(), unique.len(), "a kind is watched twice: {watches:#?}");
 }
+
+#[test]
+fn a_fatal_start_up_error_is_json_under_log_format_json() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        .args(["run", "--log-format", "json", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(line["level"], "ERROR");
+    assert!(line["message"].as_str().unwrap().contains("Kubernetes client"), "{line}");
+}
