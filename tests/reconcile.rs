@@ -27,6 +27,31 @@ fn web() -> RelayServiceFixture {
 }
 
 #[tokio::test]
+async fn events_about_different_pods_are_separate_events_naming_each_pod() {
+    let h = Harness::new();
+    reconcile(Arc::new(web().build()), h.ctx.clone()).await.unwrap();
+    let calls = h.take_calls();
+    let created: Vec<(String, String)> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.contains("/events") && c.body["reason"] == "CreatedPod")
+        .map(|c| {
+            (
+                c.body["related"]["name"].as_str().unwrap_or("").to_owned(),
+                c.body["note"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [
+            ("web-0".to_owned(), "created pod web-0".to_owned()),
+            ("web-1".to_owned(), "created pod web-1".to_owned())
+        ],
+        "one Event per pod, each naming its pod, none folded into another"
+    );
+}
+
+#[tokio::test]
 async fn first_reconcile_creates_everything_then_converges_to_zero_requests() {
     let mut h = Harness::new();
     let rs = web().build();

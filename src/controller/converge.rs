@@ -13,7 +13,7 @@ use super::Error;
 use super::context::Context;
 use super::pods::{is_finished, is_ready, is_terminating, ordinal_of};
 use super::rollout::{DeleteReason, ObservedPod, PlanInput, PodAction, plan};
-use super::writes::{apply_if_changed, create_pod, delete, publish};
+use super::writes::{apply_if_changed, create_pod, delete, publish, publish_about_pod};
 use crate::api::{RelayServiceSpec, Retention, StorageScope};
 use crate::render::{LABEL_POD_TEMPLATE_HASH, Owner, RenderedService};
 
@@ -102,13 +102,16 @@ async fn execute_plan(
                     continue;
                 }
                 info!(pod = %owner.pod_name(ordinal), "created pod");
-                publish(
+                let name = owner.pod_name(ordinal);
+                let note = format!("created pod {name}");
+                publish_about_pod(
                     ctx,
                     &target.reference,
+                    &name,
                     EventType::Normal,
                     "CreatedPod",
                     "Create",
-                    format!("created pod {}", owner.pod_name(ordinal)),
+                    note,
                 )
                 .await;
             }
@@ -129,7 +132,16 @@ async fn execute_plan(
                     }
                 };
                 info!(pod = %name, reason = event_reason, "deleted pod");
-                publish(ctx, &target.reference, EventType::Normal, event_reason, "Delete", note).await;
+                publish_about_pod(
+                    ctx,
+                    &target.reference,
+                    &name,
+                    EventType::Normal,
+                    event_reason,
+                    "Delete",
+                    note,
+                )
+                .await;
             }
         }
     }

@@ -144,6 +144,33 @@ pub async fn publish(
 ) {
     let event =
         Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    send(ctx, reference, event).await;
+}
+
+/// Publish an Event about `reference` that concerns one of its pods: the pod is the Event's
+/// related object, so Events about different pods are never folded into one.
+pub async fn publish_about_pod(
+    ctx: &Context,
+    reference: &ObjectReference,
+    pod: &str,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let pod = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(pod.to_owned()),
+        namespace: reference.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: Some(pod) };
+    send(ctx, reference, event).await;
+}
+
+async fn send(ctx: &Context, reference: &ObjectReference, event: Event) {
     if let Err(e) = ctx.recorder.publish(&event, reference).await {
         warn!(error = %e, "cannot publish event");
     }

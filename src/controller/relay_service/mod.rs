@@ -21,7 +21,7 @@ use super::converge::{Target, converge};
 use super::pods::health_url;
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
-use super::writes::{apply_status, publish};
+use super::writes::{apply_status, publish, publish_about_pod};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 use status::{StatusInput, compute};
@@ -134,7 +134,7 @@ async fn fetch_health_details(
             &format!("pod {name} turned unready: {detail}"),
             health_detail::MAX_SHOWN_BYTES,
         );
-        publish(ctx, reference, EventType::Warning, "PodUnready", "HealthCheck", note).await;
+        publish_about_pod(ctx, reference, &name, EventType::Warning, "PodUnready", "HealthCheck", note).await;
         details.insert(name, detail);
     }
     details

@@ -49,7 +49,7 @@ use super::context::Context;
 use super::converge::Target;
 use super::pods::health_url;
 use super::resolve::secret_data;
-use super::writes::{delete, patch_metadata, publish};
+use super::writes::{delete, patch_metadata, publish, publish_about_pod};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
 use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
@@ -317,14 +317,32 @@ pub async fn propagate(
                 let note = format!(
                     "reload of pod {name} failed ({message}); deleted it so it restarts with the new configuration (onFailure: Restart)"
                 );
-                publish(ctx, &target.reference, EventType::Warning, "ReloadFailed", "Restart", note).await;
+                publish_about_pod(
+                    ctx,
+                    &target.reference,
+                    &name,
+                    EventType::Warning,
+                    "ReloadFailed",
+                    "Restart",
+                    note,
+                )
+                .await;
             }
             ReloadFailurePolicy::Ignore => {
                 warn!(pod = %name, %message, "reload failed; leaving the pod (onFailure: Ignore)");
                 let note = format!(
                     "reload of pod {name} failed ({message}); it keeps its previous configuration (onFailure: Ignore)"
                 );
-                publish(ctx, &target.reference, EventType::Warning, "ReloadFailed", "Reload", note).await;
+                publish_about_pod(
+                    ctx,
+                    &target.reference,
+                    &name,
+                    EventType::Warning,
+                    "ReloadFailed",
+                    "Reload",
+                    note,
+                )
+                .await;
             }
         }
     }
