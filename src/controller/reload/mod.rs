@@ -181,12 +181,7 @@ pub async fn propagate(
                 attempts: 0,
                 elapsed: Duration::ZERO,
             };
-            let written = record(ctx, &fresh, &report, &writes).await;
-            if written == Recorded::Written
-                && let Some(uid) = uids.get(report.pod.as_str())
-            {
-                ctx.reload_state.expect_recorded(uid, desired);
-            }
+            let written = record(ctx, &fresh, &report, &writes, uids.get(report.pod.as_str()).copied()).await;
             finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((report, written));
         } else {
             to_call.push((name, ip));
@@ -235,15 +230,10 @@ pub async fn propagate(
         let report = transport.call_with_retry(call, &policy, Some(&limit)).await;
         ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
         let written = if report.succeeded() {
-            record(ctx, &fresh, &report, &writes).await
+            record(ctx, &fresh, &report, &writes, uids.get(report.pod.as_str()).copied()).await
         } else {
             Recorded::Superseded
         };
-        if written == Recorded::Written
-            && let Some(uid) = uids.get(report.pod.as_str())
-        {
-            ctx.reload_state.expect_recorded(uid, desired);
-        }
         if written == Recorded::Written {
             let seconds = ctx.now().duration_since(written_at).as_secs_f64();
             ctx.metrics.observe_reload_propagation(seconds.max(0.0));
@@ -295,10 +285,9 @@ pub async fn propagate(
             && reported_hash(&ctx.health_client, url).await.as_deref() == Some(desired)
         {
             let late = HookReport { outcome: HookOutcome::AppliedUnverified, ..report };
-            if record(ctx, &fresh, &late, &writes).await == Recorded::Written {
-                if let Some(uid) = uids.get(name.as_str()) {
-                    ctx.reload_state.expect_recorded(uid, desired);
-                }
+            if record(ctx, &fresh, &late, &writes, uids.get(name.as_str()).copied()).await
+                == Recorded::Written
+            {
                 applied += 1;
                 round.applied.insert(name.clone(), desired.to_owned());
                 let note =
@@ -308,43 +297,22 @@ pub async fn propagate(
             continue;
         }
         round.results.insert(name.clone(), result(ReloadOutcome::Failed, desired, message.clone()));
-        match reload.on_failure {
+        let (action, consequence) = match reload.on_failure {
             ReloadFailurePolicy::Restart => {
                 delete::<Pod>(ctx, &owner.namespace, &name).await?;
                 round.restarted.insert(name.clone());
                 ctx.metrics.reload_restart();
                 warn!(pod = %name, %message, "reload failed; deleting the pod (onFailure: Restart)");
-                let note = format!(
-                    "reload of pod {name} failed ({message}); deleted it so it restarts with the new configuration (onFailure: Restart)"
-                );
-                publish_about_pod(
-                    ctx,
-                    &target.reference,
-                    &name,
-                    EventType::Warning,
-                    "ReloadFailed",
-                    "Restart",
-                    note,
-                )
-                .await;
+                ("Restart", "deleted it so it restarts with the new configuration (onFailure: Restart)")
             }
             ReloadFailurePolicy::Ignore => {
                 warn!(pod = %name, %message, "reload failed; leaving the pod (onFailure: Ignore)");
-                let note = format!(
-                    "reload of pod {name} failed ({message}); it keeps its previous configuration (onFailure: Ignore)"
-                );
-                publish_about_pod(
-                    ctx,
-                    &target.reference,
-                    &name,
-                    EventType::Warning,
-                    "ReloadFailed",
-                    "Reload",
-                    note,
-                )
-                .await;
+                ("Reload", "it keeps its previous configuration (onFailure: Ignore)")
             }
-        }
+        };
+        let note = format!("reload of pod {name} failed ({message}); {consequence}");
+        publish_about_pod(ctx, &target.reference, &name, EventType::Warning, "ReloadFailed", action, note)
+            .await;
     }
     if applied > 0 {
         info!(pods = applied, hash = %short(desired), "configuration reloaded");
@@ -484,8 +452,15 @@ async fn reported_hash(client: &reqwest::Client, url: url::Url) -> Option<String
     body.get("configHash")?.as_str().map(str::to_owned)
 }
 
-/// After a successful call: write the sent hash if it is still the desired one.
-async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, writes: &Semaphore) -> Recorded {
+/// After a successful call: write the sent hash if it is still the desired one, and remember
+/// it for the pod `uid` until the watch shows it.
+async fn record(
+    ctx: &Context,
+    fresh: &Freshness<'_>,
+    report: &HookReport,
+    writes: &Semaphore,
+    uid: Option<&str>,
+) -> Recorded {
     if fresh.superseded() {
         return Recorded::Superseded;
     }
@@ -494,7 +469,12 @@ async fn record(ctx: &Context, fresh: &Freshness<'_>, report: &HookReport, write
         ANNOTATION_RELOAD_RESULT: report.outcome.status_result().as_str(),
     }});
     match annotate_pod(ctx, &fresh.owner.namespace, &report.pod, metadata, writes).await {
-        Ok(()) => Recorded::Written,
+        Ok(()) => {
+            if let Some(uid) = uid {
+                ctx.reload_state.expect_recorded(uid, fresh.sent);
+            }
+            Recorded::Written
+        }
         Err(e) => {
             warn!(pod = %report.pod, error = %e, "cannot record the applied configuration hash");
             Recorded::Failed(format!("cannot record the applied hash: {e}"))
