@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use relay_operator::api::RelayService;
+use relay_operator::api::{ConditionType, RelayService, find_condition};
 use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
 use support::*;
@@ -349,7 +349,7 @@ async fn a_health_policy_change_reaches_every_referencing_service() {
 }
 
 #[tokio::test]
-async fn a_pod_turning_unready_gets_its_health_answer_in_status_and_an_event() {
+async fn a_pod_failing_its_health_check_gets_the_answer_in_status_and_an_event_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -377,22 +377,38 @@ async fn a_pod_turning_unready_gets_its_health_answer_in_status_and_an_event() {
     let rs = with_patched_status(rs, &calls);
     assert_eq!(rs.status.as_ref().unwrap().ready_replicas, 2);
 
-    h.set_pod("web-0", false, Some("127.0.0.1"));
+    // Running for an hour, then its check fails.
+    h.set_pod_running("web-0", false, "127.0.0.1", "2020-01-01T00:00:00Z");
     let calls = step(&mut h, &rs, true).await;
     let event = calls
         .iter()
-        .find(|c| c.path.contains("/events") && c.body["reason"] == "PodUnready")
+        .find(|c| c.path.contains("/events") && c.body["reason"] == "HealthCheckFailing")
         .expect("an Event");
+    assert_eq!(event.body["related"]["name"], "web-0", "the Event names the pod");
     assert!(event.body["note"].as_str().unwrap().contains("ws_connected\": false"), "{}", event.body["note"]);
     let rs = with_patched_status(rs, &calls);
-    let entry = rs.status.as_ref().unwrap().pods.iter().find(|p| p.name == "web-0").unwrap().clone();
+    let status = rs.status.as_ref().unwrap();
+    let entry = status.pods.iter().find(|p| p.name == "web-0").unwrap().clone();
     assert!(!entry.ready);
-    assert!(entry.health_detail.unwrap().starts_with("HTTP 503: {\"status\": \"degraded\""));
+    let failure = entry.failure.unwrap();
+    assert_eq!(failure.reason, "HealthCheckFailing");
+    assert!(
+        failure
+            .message
+            .starts_with("readiness check GET /health answered HTTP 503: {\"status\": \"degraded\""),
+        "{}",
+        failure.message
+    );
+    let ready = find_condition(&status.conditions, ConditionType::Ready).unwrap();
+    assert_eq!(ready.reason, "HealthCheckFailing", "kubectl get shows why");
+    assert!(
+        ready.message.contains("web-0: HealthCheckFailing: readiness check GET /health answered HTTP 503")
+    );
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 
-    // Fetched once: the next reconcile keeps the detail without asking again.
+    // Fetched once: the next reconcile keeps the answer without asking again.
     let calls = step(&mut h, &rs, true).await;
-    assert!(!calls.iter().any(|c| c.body["reason"] == "PodUnready"));
+    assert!(!calls.iter().any(|c| c.body["reason"] == "HealthCheckFailing"));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -527,4 +543,106 @@ async fn mutable_images_warn_and_can_be_refused() {
     assert!(!writes(&calls).iter().any(|c| c.contains("/pods/")), "refused with --require-pinned-images");
     let ready = condition(&calls, "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ImageNotPinned")));
+}
+
+/// A kubelet's pod status: the container waits with `reason`/`message` (after a crash
+/// with exit code `exit`, if any).
+fn waiting_status(reason: &str, message: &str, exit: Option<i32>) -> k8s_openapi::api::core::v1::PodStatus {
+    let last = exit.map_or(json!({}), |code| json!({"terminated": {"exitCode": code}}));
+    serde_json::from_value(json!({
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{
+            "name": "app", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": message}},
+            "lastState": last,
+        }],
+    }))
+    .unwrap()
+}
+
+fn failure_events(calls: &[Call], reason: &str) -> Vec<(String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.path.contains("/events") && c.body["reason"] == reason)
+        .map(|c| {
+            assert_eq!(c.body["type"], "Warning");
+            let pod = c.body["related"]["name"].as_str().unwrap_or_default().to_owned();
+            (pod, c.body["note"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crash_loop_shows_the_reason_and_the_log_tail_read_once_per_pod() {
+    let mut h = Harness::new();
+    let rs = web().build();
+    let calls = step(&mut h, &rs, false).await;
+    let rs = with_patched_status(rs, &calls);
+    h.set_pod_status(&waiting_status(
+        "CrashLoopBackOff",
+        "back-off 40s restarting failed container=app",
+        Some(2),
+    ));
+
+    let calls = step(&mut h, &rs, false).await;
+    let logs: Vec<&str> =
+        calls.iter().filter(|c| c.path.contains("/log?")).map(|c| c.path.as_str()).collect();
+    assert_eq!(logs.len(), 2, "one log read per pod: {logs:#?}");
+    assert!(logs.iter().all(|p| p.contains("previous=true") && p.contains("container=app")), "{logs:#?}");
+    assert_eq!(
+        failure_events(&calls, "CrashLoopBackOff"),
+        [
+            ("web-0".to_owned(), "pod web-0: back-off 40s restarting failed container=app".to_owned()),
+            ("web-1".to_owned(), "pod web-1: back-off 40s restarting failed container=app".to_owned()),
+        ],
+        "one Warning Event per pod, naming it"
+    );
+    let rs = with_patched_status(rs, &calls);
+    let status = rs.status.as_ref().unwrap();
+    let failure = status.pods[0].failure.clone().unwrap();
+    assert_eq!((failure.reason.as_str(), failure.exit_code), ("CrashLoopBackOff", Some(2)));
+    assert_eq!(failure.log_tail.as_deref(), Some(LOG));
+    let ready = find_condition(&status.conditions, ConditionType::Ready).unwrap();
+    assert_eq!(ready.reason, "CrashLoopBackOff");
+    let degraded = find_condition(&status.conditions, ConditionType::Degraded).unwrap();
+    assert_eq!(
+        degraded.message,
+        "web-0: CrashLoopBackOff: back-off 40s restarting failed container=app; \
+         web-1: CrashLoopBackOff: back-off 40s restarting failed container=app"
+    );
+
+    // The same failure: nothing read or announced again.
+    let calls = step(&mut h, &rs, false).await;
+    assert!(
+        !calls.iter().any(|c| c.path.contains("/log?") || c.path.contains("/events")),
+        "{:#?}",
+        summary(&calls)
+    );
+    let rs = with_patched_status(rs, &calls);
+    assert_eq!(rs.status.unwrap().pods[1].failure.clone().unwrap().log_tail.as_deref(), Some(LOG));
+}
+
+#[tokio::test]
+async fn a_pull_error_shows_the_kubelets_message_in_get_and_describe() {
+    let mut h = Harness::new();
+    let rs = web().replicas(1).build();
+    let calls = step(&mut h, &rs, false).await;
+    let rs = with_patched_status(rs, &calls);
+    let message = "Back-off pulling image \"ghcr.io/example/web:1.0.0\": not found";
+    h.set_pod_status(&waiting_status("ImagePullBackOff", message, None));
+
+    let calls = step(&mut h, &rs, false).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/log?")), "no log for a pull error");
+    assert_eq!(
+        failure_events(&calls, "ImagePullBackOff"),
+        [("web-0".to_owned(), format!("pod web-0: {message}"))]
+    );
+    let rs = with_patched_status(rs, &calls);
+    let status = rs.status.as_ref().unwrap();
+    let ready = find_condition(&status.conditions, ConditionType::Ready).unwrap();
+    assert_eq!(ready.reason, "ImagePullBackOff", "the Status column of kubectl get");
+    assert_eq!(ready.message, format!("0/1 pods ready, 1 up to date; web-0: ImagePullBackOff: {message}"));
+    assert_eq!(status.pods[0].failure.as_ref().unwrap().message, message);
 }

@@ -3,7 +3,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Regular expression every duration field must match: `10s`, `5m`, `1h30m`, `250ms`.
 /// The condition types the operator sets in `status.conditions[].type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionType {
@@ -228,4 +227,31 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
+}
+
+/// Why a pod fails or a TestDeployment failed: the kubelet's reason and message, the log
+/// tail of a crash, or the answer of a failing health check.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureDetail {
+    /// Machine-readable reason, e.g. `ImagePullBackOff`, `CrashLoopBackOff`, `HealthCheckFailing`,
+    /// `ProgressDeadlineExceeded`.
+    pub reason: String,
+    /// Human-readable message, e.g. the kubelet's back-off message or the health endpoint's
+    /// answer.
+    #[serde(default)]
+    pub message: String,
+    /// Pod the failure comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Container the failure comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Exit code of the failed container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Last lines of the failed container's log — the previous instance's for a crash loop
+    /// (at most 20 lines / 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
 }

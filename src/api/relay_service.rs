@@ -10,7 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DNS_LABEL_PATTERN, Duration, LocalRef};
+use super::common::{DNS_LABEL_PATTERN, Duration, FailureDetail, LocalRef};
 use super::health_policy::HealthPolicySpec;
 
 /// Desired state of a RelayService.
@@ -480,9 +480,11 @@ pub struct PodEntry {
     /// Result of the last reload hook call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadResult>,
-    /// Truncated body of the health endpoint, fetched when the pod turned unready.
+    /// Why the pod is not Ready, when something is wrong rather than just starting: the
+    /// kubelet's reason and message, the log tail of a crash loop, or the health endpoint's
+    /// answer when the readiness check fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_detail: Option<String>,
+    pub failure: Option<FailureDetail>,
 }
 
 /// How a pod's reload ended.

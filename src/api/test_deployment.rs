@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DNS_LABEL_PATTERN, Duration, LocalRef};
+use super::common::{DNS_LABEL_PATTERN, Duration, FailureDetail, LocalRef};
 use super::relay_service::{PodEntry, RelayServiceSpec};
 
 /// Desired state of a TestDeployment.
@@ -160,28 +160,4 @@ pub struct TestDeploymentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-}
-
-/// Why a TestDeployment failed, taken from the pod.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FailureDetail {
-    /// Machine-readable reason, e.g. `ImagePullBackOff`, `CrashLoopBackOff`, `ProgressDeadlineExceeded`.
-    pub reason: String,
-    /// Human-readable message, e.g. the kubelet's back-off message.
-    #[serde(default)]
-    pub message: String,
-    /// Pod the failure comes from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    /// Container the failure comes from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// Exit code of the failed container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Last lines of the failed container's log — the previous instance's for a crash loop
-    /// (at most 20 lines / 4 KiB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_tail: Option<String>,
 }

@@ -8,6 +8,7 @@
 //! [`runner`] wires watches, caches and the kube-runtime Controllers. See ARCHITECTURE.md.
 
 pub mod conditions;
+pub mod container_log;
 pub mod context;
 pub mod converge;
 pub mod health_policy;

@@ -33,15 +33,6 @@ pub fn is_finished(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
 }
 
-/// A waiting reason of a container that means the pod is failing (not just starting).
-pub fn failing_reason(pod: &Pod) -> Option<String> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    statuses.iter().find_map(|s| {
-        let reason = s.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
-        FAILING_WAITING_REASONS.contains(&reason.as_str()).then_some(reason)
-    })
-}
-
 /// Ordinal of a pod named `BASE-ORDINAL`.
 pub fn ordinal_of(base: &str, pod_name: &str) -> Option<i32> {
     let rest = pod_name.strip_prefix(base)?.strip_prefix('-')?;
@@ -138,7 +129,7 @@ pub fn health_url(pod: &Pod) -> Option<url::Url> {
 }
 
 /// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
-/// image digest (no reload result or health detail).
+/// image digest (no reload result or failure).
 pub fn pod_entry(pod: &Pod) -> PodEntry {
     let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
     PodEntry {
@@ -148,7 +139,7 @@ pub fn pod_entry(pod: &Pod) -> PodEntry {
         restarts: statuses.iter().map(|s| s.restart_count).sum(),
         image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
         last_reload: None,
-        health_detail: None,
+        failure: None,
     }
 }
 

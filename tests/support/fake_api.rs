@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
+    ConfigMap, ContainerStatus, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
 };
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
@@ -225,6 +225,24 @@ impl FakeApi {
     /// Set the Ready condition of one pod (and its IP), in the cluster and in the cache.
     pub fn set_pod(&mut self, name: &str, ready: bool, pod_ip: Option<&str>) {
         let status = PodStatus { pod_ip: pod_ip.map(String::from), ..running(ready) };
+        let key = format!("/api/v1/namespaces/demo/pods/{name}");
+        let mut state = self.state();
+        assert!(state.objects.contains_key(&key), "no pod {name}");
+        state.set_status(&key, &status);
+    }
+
+    /// Make one pod's container run since `started` (RFC 3339) at `pod_ip`, Ready or not.
+    pub fn set_pod_running(&mut self, name: &str, ready: bool, pod_ip: &str, started: &str) {
+        let container: ContainerStatus = serde_json::from_value(json!({
+            "name": "app", "ready": ready, "restartCount": 0, "image": "x", "imageID": "",
+            "state": {"running": {"startedAt": started}},
+        }))
+        .unwrap();
+        let status = PodStatus {
+            pod_ip: Some(pod_ip.into()),
+            container_statuses: Some(vec![container]),
+            ..running(ready)
+        };
         let key = format!("/api/v1/namespaces/demo/pods/{name}");
         let mut state = self.state();
         assert!(state.objects.contains_key(&key), "no pod {name}");

@@ -1,12 +1,8 @@
-//! When a pod turns unready and its health check is HTTP, fetch the health endpoint once and
-//! keep the (truncated) answer, so `kubectl describe` shows *why* (e.g. `ws_connected: false`).
+//! One bounded fetch of a pod's health endpoint, so `kubectl describe` shows *why* its
+//! readiness check fails (e.g. `ws_connected: false`); [`diagnosis`](super::diagnosis)
+//! decides when.
 
 use std::time::Duration;
-
-use k8s_openapi::api::core::v1::Pod;
-
-use crate::api::RelayServiceStatus;
-use crate::controller::pods::{is_ready, is_terminating};
 
 /// Most bytes of the health answer read from the pod.
 pub const MAX_READ_BYTES: usize = 64 * 1024;
@@ -14,13 +10,6 @@ pub const MAX_READ_BYTES: usize = 64 * 1024;
 pub const MAX_SHOWN_BYTES: usize = 1000;
 /// Timeout of the single fetch.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Whether `pod` was Ready in the previous status and is not Ready now.
-pub fn turned_unready(pod: &Pod, previous: Option<&RelayServiceStatus>) -> bool {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let was_ready = previous.is_some_and(|s| s.pods.iter().any(|p| p.name == name && p.ready));
-    was_ready && !is_ready(pod) && !is_terminating(pod)
-}
 
 /// Fetch `url` once (no redirects, bounded time and size) and describe the answer, truncated.
 pub async fn fetch(client: &reqwest::Client, url: url::Url) -> String {

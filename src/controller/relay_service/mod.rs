@@ -12,21 +12,25 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+pub mod diagnosis;
 pub mod health_detail;
 pub mod status;
 
 use super::Error;
+use super::container_log::read_log;
 use super::context::Context;
 use super::converge::{Target, converge};
-use super::pods::health_url;
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
 use super::writes::{apply_status, publish, publish_about_pod};
+use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 use status::{StatusInput, compute};
 
-use crate::api::{ConditionType, HealthPolicy, RelayService, RelayServiceStatus, find_condition};
+use crate::api::{
+    ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceStatus, find_condition,
+};
 use crate::deps::is_ready;
 use crate::render::{Owner, OwnerKind, image_is_pinned, selector_string};
 
@@ -83,7 +87,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
             format!("image {image:?} has a mutable tag; pin a version or digest so rollbacks are possible");
         publish(&ctx, &reference, EventType::Warning, "MutableImageTag", "Validate", note).await;
     }
-    let health_details = fetch_health_details(&ctx, &reference, &pods, service.status.as_ref()).await;
+    let failures = diagnose_pods(&ctx, &reference, &pods, service.status.as_ref()).await;
     let problem = rendered.as_ref().err().map(|p| (p.reason, p.message.clone()));
     let rendered = rendered.ok();
 
@@ -97,7 +101,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         dependencies: &dependencies,
         problem: problem.clone(),
         mutable_image,
-        health_details: &health_details,
+        failures: &failures,
         previous: service.status.as_ref(),
         reloads: &reloads.results,
         now: ctx.now(),
@@ -113,31 +117,48 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         }
         None => Duration::from_secs(30),
     };
-    // The reload phase may need to come back sooner (settle delay, a newer configuration).
-    Ok(Action::requeue(reloads.requeue.map_or(wait, |r| r.min(wait))))
+    // The reload phase may need to come back sooner (settle delay, a newer configuration),
+    // and so may a pod whose readiness check should have passed by then (no watch event
+    // announces that it did not).
+    let sooner = [reloads.requeue, next_deadline(&pods, ctx.now())].into_iter().flatten().min();
+    Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
 }
 
-/// Fetch the health endpoint of every pod that turned unready since the last status, once,
-/// and publish what it said as a Warning Event.
-async fn fetch_health_details(
+/// Diagnose every pod that is not Ready for a reason worth showing, read what that needs
+/// (a crash log, one health fetch) and publish a Warning Event about the pod for each new
+/// problem.
+async fn diagnose_pods(
     ctx: &Context,
     reference: &ObjectReference,
     pods: &[Pod],
     previous: Option<&RelayServiceStatus>,
-) -> BTreeMap<String, String> {
-    let mut details = BTreeMap::new();
-    for pod in pods.iter().filter(|p| health_detail::turned_unready(p, previous)) {
-        let Some(url) = health_url(pod) else { continue };
+) -> BTreeMap<String, FailureDetail> {
+    let namespace = reference.namespace.as_deref().unwrap_or_default();
+    let previous_pods = previous.map(|s| s.pods.as_slice()).unwrap_or_default();
+    let mut failures = BTreeMap::new();
+    for pod in pods {
         let name = pod.name_any();
-        let detail = health_detail::fetch(&ctx.health_client, url).await;
-        let note = health_detail::truncate(
-            &format!("pod {name} turned unready: {detail}"),
-            health_detail::MAX_SHOWN_BYTES,
-        );
-        publish_about_pod(ctx, reference, &name, EventType::Warning, "PodUnready", "HealthCheck", note).await;
-        details.insert(name, detail);
+        let entry = previous_pods.iter().find(|p| p.name == name);
+        let Some(Diagnosis { mut failure, lookup, new }) = diagnose(pod, entry, ctx.now()) else { continue };
+        match lookup {
+            Some(Lookup::Log(request)) => failure.log_tail = Some(read_log(ctx, namespace, &request).await),
+            Some(Lookup::Health(url)) => {
+                let answer = health_detail::fetch(&ctx.health_client, url.clone()).await;
+                failure.message = format!("readiness check GET {} answered {answer}", url.path());
+            }
+            None => {}
+        }
+        if new {
+            let note = health_detail::truncate(
+                &format!("pod {name}: {}", failure.message),
+                health_detail::MAX_SHOWN_BYTES,
+            );
+            publish_about_pod(ctx, reference, &name, EventType::Warning, &failure.reason, "Diagnose", note)
+                .await;
+        }
+        failures.insert(name, failure);
     }
-    details
+    failures
 }
 
 /// The services in `service`'s namespace that depend on it, when it is Ready: the event of

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConditionType, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult};
+use crate::api::{ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult};
 use crate::controller::conditions::{NewCondition, merge};
-use crate::controller::pods::{failing_reason, is_ready, is_terminating, pod_entry};
+use crate::controller::pods::{is_ready, is_terminating, pod_entry};
+use crate::controller::relay_service::health_detail::truncate;
 use crate::deps::Dependencies;
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 
@@ -31,6 +32,10 @@ impl Dependencies {
     }
 }
 
+/// Most bytes said about one failing pod in a condition message (the whole answer is in
+/// `pods[].failure`).
+const MAX_SAID_BYTES: usize = 300;
+
 /// Everything status is computed from.
 #[derive(Clone, Debug)]
 pub struct StatusInput<'a> {
@@ -52,8 +57,8 @@ pub struct StatusInput<'a> {
     pub problem: Option<(&'a str, String)>,
     /// The image tag is mutable.
     pub mutable_image: Option<&'a str>,
-    /// Health answers fetched in this reconcile from pods that turned unready, by pod name.
-    pub health_details: &'a std::collections::BTreeMap<String, String>,
+    /// Why pods are not Ready, by pod name (see `diagnosis`).
+    pub failures: &'a BTreeMap<String, FailureDetail>,
     /// Status as it is now (for stable transition times and reload results).
     pub previous: Option<&'a RelayServiceStatus>,
     /// Reload results of this reconcile by pod (they replace the previous ones).
@@ -95,12 +100,7 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
                             && annotation(pod).as_deref() == Some(r.config_hash.as_str()))
                     })
                 }),
-                health_detail: input
-                    .health_details
-                    .get(&name)
-                    .cloned()
-                    .or_else(|| previous.and_then(|p| p.health_detail.clone()))
-                    .filter(|_| !is_ready(pod)),
+                failure: input.failures.get(&name).cloned(),
                 ..entry
             }
         })
@@ -115,10 +115,14 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     let desired = input.desired;
     let existing = live.len() as i32;
     let converged = input.problem.is_none() && ready == desired && updated == desired && existing == desired;
-    let failing: Vec<String> = live
+    // Why pods fail, in pod order: "web-0: ImagePullBackOff: Back-off pulling image …".
+    let failing: Vec<(&str, String)> = pods
         .iter()
         .filter_map(|p| {
-            failing_reason(p).map(|r| format!("{}: {r}", p.metadata.name.clone().unwrap_or_default()))
+            let failure = p.failure.as_ref()?;
+            let first_line = failure.message.lines().next().unwrap_or_default();
+            let said = truncate(&format!("{}: {}: {first_line}", p.name, failure.reason), MAX_SAID_BYTES);
+            Some((failure.reason.as_str(), said))
         })
         .collect();
 
@@ -133,12 +137,21 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
             "AllReplicasReady",
             format!("{ready}/{desired} pods ready"),
         ),
-        (None, false) => NewCondition::new(
-            ConditionType::Ready,
-            false,
-            "ReplicasNotReady",
-            format!("{ready}/{desired} pods ready, {updated} up to date"),
-        ),
+        // The first failing pod's reason, so `kubectl get` says why.
+        (None, false) => match failing.first() {
+            Some((reason, said)) => NewCondition::new(
+                ConditionType::Ready,
+                false,
+                *reason,
+                format!("{ready}/{desired} pods ready, {updated} up to date; {said}"),
+            ),
+            None => NewCondition::new(
+                ConditionType::Ready,
+                false,
+                "ReplicasNotReady",
+                format!("{ready}/{desired} pods ready, {updated} up to date"),
+            ),
+        },
     };
     let progressing = if converged || input.suspended && existing == 0 {
         NewCondition::new(ConditionType::Progressing, false, "UpToDate", "all pods run the current template")
@@ -175,7 +188,10 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         (Some((reason, message)), _) => {
             NewCondition::new(ConditionType::Degraded, true, *reason, message.clone())
         }
-        (None, false) => NewCondition::new(ConditionType::Degraded, true, "PodsFailing", failing.join("; ")),
+        (None, false) => {
+            let said: Vec<&str> = failing.iter().map(|(_, said)| said.as_str()).collect();
+            NewCondition::new(ConditionType::Degraded, true, "PodsFailing", said.join("; "))
+        }
         (None, true) => NewCondition::new(ConditionType::Degraded, false, "AsExpected", "no failing pods"),
     };
     let hook_failed: Vec<String> = pods

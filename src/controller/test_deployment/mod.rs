@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, LogParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -32,9 +31,9 @@ pub mod phase;
 
 use super::Error;
 use super::conditions::Problem;
+use super::container_log::read_log;
 use super::context::Context;
 use super::converge::{Target, converge};
-use super::pods::LogRequest;
 use super::pods::{is_terminating, pod_entry};
 use super::resolve::{owned_pods, resolve_and_render};
 use super::writes::{apply_status, delete, patch_metadata, publish};
@@ -52,11 +51,6 @@ pub const ANNOTATION_SOURCE_SPEC: &str = "relayops.io/source-spec";
 /// How often a deployment with a problem (missing source, missing HealthPolicy) looks
 /// again: the TestDeployment controller does not watch RelayServices or HealthPolicies.
 pub const PROBLEM_REQUEUE: Duration = Duration::from_secs(30);
-
-/// At most this much of a crashed container's log is kept in `failure.logTail`.
-pub const LOG_TAIL_BYTES: i64 = 4096;
-/// At most this many lines of a crashed container's log are kept.
-pub const LOG_TAIL_LINES: i64 = 20;
 
 /// Reconcile one TestDeployment.
 pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -199,30 +193,6 @@ fn ready_reason_is(previous: Option<&TestDeploymentStatus>, reason: &str) -> boo
     previous.is_some_and(|s| {
         find_condition(&s.conditions, ConditionType::Ready).is_some_and(|c| c.reason == reason)
     })
-}
-
-/// Read the tail of a container's log; a failure to read is recorded instead, so the log
-/// is requested once per failure, not on every reconcile.
-async fn read_log(ctx: &Context, namespace: &str, request: &LogRequest) -> String {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = LogParams {
-        container: Some(request.container.clone()),
-        previous: request.previous,
-        tail_lines: Some(LOG_TAIL_LINES),
-        limit_bytes: Some(LOG_TAIL_BYTES),
-        ..LogParams::default()
-    };
-    match api.logs(&request.pod, &params).await {
-        Ok(mut text) => {
-            let mut end = text.len().min(LOG_TAIL_BYTES as usize);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            text
-        }
-        Err(e) => format!("(log of {}/{} unavailable: {e})", request.pod, request.container),
-    }
 }
 
 /// An Event for a phase change.
