@@ -14,6 +14,7 @@ mod kubelet;
 mod leader;
 mod proxy;
 mod standin;
+mod status_why;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
