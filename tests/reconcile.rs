@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use relay_operator::api::{ConditionType, RelayService, find_condition};
+use relay_operator::api::{ConditionType, RelayService, TestDeployment, find_condition};
 use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
 use support::*;
@@ -462,6 +462,19 @@ async fn health_policy_status_counts_its_users() {
         }
         h.put(&service.build());
     }
+    // A TestDeployment's template, and one whose copied source uses the policy.
+    let template = RelayServiceFixture::new("t").image("a:1").health_policy("shared").build().spec;
+    let snapshot = serde_json::to_string(&template).unwrap();
+    h.put(&json_object::<TestDeployment>(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+        "metadata": {"name": "pr-1", "namespace": "demo"},
+        "spec": {"template": template, "ttl": "1h"},
+    })));
+    h.put(&json_object::<TestDeployment>(json!({
+        "apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+        "metadata": {"name": "pr-2", "namespace": "demo", "annotations": {"relayops.io/source-spec": snapshot}},
+        "spec": {"fromRelayService": "api", "ttl": "1h"},
+    })));
     let policy =
         HealthPolicyFixture::new("shared").generation(3).tcp(5432).interval("10s").timeout("5s").build();
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
@@ -471,7 +484,7 @@ async fn health_policy_status_counts_its_users() {
         ["PATCH /apis/relayops.io/v1alpha1/namespaces/demo/healthpolicies/shared/status"]
     );
     let status = &calls[0].body["status"];
-    assert_eq!(status["usedBy"], 2);
+    assert_eq!(status["usedBy"], 4, "two RelayServices and two TestDeployments");
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["conditions"][0]["type"], "Accepted");
     assert_eq!(status["conditions"][0]["status"], "True");
@@ -645,4 +658,8 @@ async fn a_pull_error_shows_the_kubelets_message_in_get_and_describe() {
     assert_eq!(ready.reason, "ImagePullBackOff", "the Status column of kubectl get");
     assert_eq!(ready.message, format!("0/1 pods ready, 1 up to date; web-0: ImagePullBackOff: {message}"));
     assert_eq!(status.pods[0].failure.as_ref().unwrap().message, message);
+}
+
+fn json_object<K: serde::de::DeserializeOwned>(value: Value) -> K {
+    serde_json::from_value(value).unwrap()
 }

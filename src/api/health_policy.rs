@@ -137,7 +137,7 @@ pub struct HealthPolicyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Number of services referencing this policy.
+    /// Number of RelayServices and TestDeployments referencing this policy.
     #[serde(default)]
     pub used_by: i32,
     /// Conditions.

@@ -24,6 +24,7 @@ use super::relay_service::{PodEntry, RelayServiceSpec};
     shortname = "testdeploy",
     category = "relayops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.failure.reason", description = "Why it failed"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     // A string column: kubectl prints a future time in a `date` column as `<invalid>`.
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt", description = "When the deployment expires (UTC)"),

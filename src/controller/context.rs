@@ -11,7 +11,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use crate::api::{HealthPolicy, RelayService, ReloadResult};
+use crate::api::{HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -33,6 +33,8 @@ pub struct Caches {
     pub claims: Store<PersistentVolumeClaim>,
     /// Secrets (referenced ones are read for the config hash).
     pub secrets: Store<Secret>,
+    /// TestDeployments.
+    pub test_deployments: Store<TestDeployment>,
 }
 
 /// In-memory state of the reload phase: when each service's desired hash was first seen

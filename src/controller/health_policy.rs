@@ -1,4 +1,5 @@
-//! The HealthPolicy reconciler: whether the check maps onto probes, and how many services use it.
+//! The HealthPolicy reconciler: whether the check maps onto probes, and how many RelayServices
+//! and TestDeployments use it.
 //!
 //! Deleting a policy that is in use is handled on the services' side: their pods are left
 //! as they are and they get `Degraded=True, reason HealthPolicyNotFound`.
@@ -13,6 +14,7 @@ use kube::runtime::controller::Action;
 use super::Error;
 use super::conditions::{NewCondition, merge};
 use super::context::Context;
+use super::test_deployment::health_policy_name;
 use super::writes::apply_status;
 use crate::api::{ConditionType, HealthPolicy, HealthPolicyStatus};
 use crate::render::probes_for;
@@ -36,18 +38,29 @@ pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPol
     }
 }
 
-/// Reconcile one HealthPolicy: count its users in the RelayService cache, write status.
+/// Reconcile one HealthPolicy: count its users (RelayServices and TestDeployments) in the
+/// caches, write status.
 pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
     let name = policy.name_any();
-    let used_by = ctx
+    let here = |ns: Option<String>| ns.as_deref() == Some(namespace.as_str());
+    let services = ctx
         .caches
         .services
         .state()
         .iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|s| here(s.namespace()))
         .filter(|s| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
         .count();
+    let test_deployments = ctx
+        .caches
+        .test_deployments
+        .state()
+        .iter()
+        .filter(|td| here(td.namespace()))
+        .filter(|td| health_policy_name(td).as_deref() == Some(name.as_str()))
+        .count();
+    let used_by = services + test_deployments;
     let status = compute(&policy, i32::try_from(used_by).unwrap_or(i32::MAX), ctx.now());
     apply_status(&ctx, &*policy, policy.status.as_ref(), &status).await?;
     // Services that stop referencing the policy are noticed by this periodic pass.

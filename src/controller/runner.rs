@@ -19,7 +19,7 @@ use super::context::{Caches, Context};
 use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
-use super::test_deployment;
+use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::hook::ReloadOptions;
@@ -213,7 +213,7 @@ pub async fn run(
     let policy_stream = wake_policies(policy_stream, policy_tx.clone(), |policy: &HealthPolicy| {
         Some(ObjectRef::from_obj(policy))
     });
-    let service_stream = wake_policies(service_stream, policy_tx, |service: &RelayService| {
+    let service_stream = wake_policies(service_stream, policy_tx.clone(), |service: &RelayService| {
         let reference = service.spec.health_policy_ref.as_ref()?;
         Some(ObjectRef::new(&reference.name).within(&service.namespace()?))
     });
@@ -230,6 +230,9 @@ pub async fn run(
         })
     };
     let (test_deployments, td_stream) = cached_tolerant!(TestDeployment);
+    let td_stream = wake_policies(td_stream, policy_tx, |td: &TestDeployment| {
+        Some(ObjectRef::new(&health_policy_name(td)?).within(&td.namespace()?))
+    });
 
     let caches = Caches {
         services: services.clone(),
@@ -239,6 +242,7 @@ pub async fn run(
         service_objects: service_objects.clone(),
         claims: claims.clone(),
         secrets: secrets.clone(),
+        test_deployments: test_deployments.clone(),
     };
     let readiness = {
         let sync = sync.clone();
@@ -438,8 +442,8 @@ fn wake_policies<K>(
 }
 
 /// The HealthPolicy controller: no watch of its own — it reads the shared policy cache and
-/// is woken by policy and RelayService events, so `status.usedBy` follows the services
-/// referencing each policy.
+/// is woken by policy, RelayService and TestDeployment events, so `status.usedBy` follows
+/// the services and test deployments referencing each policy.
 async fn run_policy_controller<S>(
     policies: Store<HealthPolicy>,
     wake: futures::channel::mpsc::UnboundedReceiver<ObjectRef<HealthPolicy>>,

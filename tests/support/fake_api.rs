@@ -37,7 +37,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use relay_operator::api::{HealthPolicy, RelayService};
+use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
 use relay_operator::controller::context::{Caches, Context};
 use relay_operator::hook::{DEFAULT_CONCURRENCY, PodIpOptions, ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
@@ -274,6 +274,7 @@ struct Writers {
     relay_services: Writer<RelayService>,
     policies: Writer<HealthPolicy>,
     secrets: Writer<Secret>,
+    test_deployments: Writer<TestDeployment>,
 }
 
 /// Empty caches and their writers.
@@ -285,6 +286,7 @@ fn caches() -> (Caches, Writers) {
     let (rs_r, relay_services) = reflector::store();
     let (hp_r, policies) = reflector::store();
     let (sec_r, secrets) = reflector::store();
+    let (td_r, test_deployments) = reflector::store();
     let caches = Caches {
         services: rs_r,
         policies: hp_r,
@@ -293,8 +295,11 @@ fn caches() -> (Caches, Writers) {
         service_objects: svc_r,
         claims: pvc_r,
         secrets: sec_r,
+        test_deployments: td_r,
     };
-    (caches, Writers { pods, config_maps, services, claims, relay_services, policies, secrets })
+    let writers =
+        Writers { pods, config_maps, services, claims, relay_services, policies, secrets, test_deployments };
+    (caches, writers)
 }
 
 struct State {
@@ -630,6 +635,7 @@ impl State {
             Some("relayservices") => event(&mut w.relay_services, object, deleted),
             Some("healthpolicies") => event(&mut w.policies, object, deleted),
             Some("secrets") => event(&mut w.secrets, object, deleted),
+            Some("testdeployments") => event(&mut w.test_deployments, object, deleted),
             _ => {}
         }
     }

@@ -189,6 +189,20 @@ async fn source_spec(
     Ok(Ok(Some(found.spec.clone())))
 }
 
+/// The HealthPolicy a TestDeployment's pods use: its template's, or the copied source's.
+pub fn health_policy_name(td: &TestDeployment) -> Option<String> {
+    let copied;
+    let spec = match (&td.spec.template, td.annotations().get(ANNOTATION_SOURCE_SPEC)) {
+        (Some(template), _) => template,
+        (None, Some(text)) => {
+            copied = serde_json::from_str::<RelayServiceSpec>(text).ok()?;
+            &copied
+        }
+        (None, None) => return None,
+    };
+    spec.health_policy_ref.as_ref().map(|r| r.name.clone())
+}
+
 fn ready_reason_is(previous: Option<&TestDeploymentStatus>, reason: &str) -> bool {
     previous.is_some_and(|s| {
         find_condition(&s.conditions, ConditionType::Ready).is_some_and(|c| c.reason == reason)
