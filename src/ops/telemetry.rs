@@ -1,7 +1,10 @@
 //! Logging setup (tracing + tracing-subscriber), written to stderr.
 //!
-//! * [`LogFormat::Text`]: human-readable lines; span context is printed as
-//!   `reconcile{namespace=ns name=web}: message`.
+//! * [`LogFormat::Text`]: human-readable lines with the operator's own span context,
+//!   `reconcile{kind=RelayService namespace=ns name=web}: created pod pod=web-0`. kube-runtime's
+//!   `reconciling object{object.ref=… object.reason=…}` span, which repeats the object, is left
+//!   out, and so is the target of the operator's own events (it names a module, not a thing
+//!   a user looks for); events of other crates keep theirs.
 //! * [`LogFormat::Json`]: one flat JSON object per line. The fields of every span the event is
 //!   in (outermost first, inner spans overriding) are merged into the top level, so a reconcile
 //!   span's `namespace` and `name` appear on every line logged inside it:
@@ -24,7 +27,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -67,9 +70,48 @@ where
         .map_err(|e| Error::LogFilter { filter: level.to_owned(), message: e.to_string() })?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     Ok(match format {
-        LogFormat::Text => Box::new(builder.with_ansi(false).finish()),
+        LogFormat::Text => Box::new(builder.with_ansi(false).event_format(CompactText).finish()),
         LogFormat::Json => Box::new(builder.fmt_fields(JsonFields::new()).event_format(FlatJson).finish()),
     })
+}
+
+/// Target prefix of the operator's own spans and events.
+const OWN_TARGET: &str = "relay_operator";
+
+/// Event formatter for text lines (see the module docs).
+#[derive(Clone, Copy, Debug, Default)]
+struct CompactText;
+
+impl<S, N> FormatEvent<S, N> for CompactText
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, " {:>5} ", meta.level())?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root().filter(|s| s.metadata().target().starts_with(OWN_TARGET)) {
+                writer.write_str(span.name())?;
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<N>>().filter(|f| !f.is_empty()) {
+                    write!(writer, "{{{fields}}}")?;
+                }
+                writer.write_str(": ")?;
+            }
+        }
+        if !meta.target().starts_with(OWN_TARGET) {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Event formatter producing one flat JSON object per event (see the module docs).
@@ -233,13 +275,20 @@ mod tests {
     #[test]
     fn text_lines_show_span_context() {
         let lines = capture(LogFormat::Text, "info", || {
-            let span = tracing::info_span!("reconcile", namespace = "ns1", name = "web");
+            let kube = tracing::info_span!(target: "kube_runtime::controller", "reconciling object",
+                object.ref = "RelayService.v1alpha1.relayops.io/web.ns1", object.reason = "object updated");
+            let _k = kube.enter();
+            let span =
+                tracing::info_span!("reconcile", kind = "RelayService", namespace = "ns1", name = "web");
             let _g = span.enter();
-            tracing::info!("applied");
+            tracing::info!(pod = "web-0", "created pod");
+            tracing::error!(target: "kube_client::client::builder", "failed with status 500");
         });
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("reconcile{namespace=\"ns1\" name=\"web\"}"), "{}", lines[0]);
-        assert!(lines[0].contains("applied"));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (own, other) = (&lines[0], &lines[1]);
+        assert!(own.ends_with(" INFO reconcile{kind=\"RelayService\" namespace=\"ns1\" name=\"web\"}: created pod pod=\"web-0\""), "{own}");
+        assert!(other.ends_with("ERROR reconcile{kind=\"RelayService\" namespace=\"ns1\" name=\"web\"}: kube_client::client::builder: failed with status 500"), "{other}");
+        assert!(!own.contains("object.ref") && own.len() < 120, "no repeated context: {own}");
     }
 
     #[test]
