@@ -7,7 +7,8 @@
 //! change), run a [`standin::App`] on its ports, probe its readinessProbe and write pod status
 //! (phase, podIP, container state, restart count, Ready). Images named to fail behave as a
 //! real node would report them: `…pull-error…` → `ErrImagePull`/`ImagePullBackOff`,
-//! `…crash…` → `CrashLoopBackOff` with a growing restart count. A pod being deleted is
+//! `…crash…` → `CrashLoopBackOff` with a growing restart count and a log per instance
+//! (served by [`node_logs`] for `kubectl logs [--previous]`). A pod being deleted is
 //! stopped and then removed with grace period 0, as the kubelet confirms a deletion.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::cluster::ControlPlane;
+use super::node_logs;
 use super::standin::{App, AppState};
 
 /// The node every pod is bound to.
@@ -70,6 +73,16 @@ impl Kubelet {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap();
         // Another test's kubelet may have registered it already.
         let _ = nodes.create(&PostParams::default(), &node).await;
+        // Where the API server finds this node's kubelet for `pods/log`.
+        let port = node_logs::port(&ControlPlane::get().dir);
+        let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        }});
+        nodes
+            .patch_status(NODE, &PatchParams::apply("e2e-kubelet").force(), &Patch::Apply(status))
+            .await
+            .unwrap();
         let registry = Arc::new(Mutex::new(Registry::default()));
         let config =
             Config { client, namespace: namespace.to_owned(), root, sync_period, registry: registry.clone() };
@@ -195,6 +208,8 @@ async fn pod_worker(config: Arc<Config>, mut updates: watch::Receiver<Pod>) {
     let started = Timestamp::now();
     let pod_dir = config.root.join(&uid);
     let mut writer = StatusWriter { api: api.clone(), name: name.clone(), last: Value::Null };
+    let log = |line: &str| node_logs::write(&config.namespace, &name, &container.name, line);
+    log(&format!("standin: starting {image} on {ip}"));
 
     let mut app: Option<Arc<App>> = None;
     let mut restarts = 0;
@@ -305,6 +320,9 @@ async fn pod_worker(config: Arc<Config>, mut updates: watch::Receiver<Pod>) {
             }
             () = tokio::time::sleep_until(next_crash.unwrap_or_else(tokio::time::Instant::now)), if next_crash.is_some() => {
                 restarts += 1;
+                log(&format!("panic: {image} exits on purpose (exit code 1, restart {restarts})"));
+                node_logs::restart(&config.namespace, &name, &container.name);
+                log(&format!("standin: starting {image} on {ip}"));
                 let message = "back-off restarting failed container app";
                 let pod = updates.borrow().clone();
                 writer.write(crash_loop(&pod, ip, started, message, restarts)).await;

@@ -12,6 +12,7 @@ mod cluster;
 mod faults;
 mod kubelet;
 mod leader;
+mod node_logs;
 mod proxy;
 mod standin;
 mod status_why;

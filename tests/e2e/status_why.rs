@@ -51,7 +51,12 @@ async fn status_events_and_get_say_why_pods_are_not_ready() {
     eprintln!("e2e: crash loop failure: {}", serde_json::to_string(crash).unwrap());
     assert!(pull.message.contains("pull-error"), "the kubelet's message: {pull:?}");
     assert_eq!((crash.exit_code, crash.container.as_deref()), (Some(1), Some("app")), "{crash:?}");
-    assert!(crash.log_tail.is_some(), "the crash log was read: {crash:?}");
+    let tail = crash.log_tail.as_deref().unwrap_or_default();
+    assert!(
+        tail.starts_with("standin: starting e2e.invalid/crash:1.0.0")
+            && tail.contains("panic: e2e.invalid/crash:1.0.0 exits on purpose (exit code 1, restart"),
+        "the crashed instance's log, read through the API server: {crash:?}"
+    );
     assert!(
         sick.message.starts_with("readiness check GET /health answered HTTP 503")
             && sick.message.contains("\"ws_connected\":false"),
