@@ -25,6 +25,9 @@ use hook_servers::{Behavior, HookServers};
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
+use relay_operator::hook::{
+    DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_PER_SERVICE, PodIpOptions, ReloadOptions, Transport,
+};
 use serde_json::json;
 
 const RUNS: usize = 7;
@@ -86,11 +89,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn reload_case(n: usize, hook_delay: Duration) {
+/// Propagation of `RUNS` changes to `n` pods whose hooks take `hook_delay`, with at most
+/// `per_service` hook calls in flight.
+async fn reload_case(n: usize, hook_delay: Duration, per_service: usize) {
     let mut api = FakeApi::new();
     let mounted = api.mounted.clone();
     let servers = HookServers::start(n, hook_delay, move |_| Behavior::Echo(mounted.clone())).await;
-    let ctx = Arc::new(api.context());
+    let transport = match Transport::pod_ip(PodIpOptions::default()) {
+        Ok(transport) => transport,
+        Err(e) => {
+            eprintln!("cannot build the hook client: {e}");
+            std::process::exit(1);
+        }
+    };
+    let ctx = Arc::new(api.context_with(ReloadOptions::new(DEFAULT_CONCURRENCY, per_service, transport)));
     let mut generation = 1;
     let mut rs = service(n, servers.port, 0, true, 1, generation);
     drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
@@ -121,7 +133,7 @@ async fn reload_case(n: usize, hook_delay: Duration) {
     }
     times.sort();
     println!(
-        "reload   N={n:<5} hook={:>3} ms  p50={:>8.1} ms  p99={:>8.1} ms  reconciles/change={:?}  hook calls/pod min={} max={}",
+        "reload   N={n:<5} hook={:>3} ms  per-service={per_service:<5} p50={:>8.1} ms  p99={:>8.1} ms  reconciles/change={:?}  hook calls/pod min={} max={}",
         hook_delay.as_millis(),
         ms(percentile(&times, 0.5)),
         ms(percentile(&times, 0.99)),
@@ -184,10 +196,19 @@ fn main() {
         }
     };
     runtime.block_on(async {
-        println!("# reload propagation: change → all pods acknowledged ({RUNS} runs, default --hook-concurrency 32)");
+        println!(
+            "# reload propagation: change → all pods acknowledged ({RUNS} runs, \
+             --hook-concurrency {DEFAULT_CONCURRENCY}, --hook-concurrency-per-service as shown)"
+        );
         for &n in sizes {
             for delay in [Duration::from_millis(1), Duration::from_millis(50)] {
-                reload_case(n, delay).await;
+                reload_case(n, delay, DEFAULT_CONCURRENCY_PER_SERVICE).await;
+            }
+        }
+        if sizes.contains(&1000) {
+            println!("# the per-service bound at N=1000, 50 ms hooks (the default is {DEFAULT_CONCURRENCY_PER_SERVICE})");
+            for per_service in [32, 128, 256, 1024] {
+                reload_case(1000, Duration::from_millis(50), per_service).await;
             }
         }
         println!("# restart strategy for comparison");

@@ -67,10 +67,15 @@ struct RunArgs {
     /// Namespace of the Lease (defaults to the operator's own, from POD_NAMESPACE).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
-    /// Most reload hook calls in flight at once per service.
+    /// Most reload hook calls in flight at once, over all services.
     #[arg(long, env = "RELAY_HOOK_CONCURRENCY", default_value_t = relay_operator::hook::DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(usize))]
     hook_concurrency: usize,
+    /// Most reload hook calls of one service in flight at once (within --hook-concurrency).
+    #[arg(long, env = "RELAY_HOOK_CONCURRENCY_PER_SERVICE",
+          default_value_t = relay_operator::hook::DEFAULT_CONCURRENCY_PER_SERVICE,
+          value_parser = clap::value_parser!(usize))]
+    hook_concurrency_per_service: usize,
     /// How reload hooks are reached: `pod-ip` (direct, in-cluster) or `proxy` (through the
     /// API server's pod proxy, e.g. when the operator runs outside the cluster).
     #[arg(long, env = "RELAY_HOOK_VIA", value_enum, default_value_t = HookVia::PodIp)]
@@ -136,7 +141,7 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
         None
     };
     let transport = Transport::from_via(args.hook_via, client.clone()).map_err(|e| e.to_string())?;
-    let reload = ReloadOptions::new(args.hook_concurrency, transport);
+    let reload = ReloadOptions::new(args.hook_concurrency, args.hook_concurrency_per_service, transport);
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
     // Ready once the caches of every watched namespace have synced.

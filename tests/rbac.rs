@@ -92,7 +92,7 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
 async fn reload_through_the_api_proxy() -> Vec<Call> {
     use relay_operator::hook::{ReloadOptions, Transport};
 
-    let mut h = Harness::with_reload(|client| ReloadOptions::new(4, Transport::api_proxy(client.clone())));
+    let mut h = Harness::with_reload(|client| ReloadOptions::new(4, 4, Transport::api_proxy(client.clone())));
     let service = RelayServiceFixture::new("web").image("a:1.0.0").port("http", 8000);
     let mut calls = Vec::new();
     // POST, then PUT: the pod proxy maps them to the verbs create and update.

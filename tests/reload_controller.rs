@@ -401,7 +401,7 @@ async fn bearer_token_is_sent_when_configured() {
 async fn hooks_through_the_api_server_proxy() {
     let mut api = FakeApi::new();
     let proxy = Transport::api_proxy(api.client.clone());
-    let ctx = Arc::new(api.context_with(ReloadOptions::new(8, proxy)));
+    let ctx = Arc::new(api.context_with(ReloadOptions::new(8, 8, proxy)));
     let mut svc = Svc::new(spec(8000, 2, json!({"A": "1"}), json!({})));
     svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, spec(8000, 2, json!({"A": "2"}), json!({})));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use relay_operator::api::ReloadMethod;
 use relay_operator::hook::{
-    BearerToken, HookCall, HookOutcome, HookReport, PodIpOptions, RetryPolicy, Transport,
+    BearerToken, HookCall, HookOutcome, HookReport, HookSlots, PodIpOptions, RetryPolicy, Transport,
 };
 use relay_operator::ops::ReloadHookResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -535,7 +535,8 @@ async fn reload_all(
     policy: &RetryPolicy,
     concurrency: usize,
 ) -> Vec<HookReport> {
-    let limit = tokio::sync::Semaphore::new(concurrency.max(1));
+    let all = tokio::sync::Semaphore::new(concurrency.max(1));
+    let limit = HookSlots::new(concurrency, &all);
     futures::future::join_all(calls.iter().map(|call| transport.call_with_retry(call, policy, Some(&limit))))
         .await
 }

@@ -42,6 +42,6 @@ pub use backoff::RetryPolicy;
 pub use call::{HookCall, HookReport, HookUrlError, hook_url};
 pub use options::{HookVia, ReloadOptions};
 pub use outcome::{HookOutcome, MAX_REPORTED_HASH_LEN, classify};
-pub use retry::DEFAULT_CONCURRENCY;
+pub use retry::{DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_PER_SERVICE, HookSlots};
 pub use token::BearerToken;
 pub use transport::{CONFIG_HASH_HEADER, MAX_BODY_BYTES, PodIpOptions, Transport, TransportError};

@@ -1,7 +1,11 @@
 //! How the operator calls hooks: which transport reaches a pod (`--hook-via`), how many
-//! calls run at once (`--hook-concurrency`) and the retry delays.
+//! calls run at once (`--hook-concurrency`, `--hook-concurrency-per-service`) and the retry
+//! delays.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use super::{RetryPolicy, Transport};
 
@@ -17,13 +21,16 @@ pub enum HookVia {
     Proxy,
 }
 
-/// Options of the reload phase (`--hook-via`, `--hook-concurrency`).
+/// Options of the reload phase (`--hook-via`, `--hook-concurrency`,
+/// `--hook-concurrency-per-service`).
 #[derive(Clone, Debug)]
 pub struct ReloadOptions {
     /// How pods are reached, with the client that reaches them.
     pub transport: Transport,
-    /// At most this many hook calls in flight at once (per service), and as many API writes.
-    pub concurrency: usize,
+    /// Slots for hook attempts in flight at once, shared by every service.
+    pub slots: Arc<Semaphore>,
+    /// At most this many of one service's hook attempts in flight at once.
+    pub per_service: usize,
     /// First retry delay (doubling up to `retry_max`); the deadline is `reload.retryDeadline`.
     pub retry_initial: Duration,
     /// Largest retry delay.
@@ -31,12 +38,14 @@ pub struct ReloadOptions {
 }
 
 impl ReloadOptions {
-    /// Options with retry delays of 500 ms doubling to 10 s (0 concurrency counts as 1).
-    pub fn new(concurrency: usize, transport: Transport) -> Self {
+    /// Options with `total` slots for hook attempts (`per_service` of them for one service)
+    /// and retry delays of 500 ms doubling to 10 s (0 counts as 1).
+    pub fn new(total: usize, per_service: usize, transport: Transport) -> Self {
         let defaults = RetryPolicy::default();
         Self {
             transport,
-            concurrency: concurrency.max(1),
+            slots: Arc::new(Semaphore::new(total.max(1))),
+            per_service: per_service.max(1),
             retry_initial: defaults.initial,
             retry_max: defaults.max,
         }

@@ -1,8 +1,8 @@
 //! The one retry loop of hook calls, whatever the [`Transport`]: a call retried with
-//! backoff up to a deadline ([`Transport::call_with_retry`]), optionally holding a permit
-//! of a shared bound while each attempt runs.
+//! backoff up to a deadline ([`Transport::call_with_retry`]), optionally holding a slot of
+//! the shared bounds ([`HookSlots`]) while each attempt runs.
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -12,8 +12,34 @@ use super::outcome::HookOutcome;
 use super::transport::Transport;
 use crate::ops::metrics::ReloadHookResult;
 
-/// Default bound on hook calls in flight at once.
-pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Default bound on hook attempts in flight at once, over all services
+/// (`--hook-concurrency`); chosen by measurement, see BENCHMARKS.md.
+pub const DEFAULT_CONCURRENCY: usize = 1024;
+/// Default bound on one service's hook attempts in flight
+/// (`--hook-concurrency-per-service`), so one huge service cannot take every slot.
+pub const DEFAULT_CONCURRENCY_PER_SERVICE: usize = 512;
+
+/// The bounds an attempt holds a slot of while it runs: its service's, then the whole
+/// operator's (always in that order, so services never wait on each other in a cycle).
+#[derive(Debug)]
+pub struct HookSlots<'a> {
+    service: Semaphore,
+    all: &'a Semaphore,
+}
+
+impl<'a> HookSlots<'a> {
+    /// `per_service` slots (at least 1) for one service's calls, within the shared `all`.
+    pub fn new(per_service: usize, all: &'a Semaphore) -> Self {
+        Self { service: Semaphore::new(per_service.max(1)), all }
+    }
+
+    async fn acquire(&self) -> Option<(SemaphorePermit<'_>, SemaphorePermit<'a>)> {
+        // The semaphores are never closed; if they were, calls would simply run unbounded.
+        let service = self.service.acquire().await.ok()?;
+        let all = self.all.acquire().await.ok()?;
+        Some((service, all))
+    }
+}
 
 impl Transport {
     /// Call the hook, retrying retryable outcomes with backoff while `policy` allows.
@@ -21,14 +47,14 @@ impl Transport {
     /// The deadline runs from the first attempt. Retries never sleep past it, and an
     /// attempt after the first is cut at it, so the whole call lasts at most
     /// `max(call.timeout, policy.deadline)` (plus scheduling slack); a zero deadline makes
-    /// one attempt. With `limit`, a permit is held during each attempt but not while
+    /// one attempt. With `limit`, a slot is held during each attempt but not while
     /// sleeping between attempts (slow or hostile pods never hold up others for longer
-    /// than one attempt's timeout), and the deadline starts once the first permit is held.
+    /// than one attempt's timeout), and the deadline starts once the first slot is held.
     pub async fn call_with_retry(
         &self,
         call: &HookCall,
         policy: &RetryPolicy,
-        limit: Option<&Semaphore>,
+        limit: Option<&HookSlots<'_>>,
     ) -> HookReport {
         let mut permit = acquire(limit).await;
         let start = Instant::now();
@@ -81,10 +107,30 @@ fn finish(call: &HookCall, outcome: HookOutcome, attempts: u32, start: Instant) 
     report
 }
 
-async fn acquire(limit: Option<&Semaphore>) -> Option<tokio::sync::SemaphorePermit<'_>> {
-    // The semaphore is never closed; if it were, calls would simply run unbounded.
+async fn acquire<'s, 'a>(
+    limit: Option<&'s HookSlots<'a>>,
+) -> Option<(SemaphorePermit<'s>, SemaphorePermit<'a>)> {
     match limit {
-        Some(semaphore) => semaphore.acquire().await.ok(),
+        Some(slots) => slots.acquire().await,
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn one_service_cannot_take_every_slot() {
+        let all = Semaphore::new(3);
+        let (big, small) = (HookSlots::new(2, &all), HookSlots::new(2, &all));
+        let _first = big.acquire().await.unwrap();
+        let _second = big.acquire().await.unwrap();
+        // The big service is at its own bound; the small one still gets the last slot.
+        let blocked = tokio::time::timeout(Duration::from_millis(50), big.acquire()).await;
+        assert!(blocked.is_err(), "a third slot for one service");
+        let _small = tokio::time::timeout(Duration::from_millis(50), small.acquire()).await.unwrap().unwrap();
+        assert_eq!(all.available_permits(), 0, "the shared bound holds over both services");
     }
 }

@@ -39,7 +39,9 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
 use relay_operator::controller::context::{Caches, Context};
-use relay_operator::hook::{DEFAULT_CONCURRENCY, PodIpOptions, ReloadOptions, Transport};
+use relay_operator::hook::{
+    DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_PER_SERVICE, PodIpOptions, ReloadOptions, Transport,
+};
 use relay_operator::ops::metrics::Metrics;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,6 +137,7 @@ impl FakeApi {
     pub fn context(&self) -> Context {
         self.context_with(ReloadOptions::new(
             DEFAULT_CONCURRENCY,
+            DEFAULT_CONCURRENCY_PER_SERVICE,
             Transport::pod_ip(PodIpOptions::default()).unwrap(),
         ))
     }

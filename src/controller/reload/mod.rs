@@ -51,12 +51,17 @@ use super::pods::health_url;
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish, publish_about_pod};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
-use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, RetryPolicy};
+use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, HookSlots, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
 };
 use plan::{ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, plan};
+
+/// Most of one service's per-pod API writes (nudge and result annotations) in flight at
+/// once: each takes the API server a few milliseconds, and its default limit on mutating
+/// requests in flight is 200.
+const API_WRITE_CONCURRENCY: usize = 64;
 
 /// What a reload phase did, for status and requeueing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -141,7 +146,7 @@ pub async fn propagate(
         return Ok(round);
     }
     let options = &ctx.reload;
-    let writes = Semaphore::new(options.concurrency);
+    let writes = Semaphore::new(API_WRITE_CONCURRENCY);
 
     // 1. Nudge.
     let nudge = Nudge { hash: desired.to_owned(), at: now }.annotation_value();
@@ -225,7 +230,7 @@ pub async fn propagate(
             }
         }
     }
-    let limit = Semaphore::new(options.concurrency);
+    let limit = HookSlots::new(options.per_service, &options.slots);
     let run = join_all(calls.iter().map(|call| async {
         let report = transport.call_with_retry(call, &policy, Some(&limit)).await;
         ctx.metrics.reload_hook_call(ReloadHookResult::from(&report.outcome));
