@@ -178,6 +178,36 @@ async fn restart_case(n: usize, max_unavailable: usize, runs: usize) {
     );
 }
 
+/// Time of one reconcile of a converged `n`-pod service (nothing to write): the cost the
+/// control loop pays per pass — render, hash, plan, status.
+async fn converged_case(n: usize) {
+    let mut api = FakeApi::new();
+    let ctx = Arc::new(api.context());
+    let mut rs = service(n, 0, 0, false, 1, 1);
+    drive(&mut api, &ctx, &mut rs, |api| all_pods(api, n, |_| true)).await;
+    // Settle: the status of the last round is in `rs`.
+    drive(&mut api, &ctx, &mut rs, |_| true).await;
+    let mut times = Vec::new();
+    for _ in 0..RUNS * 3 {
+        let started = Instant::now();
+        if let Err(e) = reconcile(Arc::new(rs.clone()), ctx.clone()).await {
+            eprintln!("reconcile failed: {e}");
+        }
+        times.push(started.elapsed());
+        let writes = api.take_calls().iter().filter(|c| c.method != "GET").count();
+        if writes != 0 {
+            eprintln!("a converged service made {writes} writes");
+            std::process::exit(1);
+        }
+    }
+    times.sort();
+    println!(
+        "converged N={n:<5} one reconcile p50={:>7.2} ms  p99={:>7.2} ms  (0 writes)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
     // and then a smoke run of the smallest size keeps the test suite fast.
@@ -210,6 +240,10 @@ fn main() {
             for per_service in [32, 128, 256, 1024] {
                 reload_case(1000, Duration::from_millis(50), per_service).await;
             }
+        }
+        println!("# one reconcile of a converged service");
+        for &n in sizes {
+            converged_case(n).await;
         }
         println!("# restart strategy for comparison");
         for &n in sizes {

@@ -136,7 +136,10 @@ async fn diagnose_pods(
     let namespace = reference.namespace.as_deref().unwrap_or_default();
     let previous_pods = previous.map(|s| s.pods.as_slice()).unwrap_or_default();
     let mut failures = BTreeMap::new();
-    for pod in pods {
+    // In name order, so the Events of one pass come out in a stable order.
+    let mut ordered: Vec<&Pod> = pods.iter().collect();
+    ordered.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for pod in ordered {
         let name = pod.name_any();
         let entry = previous_pods.iter().find(|p| p.name == name);
         let Some(Diagnosis { mut failure, lookup, new }) = diagnose(pod, entry, ctx.now()) else { continue };
