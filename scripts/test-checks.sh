@@ -51,7 +51,8 @@ for bad in values-unknown-key:"additional properties 'replicas'" \
 done
 
 echo "--- manifest validation (kubernetes-validate --strict via scripts/validate-manifests.py)"
-expect_pass "deploy/install.yaml" "$PY" scripts/validate-manifests.py -k 1.34 deploy/install.yaml
+expect_pass "deploy/crds.yaml + deploy/operator.yaml" \
+  "$PY" scripts/validate-manifests.py -k 1.34 deploy/crds.yaml deploy/operator.yaml
 expect_fail "manifest-invalid-field: unknown field" "'replica' was unexpected" \
   "$PY" scripts/validate-manifests.py -k 1.34 "$FIX/manifest-invalid-field.yaml"
 expect_fail "manifest-invalid-field: wrong type" "containerPort.*'eighty'" \
@@ -68,18 +69,28 @@ expect_fail "relayservice-invalid: unknown field (CRD schema)" "'imageTag' was u
   "$PY" scripts/validate-manifests.py --crd crds/relayservices.relayops.io.yaml "$FIX/relayservice-invalid.yaml"
 
 echo "--- rendered-chart policy (scripts/check-rendered-policy.py)"
-expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
+expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
 expect_fail "rbac-wildcard: lease outside leader-election Role" "leases granted outside" \
-  "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
+  "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
 
-echo "--- deploy/install.yaml drift (scripts/gen-install.sh --check)"
-expect_pass "committed install.yaml" scripts/gen-install.sh --check
-sed -f "$FIX/install-drift.sed" deploy/install.yaml > "$WORK/install-drifted.yaml"
-if cmp -s deploy/install.yaml "$WORK/install-drifted.yaml"; then
+echo "--- kubectl install drift (scripts/gen-install.sh --check)"
+expect_pass "committed deploy/crds.yaml + deploy/operator.yaml" scripts/gen-install.sh --check
+mkdir -p "$WORK/drifted"
+cp deploy/crds.yaml "$WORK/drifted/"
+sed -f "$FIX/install-drift.sed" deploy/operator.yaml > "$WORK/drifted/operator.yaml"
+if cmp -s deploy/operator.yaml "$WORK/drifted/operator.yaml"; then
   echo "FAIL  install-drift.sed changed nothing (fixture stale?)"; failed=$((failed + 1))
 else
-  expect_fail "drifted install.yaml" "out of date" env OUT="$WORK/install-drifted.yaml" scripts/gen-install.sh --check
+  expect_fail "drifted operator.yaml" "operator.yaml is out of date" env OUT_DIR="$WORK/drifted" scripts/gen-install.sh --check
 fi
+
+echo "--- uninstall keeps data: no CRD in deploy/operator.yaml (scripts/check-install-split.py)"
+expect_pass "deploy/crds.yaml + deploy/operator.yaml" "$PY" scripts/check-install-split.py deploy/crds.yaml deploy/operator.yaml
+cat deploy/operator.yaml deploy/crds.yaml > "$WORK/operator-with-crds.yaml"
+expect_fail "operator file carrying the CRDs" "relayservices.relayops.io: CRDs belong in" \
+  "$PY" scripts/check-install-split.py deploy/crds.yaml "$WORK/operator-with-crds.yaml"
+expect_fail "CRD file carrying the operator" "Deployment/relay-operator is not a CustomResourceDefinition" \
+  "$PY" scripts/check-install-split.py "$WORK/operator-with-crds.yaml" deploy/operator.yaml
 
 echo "--- metrics lint (scripts/check-metrics.sh with a fake operator)"
 expect_pass "fake operator, good exposition" env FAKE_METRICS=good scripts/check-metrics.sh "$FIX/fake-operator.py"
