@@ -36,26 +36,25 @@ if [[ -n "${IMAGE_TAG:-}" ]]; then
   settings+=" image.tag=$IMAGE_TAG"
 fi
 
+# header SOURCE: the comment every generated file starts with.
 header() {
-  local values="default values"
-  [[ -z "$settings" ]] || values="default values and${settings}"
   cat <<YAML
 # GENERATED FILE - DO NOT EDIT.
-# Source: charts/relay-operator with ${values}, by scripts/gen-install.sh.
+# Source: $1, by scripts/gen-install.sh.
 # Install:   kubectl apply --server-side -f deploy/crds.yaml && kubectl apply -f deploy/operator.yaml
 # Uninstall: kubectl delete -f deploy/operator.yaml (custom resources and their pods stay)
 YAML
 }
 
 render_crds() {
-  header
+  header "the CRDs of charts/relay-operator (helm show crds)"
   echo "# This file: the CustomResourceDefinitions. Deleting them deletes every RelayService,"
   echo "# HealthPolicy and TestDeployment in the cluster and, through owner references, their pods."
   helm show crds "$CHART"
 }
 
 render_operator() {
-  header
+  header "charts/relay-operator with default values${settings:+ and$settings}"
   cat <<YAML
 # This file: the operator (no CRDs).
 ---

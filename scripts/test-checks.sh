@@ -92,6 +92,32 @@ expect_fail "operator file carrying the CRDs" "relayservices.relayops.io: CRDs b
 expect_fail "CRD file carrying the operator" "Deployment/relay-operator is not a CustomResourceDefinition" \
   "$PY" scripts/check-install-split.py "$WORK/operator-with-crds.yaml" deploy/operator.yaml
 
+echo "--- release files (scripts/release-artifacts.sh, as .github/workflows/release.yml runs it)"
+crate_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+digest="sha256:$(printf '%064d' 7)"
+expect_pass "release files for v$crate_version" \
+  env OUT_DIR="$WORK/release" scripts/release-artifacts.sh "v$crate_version" Acme "$digest"
+expect_pass "release operator.yaml runs the pushed image, by digest" \
+  grep -qF "image: \"ghcr.io/acme/relay-operator:$crate_version@$digest\"" "$WORK/release/operator.yaml"
+expect_pass "release crds.yaml is deploy/crds.yaml" cmp "$WORK/release/crds.yaml" deploy/crds.yaml
+expect_pass "release chart: version, appVersion and image" bash -c \
+  "helm show chart '$WORK/release/relay-operator-$crate_version.tgz' | grep -qx 'version: $crate_version' \
+   && helm show chart '$WORK/release/relay-operator-$crate_version.tgz' | grep -qx 'appVersion: $crate_version' \
+   && helm template r '$WORK/release/relay-operator-$crate_version.tgz' | grep -qF 'image: \"ghcr.io/acme/relay-operator:$crate_version\"'"
+expect_fail "release of a tag that is not Cargo.toml's version" "does not match Cargo.toml's version" \
+  env OUT_DIR="$WORK/release-bad" scripts/release-artifacts.sh v0.0.0-nope acme
+expect_fail "release with a malformed digest" "is not sha256:<64 hex digits>" \
+  env OUT_DIR="$WORK/release-bad" scripts/release-artifacts.sh "v$crate_version" acme sha256:xyz
+
+echo "--- GitHub Actions workflows (actionlint)"
+if command -v actionlint >/dev/null; then
+  expect_pass ".github/workflows/*.yml" actionlint .github/workflows/ci.yml .github/workflows/release.yml
+  expect_fail "workflows/broken.yml: output of a job it does not need" 'property "image" is not defined' \
+    actionlint "$ROOT/tests/fixtures/workflows/broken.yml"
+else
+  echo "FAIL  actionlint is missing: run scripts/install-tools.sh"; failed=$((failed + 1))
+fi
+
 echo "--- metrics lint (scripts/check-metrics.sh with a fake operator)"
 expect_pass "fake operator, good exposition" env FAKE_METRICS=good scripts/check-metrics.sh "$FIX/fake-operator.py"
 expect_fail "fake operator, counter without _total" 'should have "_total" suffix' \
