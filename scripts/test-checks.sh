@@ -117,6 +117,12 @@ if command -v actionlint >/dev/null; then
 else
   echo "FAIL  actionlint is missing: run scripts/install-tools.sh"; failed=$((failed + 1))
 fi
+expect_pass "workflows do their job (scripts/check-workflows.py)" "$PY" scripts/check-workflows.py
+mkdir -p "$WORK/workflows"
+cp .github/workflows/ci.yml "$WORK/workflows/"
+sed 's|linux/amd64,linux/arm64|linux/amd64|' .github/workflows/release.yml > "$WORK/workflows/release.yml"
+expect_fail "release.yml without arm64" "the image job lacks 'linux/arm64'" \
+  "$PY" scripts/check-workflows.py "$WORK/workflows"
 
 echo "--- metrics lint (scripts/check-metrics.sh with a fake operator)"
 expect_pass "fake operator, good exposition" env FAKE_METRICS=good scripts/check-metrics.sh "$FIX/fake-operator.py"
