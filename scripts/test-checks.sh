@@ -50,6 +50,9 @@ for bad in values-unknown-key:"additional properties 'replicas'" \
   expect_fail "$f: helm template" "$pattern" helm template relay-operator "$CHART" -f "$FIX/$f.yaml"
 done
 
+expect_fail "values-secret-namespace-not-watched: helm template" '"team-b" is not in watchNamespaces' \
+  helm template relay-operator "$CHART" -f "$FIX/values-secret-namespace-not-watched.yaml"
+
 echo "--- manifest validation (kubernetes-validate --strict via scripts/validate-manifests.py)"
 expect_pass "deploy/install.yaml" "$PY" scripts/validate-manifests.py -k 1.34 deploy/install.yaml
 expect_fail "manifest-invalid-field: unknown field" "'replica' was unexpected" \
@@ -71,6 +74,10 @@ echo "--- rendered-chart policy (scripts/check-rendered-policy.py)"
 expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
 expect_fail "rbac-wildcard: lease outside leader-election Role" "leases granted outside" \
   "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-wildcard.yaml"
+expect_fail "rbac-secrets-cluster-wide: controller ClusterRole" "reads-every-secret: secrets granted outside" \
+  "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-secrets-cluster-wide.yaml"
+expect_fail "rbac-secrets-cluster-wide: secrets ClusterRole" "secrets-everywhere: secrets rules must be a namespaced Role" \
+  "$PY" scripts/check-rendered-policy.py deploy/install.yaml "$FIX/rbac-secrets-cluster-wide.yaml"
 
 echo "--- deploy/install.yaml drift (scripts/gen-install.sh --check)"
 expect_pass "committed install.yaml" scripts/gen-install.sh --check
