@@ -14,6 +14,7 @@ mod kubelet;
 mod leader;
 mod node_logs;
 mod proxy;
+mod secrets;
 mod standin;
 mod status_why;
 
