@@ -90,7 +90,16 @@ async fn secrets_are_read_only_in_granted_namespaces() {
     })
     .await;
     eprintln!("e2e: Secret change → new config hash in {:.2} s", changed.elapsed().as_secs_f64());
-    wait_converged(&s.client, granted, "web", Duration::from_secs(15)).await;
+    let after = desired_hash(&s.client, granted, "web").await;
+    eventually("the pod runs the new configuration", Duration::from_secs(15), || async {
+        get_service(&s.client, granted, "web").await.and_then(|svc| svc.status).is_some_and(|status| {
+            status.config_hash.as_deref() == Some(after.as_str())
+                && !status.pods.is_empty()
+                && status.pods.iter().all(|p| p.config_hash.as_deref() == Some(after.as_str()))
+        })
+    })
+    .await;
+    wait_converged(&s.client, granted, "web", Duration::from_secs(5)).await;
     eprintln!("e2e: Secret change → pod runs it (ConfigInSync) in {:.2} s", changed.elapsed().as_secs_f64());
 
     // Not granted: its own reason and a Warning Event, not "not found".
