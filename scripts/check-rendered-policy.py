@@ -2,7 +2,9 @@
 """Policy checks on `helm template` output (read from the files given, or stdin).
 
 - RBAC: no "*" anywhere in rules; every controller Role/ClusterRole carries the
-  same rules; the Lease rule only in the release-namespace leader-election Role.
+  same rules; the Lease rule only in the release-namespace leader-election Role;
+  Secrets only in per-namespace `secrets` Roles (never in a ClusterRole), which
+  grant nothing else.
 - Deployment: restricted Pod Security Standard fields + readOnlyRootFilesystem,
   probes on the `metrics` port, POD_NAMESPACE/POD_NAME from the downward API.
 - Grafana dashboard ConfigMap (if rendered): valid JSON, every query uses only
@@ -26,6 +28,8 @@ METRICS = {
 }
 HISTOGRAMS = {m for m in METRICS if m.endswith("_seconds")}
 
+SECRET_RULES = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
+
 errors = []
 
 
@@ -45,14 +49,21 @@ def check_rbac(docs):
                     err(f"{name}: wildcard in {field}: {r}")
             if "leases" in r.get("resources", []) and d["metadata"]["labels"].get("relayops.io/rbac") != "leader-election":
                 err(f"{name}: leases granted outside the leader-election Role")
+            if "secrets" in r.get("resources", []) and d["metadata"]["labels"].get("relayops.io/rbac") != "secrets":
+                err(f"{name}: secrets granted outside a per-namespace secrets Role")
         role = d["metadata"]["labels"].get("relayops.io/rbac")
         if role == "controller":
             controller.append((name, d["rules"]))
         elif role == "leader-election":
             if d["kind"] != "Role":
                 err(f"{name}: leader-election rules must be a namespaced Role")
+        elif role == "secrets":
+            if d["kind"] != "Role":
+                err(f"{name}: secrets rules must be a namespaced Role")
+            if d.get("rules") != SECRET_RULES:
+                err(f"{name}: a secrets Role grants exactly {SECRET_RULES}, not {d.get('rules')}")
         else:
-            err(f"{name}: missing label relayops.io/rbac (controller|leader-election)")
+            err(f"{name}: missing label relayops.io/rbac (controller|secrets|leader-election)")
     if not controller:
         err("no controller Role/ClusterRole rendered")
     for name, rules in controller[1:]:

@@ -50,6 +50,9 @@ for bad in values-unknown-key:"additional properties 'replicas'" \
   expect_fail "$f: helm template" "$pattern" helm template relay-operator "$CHART" -f "$FIX/$f.yaml"
 done
 
+expect_fail "values-secret-namespace-not-watched: helm template" '"team-b" is not in watchNamespaces' \
+  helm template relay-operator "$CHART" -f "$FIX/values-secret-namespace-not-watched.yaml"
+
 echo "--- manifest validation (kubernetes-validate --strict via scripts/validate-manifests.py)"
 expect_pass "deploy/crds.yaml + deploy/operator.yaml" \
   "$PY" scripts/validate-manifests.py -k 1.34 deploy/crds.yaml deploy/operator.yaml
@@ -72,6 +75,10 @@ echo "--- rendered-chart policy (scripts/check-rendered-policy.py)"
 expect_fail "rbac-wildcard" "wildcard in verbs" "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
 expect_fail "rbac-wildcard: lease outside leader-election Role" "leases granted outside" \
   "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-wildcard.yaml"
+expect_fail "rbac-secrets-cluster-wide: controller ClusterRole" "reads-every-secret: secrets granted outside" \
+  "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-secrets-cluster-wide.yaml"
+expect_fail "rbac-secrets-cluster-wide: secrets ClusterRole" "secrets-everywhere: secrets rules must be a namespaced Role" \
+  "$PY" scripts/check-rendered-policy.py deploy/operator.yaml "$FIX/rbac-secrets-cluster-wide.yaml"
 
 echo "--- kubectl install drift (scripts/gen-install.sh --check)"
 expect_pass "committed deploy/crds.yaml + deploy/operator.yaml" scripts/gen-install.sh --check

@@ -46,6 +46,11 @@ struct RunArgs {
     /// Namespaces to watch, comma-separated; all when empty.
     #[arg(long, env = "RELAY_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
+    /// Namespace whose Secrets the operator may read (repeatable; the variable takes a
+    /// comma-separated list). Default: the watched namespaces with --namespaces, none when
+    /// watching all. Secrets are never listed cluster-wide.
+    #[arg(long = "secret-namespace", env = "RELAY_SECRET_NAMESPACES", value_delimiter = ',')]
+    secret_namespaces: Vec<String>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -154,6 +159,7 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
             }
         };
         let options = RunOptions {
+            secret_namespaces: runner::secret_namespaces(namespace.as_deref(), &args.secret_namespaces),
             namespace,
             require_pinned_images: args.require_pinned_images,
             instance: std::env::var("POD_NAME").ok(),

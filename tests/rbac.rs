@@ -1,6 +1,8 @@
 //! RBAC coverage: every (API group, resource, verb) the operator uses — the watches of the
 //! running binary and the writes of the reconcilers in their tests — is granted by the
-//! chart's roles, and the roles grant nothing beyond that (and no `*`).
+//! chart's roles, and the roles grant nothing beyond that (and no `*`). Secrets: no
+//! ClusterRole grants anything on them, and the per-namespace Roles grant exactly the
+//! namespaces and verbs of the Secret watches the binary makes with the chart's arguments.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use relay_operator::controller::relay_service::reconcile;
 use serde_json::{Value, json};
-use support::process::{fake_api, start, wait_for};
+use support::process::{fake_api, start, start_with, wait_for};
 use support::*;
 
 type Permission = (String, String, String);
@@ -190,13 +192,22 @@ fn helm() -> Option<PathBuf> {
         .map(|_| "helm".into())
 }
 
-/// Permissions granted by the chart's controller and leader-election roles (default values).
-fn granted(helm: &Path) -> BTreeSet<Permission> {
+/// The documents of `helm template` of the chart with `values` (`--set` arguments).
+fn template(helm: &Path, values: &[&str]) -> Vec<Value> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/relay-operator");
-    let out =
-        std::process::Command::new(helm).args(["template", "relay-operator"]).arg(&chart).output().unwrap();
+    let mut command = std::process::Command::new(helm);
+    command.args(["template", "relay-operator", "--namespace", "relay-operator"]).arg(&chart);
+    for value in values {
+        command.args(["--set", value]);
+    }
+    let out = command.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
+/// Permissions granted by the chart's roles (default values).
+fn granted(helm: &Path) -> BTreeSet<Permission> {
+    let documents = template(helm, &[]);
     let mut granted = BTreeSet::new();
     for document in documents.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
         for rule in document["rules"].as_array().unwrap() {
@@ -238,6 +249,121 @@ async fn chart_roles_grant_exactly_what_the_operator_uses() {
     broken.insert(p("", "secrets", "delete"));
     let (missing, unused) = compare(&used, &broken);
     assert_eq!((missing, unused), (vec![p("", "pods", "delete")], vec![p("", "secrets", "delete")]));
+}
+
+/// (namespace, verb) of every Secret permission the chart grants with `values`; panics if a
+/// ClusterRole grants anything on Secrets or a Secret Role is not bound to the operator.
+fn secret_grants(documents: &[Value]) -> BTreeSet<(String, String)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let mut grants = BTreeSet::new();
+    for role in documents.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
+        let secrets: Vec<&Value> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| strings(&r["resources"]).iter().any(|r| r == "secrets"))
+            .collect();
+        if secrets.is_empty() {
+            continue;
+        }
+        let name = &role["metadata"]["name"];
+        assert_eq!(role["kind"], "Role", "{name} grants Secrets cluster-wide: {secrets:?}");
+        let namespace = role["metadata"]["namespace"].as_str().unwrap().to_string();
+        let bound = documents.iter().any(|b| {
+            b["kind"] == "RoleBinding"
+                && b["metadata"]["namespace"] == namespace.as_str()
+                && b["roleRef"]["name"] == *name
+                && b["subjects"][0]["name"] == "relay-operator"
+                && b["subjects"][0]["namespace"] == "relay-operator"
+        });
+        assert!(bound, "Role {namespace}/{name} is not bound to the operator's ServiceAccount");
+        for rule in secrets {
+            for verb in strings(&rule["verbs"]) {
+                grants.insert((namespace.clone(), verb));
+            }
+        }
+    }
+    grants
+}
+
+/// The arguments of `run` the chart's Deployment passes, without `--metrics-addr` (the
+/// test picks the port).
+fn deployment_args(documents: &[Value]) -> Vec<String> {
+    let deployment = documents.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let mut kept = Vec::new();
+    let mut rest = args.iter().skip_while(|a| *a == "run");
+    while let Some(arg) = rest.next() {
+        if arg == "--metrics-addr" {
+            rest.next();
+        } else {
+            kept.push(arg.clone());
+        }
+    }
+    kept
+}
+
+/// (namespace, verb) of the Secret requests of the binary started with `args`, once ready.
+async fn secret_requests(args: &[String]) -> BTreeSet<(String, String)> {
+    let (address, api) = fake_api().await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_operator, port) = start_with(&address, &args, &[]);
+    let synced = wait_for(port, "/readyz", 200, Duration::from_secs(30)).await;
+    assert!(synced, "operator {args:?} never synced; requests: {:#?}", summary(&api.calls()));
+    let mut requests = BTreeSet::new();
+    for call in api.calls() {
+        for (_, resource, verb) in permissions(&call.method, &call.path) {
+            if resource == "secrets" {
+                let path = call.path.split('?').next().unwrap();
+                let namespace = path.strip_prefix("/api/v1/namespaces/").and_then(|p| p.split('/').next());
+                let namespace =
+                    namespace.unwrap_or_else(|| panic!("Secrets read cluster-wide: {}", call.path));
+                requests.insert((namespace.to_string(), verb));
+            }
+        }
+    }
+    requests
+}
+
+#[tokio::test]
+async fn secrets_are_granted_and_read_per_namespace_never_cluster_wide() {
+    let Some(helm) = helm() else {
+        assert!(std::env::var("CI").is_err(), "helm missing in CI: scripts/install-tools.sh must run first");
+        eprintln!("skipped: helm not found (run scripts/install-tools.sh)");
+        return;
+    };
+    let both = |namespaces: &[&str]| -> BTreeSet<(String, String)> {
+        namespaces
+            .iter()
+            .flat_map(|ns| ["list", "watch"].map(|verb| (ns.to_string(), verb.to_string())))
+            .collect()
+    };
+    for (values, expected) in [
+        // The default: cluster scope, no Secret read anywhere.
+        (&[][..], both(&[])),
+        (&["rbac.secretNamespaces={apps,billing}"][..], both(&["apps", "billing"])),
+        (&["rbac.scope=namespaced", "watchNamespaces={apps,web}"][..], both(&["apps", "web"])),
+        (&["watchNamespaces={apps,web}"][..], both(&["apps", "web"])),
+        (&["watchNamespaces={apps,web}", "rbac.secretNamespaces={web}"][..], both(&["web"])),
+        (
+            &["rbac.scope=namespaced", "watchNamespaces={apps,web}", "rbac.secretNamespaces={apps}"][..],
+            both(&["apps"]),
+        ),
+    ] {
+        let documents = template(&helm, values);
+        let granted = secret_grants(&documents);
+        assert_eq!(granted, expected, "the chart's Secret grants with {values:?}");
+        let args = deployment_args(&documents);
+        let used = secret_requests(&args).await;
+        assert_eq!(used, granted, "the binary's Secret requests with {args:?} (values {values:?})");
+    }
 }
 
 /// (used but not granted, granted but not used).

@@ -1,7 +1,8 @@
 //! The RelayService reconciler against an in-process fake API server: the requests it
 //! makes on a first reconcile, zero requests once converged, scaling, suspend, rolling
 //! replacement, claim retention and re-adoption, dependency gating, a missing or changed
-//! HealthPolicy, health details of unready pods, and convergence after a crash at any step.
+//! HealthPolicy, health details of unready pods, convergence after a crash at any step, and
+//! Secrets: one in a namespace the operator may not read, one rotated in a granted namespace.
 
 mod support;
 
@@ -662,4 +663,99 @@ async fn a_pull_error_shows_the_kubelets_message_in_get_and_describe() {
 
 fn json_object<K: serde::de::DeserializeOwned>(value: Value) -> K {
     serde_json::from_value(value).unwrap()
+}
+
+/// The Secret `namespace/creds` with `token`.
+fn creds(namespace: &str, token: &str) -> k8s_openapi::api::core::v1::Secret {
+    serde_json::from_value(json!({"metadata": {"name": "creds", "namespace": namespace},
+        "data": {"token": k8s_openapi::ByteString(token.as_bytes().to_vec())}}))
+    .unwrap()
+}
+
+/// `app(name)` reading `creds/token` as `TOKEN`, in `namespace`.
+fn with_secret(name: &str, namespace: &str) -> RelayService {
+    let mut rs = app(name)
+        .spec(json!({"config": {"data": {"A": "1"},
+            "secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}}))
+        .build();
+    rs.metadata.namespace = Some(namespace.into());
+    rs
+}
+
+/// The `config-hash` of the ConfigMap the calls applied.
+fn applied_hash(calls: &[Call]) -> Option<String> {
+    let cm = calls.iter().find(|c| c.method == "PATCH" && c.path.contains("/configmaps/"))?;
+    cm.body["data"]["config-hash"].as_str().map(String::from)
+}
+
+#[tokio::test]
+async fn a_secret_in_a_namespace_the_operator_may_not_read_is_its_own_condition() {
+    // The fake grants Secrets in `demo` only (`--secret-namespace demo`); `other` holds the
+    // Secret, but the operator cannot see it.
+    let mut h = Harness::new();
+    h.put(&creds("other", "t0ken"));
+    let bearer = {
+        let mut rs = app("hook")
+            .reload(json!({"port": 8080, "bearerTokenSecretRef": {"name": "creds", "key": "token"}}))
+            .build();
+        rs.metadata.namespace = Some("other".into());
+        rs
+    };
+    for (rs, field) in [
+        (with_secret("web", "other"), "spec.config.secrets[0].secretKeyRef"),
+        (bearer, "spec.reload.bearerTokenSecretRef"),
+    ] {
+        let action = reconcile(Arc::new(rs), h.ctx.clone()).await.unwrap();
+        let calls = h.take_calls();
+        let paths = summary(&calls);
+        assert!(!paths.iter().any(|c| c.contains("/pods/") || c.contains("configmaps")), "{paths:#?}");
+        let ready = condition(&calls, "Ready");
+        assert_eq!(
+            (ready["status"].as_str(), ready["reason"].as_str()),
+            (Some("False"), Some("SecretNotReadable"))
+        );
+        let message = ready["message"].as_str().unwrap();
+        for part in [field, "Secret other/creds", "rbac.secretNamespaces", "--secret-namespace other"] {
+            assert!(message.contains(part), "{part:?} missing from {message:?}");
+        }
+        let event =
+            calls.iter().find(|c| c.path.contains("/events") && c.body["reason"] == "SecretNotReadable");
+        let event = event.unwrap_or_else(|| panic!("no SecretNotReadable Event: {paths:#?}"));
+        assert_eq!(
+            (event.body["type"].as_str(), event.body["note"].as_str()),
+            (Some("Warning"), Some(message))
+        );
+        assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::await_change()));
+    }
+
+    // A service there that references no Secret runs as usual.
+    let mut plain = app("plain").build();
+    plain.metadata.namespace = Some("other".into());
+    reconcile(Arc::new(plain), h.ctx.clone()).await.unwrap();
+    assert!(summary(&h.take_calls()).contains(&"POST /api/v1/namespaces/other/pods/plain-0".to_string()));
+}
+
+#[tokio::test]
+async fn a_secret_change_in_a_granted_namespace_wakes_and_rehashes_its_services() {
+    use relay_operator::controller::relay_service::services_using_secret;
+
+    let mut h = Harness::new();
+    h.put(&creds("demo", "one"));
+    let web = with_secret("web", "demo");
+    h.put(&web);
+    h.put(&app("other").build());
+    let before = applied_hash(&step(&mut h, &web, true).await).expect("the ConfigMap is applied");
+
+    let rotated = creds("demo", "two");
+    h.put(&rotated);
+    let woken: Vec<String> =
+        services_using_secret(&h.ctx.caches.services, &rotated).into_iter().map(|r| r.name).collect();
+    assert_eq!(woken, ["web"], "the Secret's watch event wakes exactly its users");
+    let after = applied_hash(&step(&mut h, &web, true).await).expect("the ConfigMap is applied again");
+    assert_ne!(before, after, "the new value enters the configuration hash");
+
+    // The same name in a namespace the operator may not read reaches no cache.
+    h.put(&creds("other", "three"));
+    assert!(h.ctx.caches.secrets.get("other", "creds").is_none());
+    assert_eq!(applied_hash(&step(&mut h, &web, true).await), None, "nothing changed for web");
 }

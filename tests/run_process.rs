@@ -73,8 +73,48 @@ async fn one_watch_per_kind_and_every_controller_runs() {
         .collect();
     watches.sort();
     let unique: std::collections::BTreeSet<&String> = watches.iter().collect();
-    assert_eq!(unique.len(), 8, "{watches:#?}");
+    assert_eq!(unique.len(), 7, "{watches:#?}");
     assert_eq!(watches.len(), unique.len(), "a kind is watched twice: {watches:#?}");
+    assert!(
+        !api.calls().iter().any(|c| c.path.contains("/secrets")),
+        "Secrets read without a --secret-namespace: {watches:#?}"
+    );
+}
+
+/// The Secret lists and watches of an operator started with `args` and `env`, once ready.
+async fn secret_requests(args: &[&str], env: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+    let (address, api) = fake_api().await;
+    let (_operator, port) = start_with(&address, args, env);
+    assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");
+    api.calls()
+        .iter()
+        .filter(|c| c.path.contains("/secrets"))
+        .map(|c| {
+            let kind = if c.path.contains("watch=true") { "watch" } else { "list" };
+            format!("{} {kind} {}", c.method, c.path.split('?').next().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_are_watched_only_in_the_granted_namespaces() {
+    let expected = |namespaces: &[&str]| -> std::collections::BTreeSet<String> {
+        namespaces
+            .iter()
+            .flat_map(|ns| {
+                ["list", "watch"].map(|kind| format!("GET {kind} /api/v1/namespaces/{ns}/secrets"))
+            })
+            .collect()
+    };
+    let flags = secret_requests(&["--secret-namespace", "apps", "--secret-namespace", "billing"], &[]).await;
+    assert_eq!(flags, expected(&["apps", "billing"]));
+    let variable = secret_requests(&[], &[("RELAY_SECRET_NAMESPACES", "apps,billing")]).await;
+    assert_eq!(variable, expected(&["apps", "billing"]));
+    // Watching namespaces: their own Secrets, unless the grants leave them out.
+    let watched = secret_requests(&["--namespaces", "apps,web"], &[]).await;
+    assert_eq!(watched, expected(&["apps", "web"]));
+    let narrowed = secret_requests(&["--namespaces", "apps,web", "--secret-namespace", "apps"], &[]).await;
+    assert_eq!(narrowed, expected(&["apps"]));
 }
 
 #[test]

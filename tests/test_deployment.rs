@@ -495,3 +495,18 @@ async fn overrides_are_validated_like_a_relay_service() {
     assert!(ready.message.contains("valid variable name"), "{}", ready.message);
     assert!(event_reasons(&calls).contains(&"InvalidTemplate".to_string()));
 }
+
+#[tokio::test]
+async fn a_secret_the_operator_may_not_read_keeps_it_pending_with_its_own_reason() {
+    // The fake grants Secrets in `demo` only.
+    let mut h = harness();
+    let template = app().spec(json!({"config": {"data": {"A": "1"},
+        "secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}}));
+    let mut td = with_template(template).build();
+    td.metadata.namespace = Some("other".into());
+    let (td, _, calls) = reconcile_td(&mut h, &td).await;
+    assert!(!summary(&calls).iter().any(|c| c.contains("/pods/") || c.contains("configmaps")));
+    assert_eq!(phase(&td), "Pending");
+    assert_eq!(condition(&td, "Ready"), ("False", "SecretNotReadable"));
+    assert!(event_reasons(&calls).contains(&"SecretNotReadable".to_string()));
+}

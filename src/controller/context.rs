@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::hook::ReloadOptions;
@@ -31,10 +31,34 @@ pub struct Caches {
     pub service_objects: Store<Service>,
     /// Managed claims.
     pub claims: Store<PersistentVolumeClaim>,
-    /// Secrets (referenced ones are read for the config hash).
-    pub secrets: Store<Secret>,
+    /// Secrets of the namespaces the operator may read (referenced ones are read for the
+    /// config hash and the reload hook's token).
+    pub secrets: SecretCaches,
     /// TestDeployments.
     pub test_deployments: Store<TestDeployment>,
+}
+
+/// The Secret caches: one per namespace whose Secrets the operator may read (the watched
+/// namespace, or those listed with `--secret-namespace`). The operator never lists Secrets
+/// cluster-wide.
+#[derive(Clone, Default)]
+pub struct SecretCaches(BTreeMap<String, Store<Secret>>);
+
+impl SecretCaches {
+    /// Caches of these namespaces.
+    pub fn new(stores: impl IntoIterator<Item = (String, Store<Secret>)>) -> Self {
+        Self(stores.into_iter().collect())
+    }
+
+    /// Whether the operator may read Secrets in `namespace`.
+    pub fn readable(&self, namespace: &str) -> bool {
+        self.0.contains_key(namespace)
+    }
+
+    /// The Secret `namespace/name`, when its namespace is readable and it exists.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.0.get(namespace)?.get(&ObjectRef::new(name).within(namespace))
+    }
 }
 
 /// In-memory state of the reload phase: when each service's desired hash was first seen

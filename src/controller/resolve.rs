@@ -16,7 +16,8 @@ use crate::render::{
 };
 
 /// Resolve the health check and Secrets from the caches and render; a missing HealthPolicy,
-/// an unrenderable spec or (with `--require-pinned-images`) a mutable image is a [`Problem`].
+/// a Secret in a namespace the operator may not read, an unrenderable spec or (with
+/// `--require-pinned-images`) a mutable image is a [`Problem`].
 pub fn resolve_and_render(
     ctx: &Context,
     owner: &Owner,
@@ -37,6 +38,9 @@ pub fn resolve_and_render(
         }
         None => spec.health.clone(),
     };
+    if let Some(problem) = unreadable_secret(ctx, namespace, spec) {
+        return Err(problem);
+    }
     let secrets = secret_data(ctx, namespace, spec);
     let rendered = render_service(ServiceInput { owner, spec, health: health.as_ref(), secrets: &secrets })
         .map_err(|e| Problem { reason: e.reason(), message: e.to_string() })?;
@@ -64,13 +68,38 @@ pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Pod> {
         .collect()
 }
 
+/// A Secret the spec references (config keys or the reload hook's token) in a namespace whose
+/// Secrets the operator may not read: it would otherwise look missing.
+fn unreadable_secret(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> Option<Problem> {
+    if ctx.caches.secrets.readable(namespace) {
+        return None;
+    }
+    let config = spec.config.iter().flat_map(|c| c.secrets.iter()).enumerate().map(|(index, entry)| {
+        (format!("spec.config.secrets[{index}].secretKeyRef"), entry.secret_key_ref.name.as_str())
+    });
+    let token = spec
+        .reload
+        .iter()
+        .filter_map(|r| r.bearer_token_secret_ref.as_ref())
+        .map(|selector| ("spec.reload.bearerTokenSecretRef".to_owned(), selector.name.as_str()));
+    let (field, name) = config.chain(token).next()?;
+    Some(Problem {
+        reason: "SecretNotReadable",
+        message: format!(
+            "{field}: Secret {namespace}/{name} cannot be read: the operator may not read Secrets in \
+             namespace {namespace:?}; grant it with the chart value rbac.secretNamespaces \
+             (the operator flag --secret-namespace {namespace})"
+        ),
+    })
+}
+
 /// Referenced Secrets' data, for the configuration hash (values never leave memory).
 pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> SecretData {
     let referenced: BTreeSet<&str> =
         spec.config.iter().flat_map(|c| c.secrets.iter().map(|s| s.secret_key_ref.name.as_str())).collect();
     referenced
         .into_iter()
-        .filter_map(|name| ctx.caches.secrets.get(&ObjectRef::new(name).within(namespace)))
+        .filter_map(|name| ctx.caches.secrets.get(namespace, name))
         .map(|s| {
             let data = s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
             (s.name_any(), data)

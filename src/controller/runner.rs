@@ -1,4 +1,5 @@
-//! Wiring: one watch per kind feeding both a reflector cache and the controllers' triggers:
+//! Wiring: one watch per kind feeding both a reflector cache and the controllers' triggers
+//! (Secrets: one watch per namespace the operator may read, never cluster-wide):
 //! the RelayService Controller owns the child streams, whose TestDeployment-owned objects
 //! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
@@ -15,7 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Error;
-use super::context::{Caches, Context};
+use super::context::{Caches, Context, SecretCaches};
 use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
@@ -64,6 +65,35 @@ impl SyncTracker {
     fn has(&self, names: &[&str]) -> bool {
         let synced = self.0.borrow();
         names.iter().all(|n| synced.contains(n))
+    }
+
+    /// Pass the merged events of `streams` through, recording `name` once each of them has
+    /// applied its first initial list — at once when there are none.
+    fn track_all<K, S>(
+        &self,
+        name: &'static str,
+        streams: Vec<S>,
+    ) -> impl futures::Stream<Item = S::Item> + use<K, S>
+    where
+        S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+    {
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(streams.len()));
+        if streams.is_empty() {
+            self.0.send_if_modified(|set| set.insert(name));
+        }
+        let tracked = streams.into_iter().map(|events| {
+            let (synced, pending) = (self.0.clone(), pending.clone());
+            let mut listed = false;
+            events.inspect(move |event| {
+                if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+                    listed = true;
+                    if pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                        synced.send_if_modified(|set| set.insert(name));
+                    }
+                }
+            })
+        });
+        futures::stream::select_all(tracked)
     }
 
     /// Resolve once every cache in `names` has synced.
@@ -132,12 +162,47 @@ impl kube::runtime::utils::Backoff for NoJointBackoff {
 pub struct RunOptions {
     /// Namespace to watch, or all when `None`.
     pub namespace: Option<String>,
+    /// Namespaces whose Secrets are watched and read (see [`secret_namespaces`]).
+    pub secret_namespaces: Vec<String>,
     /// Refuse pods for images with mutable tags.
     pub require_pinned_images: bool,
     /// Identity for Events (pod name).
     pub instance: Option<String>,
     /// Reload options: the `--hook-via` transport, concurrency, retry delays.
     pub reload: ReloadOptions,
+}
+
+/// The namespaces whose Secrets a controller watching `watched` (all when `None`) reads, given
+/// the namespaces `granted` with `--secret-namespace`: watching one namespace, that one unless
+/// a non-empty `granted` leaves it out; watching all, exactly `granted` (none when empty). The
+/// operator never lists Secrets cluster-wide.
+pub fn secret_namespaces(watched: Option<&str>, granted: &[String]) -> Vec<String> {
+    let granted: std::collections::BTreeSet<&str> =
+        granted.iter().map(String::as_str).filter(|ns| !ns.is_empty()).collect();
+    match watched {
+        Some(ns) if granted.is_empty() || granted.contains(ns) => vec![ns.to_owned()],
+        Some(_) => Vec::new(),
+        None => granted.into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// One Secret watch per namespace of `namespaces`, each feeding its own cache, and their merged
+/// events; `sync` records `Secret` once every one has listed.
+fn secret_watches(
+    client: &Client,
+    namespaces: &[String],
+    sync: &SyncTracker,
+) -> (SecretCaches, impl futures::Stream<Item = Result<Secret, watcher::Error>> + use<>) {
+    let mut stores = Vec::new();
+    let mut streams = Vec::new();
+    for namespace in namespaces {
+        let (reader, writer) = reflector::store::<Secret>();
+        let watch = watcher(Api::<Secret>::namespaced(client.clone(), namespace), watcher::Config::default())
+            .backoff(WatchBackoff::default());
+        stores.push((namespace.clone(), reader));
+        streams.push(reflector::reflector(writer, watch).boxed());
+    }
+    (SecretCaches::new(stores), sync.track_all("Secret", streams).touched_objects())
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -204,7 +269,8 @@ pub async fn run(
     let cm_stream = wake_test_deployment_owners(cm_stream, td_children_tx.clone());
     let svc_stream = wake_test_deployment_owners(svc_stream, td_children_tx.clone());
     let pvc_stream = wake_test_deployment_owners(pvc_stream, td_children_tx);
-    let (secrets, secret_stream) = cached!(Secret, all.clone());
+    info!(namespaces = ?options.secret_namespaces, "reading Secrets only in these namespaces");
+    let (secrets, secret_stream) = secret_watches(&client, &options.secret_namespaces, &sync);
     let (policies, policy_stream) = cached_tolerant!(HealthPolicy);
     let (services, service_stream) = cached_tolerant!(RelayService);
     // The HealthPolicy controller, too, is woken through these watches: by a policy's own
@@ -241,7 +307,7 @@ pub async fn run(
         config_maps: config_maps.clone(),
         service_objects: service_objects.clone(),
         claims: claims.clone(),
-        secrets: secrets.clone(),
+        secrets,
         test_deployments: test_deployments.clone(),
     };
     let readiness = {
@@ -595,6 +661,38 @@ mod tests {
         .unwrap();
         td.status = phase.map(|phase| crate::api::TestDeploymentStatus { phase, ..Default::default() });
         td
+    }
+
+    #[test]
+    fn secrets_are_read_only_in_granted_namespaces() {
+        let granted = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // Watching all namespaces: exactly the granted ones, none by default.
+        assert!(secret_namespaces(None, &[]).is_empty());
+        assert_eq!(secret_namespaces(None, &granted(&["b", "a", "b", ""])), ["a", "b"]);
+        // Watching one namespace: that one, unless the grants leave it out.
+        assert_eq!(secret_namespaces(Some("a"), &[]), ["a"]);
+        assert_eq!(secret_namespaces(Some("a"), &granted(&["a", "b"])), ["a"]);
+        assert!(secret_namespaces(Some("c"), &granted(&["a", "b"])).is_empty());
+    }
+
+    #[tokio::test]
+    async fn secret_caches_sync_when_every_namespace_listed() {
+        let sync = SyncTracker::default();
+        let (a, b) = (futures::channel::mpsc::unbounded(), futures::channel::mpsc::unbounded());
+        let merged = sync.track_all::<Secret, _>("Secret", vec![a.1, b.1]);
+        futures::pin_mut!(merged);
+        a.0.unbounded_send(Ok(Event::InitDone)).unwrap();
+        a.0.unbounded_send(Ok(Event::InitDone)).unwrap();
+        merged.next().await;
+        merged.next().await;
+        assert!(!sync.has(&["Secret"]), "one namespace listed twice is not both");
+        b.0.unbounded_send(Ok(Event::InitDone)).unwrap();
+        merged.next().await;
+        assert!(sync.has(&["Secret"]));
+
+        let none = SyncTracker::default();
+        let _ = none.track_all::<Secret, futures::channel::mpsc::UnboundedReceiver<_>>("Secret", Vec::new());
+        assert!(none.has(&["Secret"]), "no Secret watch: nothing to wait for");
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Mark {
                 verb: e["verb"].as_str().unwrap_or_default().to_owned(),
                 resource: e["objectRef"]["resource"].as_str().unwrap_or_default().to_owned(),
                 subresource: e["objectRef"]["subresource"].as_str().unwrap_or_default().to_owned(),
+                namespace: e["objectRef"]["namespace"].as_str().unwrap_or_default().to_owned(),
                 name: e["objectRef"]["name"].as_str().unwrap_or_default().to_owned(),
             })
             .collect()
@@ -63,6 +64,8 @@ pub struct Request {
     pub resource: String,
     /// e.g. `status`.
     pub subresource: String,
+    /// Namespace, empty for a cluster-wide request.
+    pub namespace: String,
     /// Object name, if any.
     pub name: String,
 }

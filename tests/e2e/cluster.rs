@@ -132,32 +132,62 @@ pub struct Scenario {
     pub operator_kubeconfig: PathBuf,
     /// The operator's user name in the audit log.
     pub operator_user: String,
+    /// Cluster-scoped objects of the chart's RBAC (`kind/name`), removed by [`Scenario::cleanup`].
+    cluster_objects: Vec<String>,
+}
+
+/// Create `name` labelled `pod-security.kubernetes.io/enforce: restricted`, as admin.
+pub async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }}}))
+    .unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap();
 }
 
 impl Scenario {
     /// A new namespace with the chart's RBAC (namespaced scope) and a kubelet.
     pub async fn new(namespace: &str) -> Self {
+        let values = ["rbac.scope=namespaced".to_owned(), format!("watchNamespaces[0]={namespace}")];
+        Self::with_chart_rbac(namespace, "relay-operator", &values).await
+    }
+
+    /// A new namespace whose operator has the chart's cluster-scope RBAC with `values`
+    /// (`--set` arguments), rendered as release `NAMESPACE`: the ClusterRole, its binding and
+    /// the ServiceAccount are named `NAMESPACE-relay-operator`, so parallel scenarios don't
+    /// clash. Namespaces its Roles name besides this one must exist already.
+    pub async fn cluster_scoped(namespace: &str, values: &[String]) -> Self {
+        Self::with_chart_rbac(namespace, namespace, values).await
+    }
+
+    async fn with_chart_rbac(namespace: &str, release: &str, values: &[String]) -> Self {
         let cp = ControlPlane::get();
         let client = cp.client().await;
         let dir = cp.dir.join(namespace);
         std::fs::create_dir_all(&dir).unwrap();
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace, "labels": {
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest",
-        }}}))
-        .unwrap();
-        namespaces.create(&PostParams::default(), &ns).await.unwrap();
-        let rbac = helm_rbac(namespace);
+        create_namespace(&client, namespace).await;
+        let rbac = helm_rbac(namespace, release, values);
         kubectl(&cp.kubeconfig, &["apply", "--server-side", "--field-manager=e2e", "-f", "-"], Some(&rbac))
             .success();
-        let token = kubectl(
-            &cp.kubeconfig,
-            &["create", "token", "relay-operator", "-n", namespace, "--duration=4h"],
-            None,
-        )
-        .success()
-        .stdout;
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&rbac).unwrap();
+        let names = |kind: &str| -> Vec<String> {
+            documents
+                .iter()
+                .filter(|d| d["kind"] == kind)
+                .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let account = names("ServiceAccount").pop().expect("the chart's ServiceAccount");
+        let cluster_objects = ["ClusterRole", "ClusterRoleBinding"]
+            .iter()
+            .flat_map(|kind| names(kind).into_iter().map(move |name| format!("{kind}/{name}")))
+            .collect();
+        let token =
+            kubectl(&cp.kubeconfig, &["create", "token", &account, "-n", namespace, "--duration=4h"], None)
+                .success()
+                .stdout;
         let operator_kubeconfig = dir.join("operator.kubeconfig");
         write_token_kubeconfig(&cp.kubeconfig, token.trim(), &operator_kubeconfig);
         let kubelet =
@@ -168,7 +198,8 @@ impl Scenario {
             kubelet,
             dir,
             operator_kubeconfig,
-            operator_user: format!("system:serviceaccount:{namespace}:relay-operator"),
+            operator_user: format!("system:serviceaccount:{namespace}:{account}"),
+            cluster_objects,
         }
     }
 
@@ -188,19 +219,24 @@ impl Scenario {
         .success();
     }
 
-    /// Delete the namespace (the namespace controller removes everything in it).
+    /// Delete the namespace (the namespace controller removes everything in it) and the
+    /// cluster-scoped RBAC objects.
     pub async fn cleanup(self) {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces.delete(&self.namespace, &DeleteParams::default()).await;
+        for object in &self.cluster_objects {
+            kubectl(&ControlPlane::get().kubeconfig, &["delete", object, "--ignore-not-found"], None);
+        }
     }
 }
 
-/// The chart's ServiceAccount and namespaced Role/RoleBinding for `namespace`.
-fn helm_rbac(namespace: &str) -> String {
+/// The chart's ServiceAccount and RBAC objects, release `release` in `namespace`, with
+/// `values` (`--set` arguments).
+fn helm_rbac(namespace: &str, release: &str, values: &[String]) -> String {
     let helm = root().join(".tools/bin/helm");
     let out = Command::new(&helm)
-        .args(["template", "relay-operator", "charts/relay-operator", "--namespace", namespace])
-        .args(["--set", "rbac.scope=namespaced", "--set", &format!("watchNamespaces[0]={namespace}")])
+        .args(["template", release, "charts/relay-operator", "--namespace", namespace])
+        .args(values.iter().flat_map(|value| ["--set", value.as_str()]))
         .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"])
         .current_dir(root())
         .output()

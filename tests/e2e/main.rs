@@ -15,6 +15,7 @@ mod kubelet;
 mod leader;
 mod node_logs;
 mod proxy;
+mod secrets;
 mod standin;
 mod status_why;
 

@@ -38,7 +38,7 @@ use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
-use relay_operator::controller::context::{Caches, Context};
+use relay_operator::controller::context::{Caches, Context, SecretCaches};
 use relay_operator::hook::{
     DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_PER_SERVICE, PodIpOptions, ReloadOptions, Transport,
 };
@@ -276,9 +276,13 @@ struct Writers {
     claims: Writer<PersistentVolumeClaim>,
     relay_services: Writer<RelayService>,
     policies: Writer<HealthPolicy>,
-    secrets: Writer<Secret>,
+    /// One per namespace of [`SECRET_NAMESPACES`]; Secrets elsewhere reach no cache.
+    secrets: BTreeMap<String, Writer<Secret>>,
     test_deployments: Writer<TestDeployment>,
 }
+
+/// The namespaces whose Secrets the operator may read (`--secret-namespace`).
+pub const SECRET_NAMESPACES: [&str; 1] = ["demo"];
 
 /// Empty caches and their writers.
 fn caches() -> (Caches, Writers) {
@@ -288,7 +292,13 @@ fn caches() -> (Caches, Writers) {
     let (pvc_r, claims) = reflector::store();
     let (rs_r, relay_services) = reflector::store();
     let (hp_r, policies) = reflector::store();
-    let (sec_r, secrets) = reflector::store();
+    let (secret_stores, secrets): (Vec<_>, BTreeMap<_, _>) = SECRET_NAMESPACES
+        .iter()
+        .map(|ns| {
+            let (reader, writer) = reflector::store();
+            ((ns.to_string(), reader), (ns.to_string(), writer))
+        })
+        .unzip();
     let (td_r, test_deployments) = reflector::store();
     let caches = Caches {
         services: rs_r,
@@ -297,7 +307,7 @@ fn caches() -> (Caches, Writers) {
         config_maps: cm_r,
         service_objects: svc_r,
         claims: pvc_r,
-        secrets: sec_r,
+        secrets: SecretCaches::new(secret_stores),
         test_deployments: td_r,
     };
     let writers =
@@ -637,7 +647,12 @@ impl State {
             Some("persistentvolumeclaims") => event(&mut w.claims, object, deleted),
             Some("relayservices") => event(&mut w.relay_services, object, deleted),
             Some("healthpolicies") => event(&mut w.policies, object, deleted),
-            Some("secrets") => event(&mut w.secrets, object, deleted),
+            Some("secrets") => {
+                let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+                if let Some(writer) = w.secrets.get_mut(namespace) {
+                    event(writer, object, deleted);
+                }
+            }
             Some("testdeployments") => event(&mut w.test_deployments, object, deleted),
             _ => {}
         }

@@ -36,9 +36,16 @@ pub fn kubeconfig(server: &str) -> std::path::PathBuf {
 }
 
 pub fn start(server: &str) -> (Running, u16) {
+    start_with(server, &[], &[])
+}
+
+/// [`start`] with extra arguments of `run` and environment variables.
+pub fn start_with(server: &str, args: &[&str], env: &[(&str, &str)]) -> (Running, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_relay-operator"))
         .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--log-level", "warn"])
+        .args(args)
+        .envs(env.iter().copied())
         .env("KUBECONFIG", kubeconfig(server))
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::null())

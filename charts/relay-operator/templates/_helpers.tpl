@@ -64,6 +64,22 @@ Fail early on value combinations the schema cannot (or might not) express.
 {{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.watchNamespaces) }}
 {{- fail "rbac.scope=namespaced requires a non-empty watchNamespaces list" }}
 {{- end }}
+{{- if .Values.watchNamespaces }}
+{{- range .Values.rbac.secretNamespaces }}
+{{- if not (has . $.Values.watchNamespaces) }}
+{{- fail (printf "rbac.secretNamespaces: %q is not in watchNamespaces (the operator reads Secrets only in namespaces it watches)" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The namespaces whose Secrets the operator reads, as a JSON list: rbac.secretNamespaces, or
+when that is empty the watched namespaces (none when watching all). Each gets a Role with
+the secret rules; the ClusterRole never grants Secrets.
+*/}}
+{{- define "relay-operator.secretNamespaces" -}}
+{{- .Values.rbac.secretNamespaces | default .Values.watchNamespaces | uniq | toJson }}
 {{- end }}
 
 {{/*
@@ -71,8 +87,9 @@ THE controller RBAC rules: the single source of truth for both rbac.scope
 modes (rendered into the ClusterRole, or into one Role per watched namespace).
 Grant exactly what the controller uses; never "*".
 A Rust test extracts these from `helm template` output: select documents with
-label relayops.io/rbac=controller (ClusterRole or Role) and
-relayops.io/rbac=leader-election (Role), and read .rules.
+label relayops.io/rbac=controller (ClusterRole or Role),
+relayops.io/rbac=secrets (Role) and relayops.io/rbac=leader-election (Role), and
+read .rules.
 */}}
 {{- define "relay-operator.controllerRules" -}}
 - apiGroups: [""]
@@ -85,9 +102,6 @@ relayops.io/rbac=leader-election (Role), and read .rules.
 - apiGroups: [""]
   resources: ["pods/proxy"]
   verbs: ["create", "update"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -100,6 +114,17 @@ relayops.io/rbac=leader-election (Role), and read .rules.
 - apiGroups: ["relayops.io"]
   resources: ["relayservices/status", "healthpolicies/status", "testdeployments/status"]
   verbs: ["patch"]
+{{- end }}
+
+{{/*
+Secret rules: only ever granted by a Role (label relayops.io/rbac=secrets) in each namespace
+of relay-operator.secretNamespaces, never cluster-wide. Referenced Secrets' values enter the
+configuration hash and the reload hook's token; they stay in memory.
+*/}}
+{{- define "relay-operator.secretRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/*

@@ -371,10 +371,9 @@ fn config_map_time(ctx: &Context, owner: &Owner, hash: &str) -> Option<Timestamp
 /// The token from `reload.bearerTokenSecretRef` (trailing whitespace trimmed), from the cache.
 fn bearer_token(ctx: &Context, namespace: &str, reload: &ReloadSpec) -> Result<Option<BearerToken>, String> {
     let Some(selector) = &reload.bearer_token_secret_ref else { return Ok(None) };
-    let secret =
-        ctx.caches.secrets.get(&ObjectRef::new(&selector.name).within(namespace)).ok_or_else(|| {
-            format!("spec.reload.bearerTokenSecretRef: Secret {namespace}/{} not found", selector.name)
-        })?;
+    let secret = ctx.caches.secrets.get(namespace, &selector.name).ok_or_else(|| {
+        format!("spec.reload.bearerTokenSecretRef: Secret {namespace}/{} not found", selector.name)
+    })?;
     let value = secret.data.as_ref().and_then(|d| d.get(&selector.key)).ok_or_else(|| {
         format!(
             "spec.reload.bearerTokenSecretRef: Secret {namespace}/{} has no key {:?}",
