@@ -67,14 +67,8 @@ impl SchemaValidator {
         let Some(entry) = self.kinds.get(kind) else {
             return Err(vec![Violation { field: "kind".into(), message: format!("unknown kind {kind:?}") }]);
         };
-        let mut violations: Vec<Violation> = entry
-            .validator
-            .iter_errors(object)
-            .map(|e| Violation {
-                field: pointer_to_path(&e.instance_path().to_string()),
-                message: e.to_string(),
-            })
-            .collect();
+        let mut violations: Vec<Violation> =
+            entry.validator.iter_errors(object).flat_map(|e| describe(&e)).collect();
         if !violations.is_empty() {
             violations.sort_by(|a, b| a.field.cmp(&b.field));
             return Err(violations);
@@ -83,7 +77,14 @@ impl SchemaValidator {
         if let Err(errors) = self.cel.validate(&entry.schema, &defaulted, None) {
             return Err(errors
                 .iter()
-                .map(|e| Violation { field: e.field_path.clone(), message: e.message.clone() })
+                .map(|e| Violation {
+                    field: if e.field_path.is_empty() {
+                        field_of_rule(&e.rule)
+                    } else {
+                        e.field_path.clone()
+                    },
+                    message: e.message.clone(),
+                })
                 .collect());
         }
         Ok(defaulted)
@@ -135,6 +136,99 @@ fn forbid_unknown_fields(schema: &mut Value) {
     }
 }
 
+/// A JSON Schema error in words: the field it is about (for a missing or unknown property,
+/// the property itself) and what is wrong, without raw regular expressions.
+fn describe(error: &jsonschema::ValidationError<'_>) -> Vec<Violation> {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+    let path = pointer_to_path(&error.instance_path().to_string());
+    let child = |name: &str| if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    let value = shown(error.instance());
+    let message = match error.kind() {
+        Kind::Required { property } => {
+            let property = property.as_str().map(String::from).unwrap_or_else(|| property.to_string());
+            return vec![Violation { field: child(&property), message: "required".into() }];
+        }
+        Kind::AdditionalProperties { unexpected } => {
+            return unexpected
+                .iter()
+                .map(|name| Violation { field: child(name), message: "unknown field".into() })
+                .collect();
+        }
+        Kind::Pattern { pattern } => format!("{value} {}", pattern_in_words(pattern)),
+        Kind::Type { kind: TypeKind::Single(expected) } => {
+            let article =
+                if matches!(expected.as_str(), "array" | "integer" | "object") { "an" } else { "a" };
+            format!("{value} is not {article} {expected}")
+        }
+        Kind::Maximum { limit } => format!("{value} is greater than the maximum of {}", number(limit)),
+        Kind::Minimum { limit } => format!("{value} is less than the minimum of {}", number(limit)),
+        Kind::Enum { options } => {
+            let options: Vec<String> = options.as_array().into_iter().flatten().map(shown).collect();
+            format!("{value} is not one of {}", options.join(", "))
+        }
+        _ => error.to_string(),
+    };
+    vec![Violation { field: path, message }]
+}
+
+/// The field a CEL rule on the whole object is about, when it names exactly one:
+/// `size(self.metadata.name) <= 52` → `metadata.name`.
+fn field_of_rule(rule: &str) -> String {
+    let fields: std::collections::BTreeSet<&str> = rule
+        .match_indices("self.")
+        .map(|(at, _)| {
+            let rest = &rule[at + "self.".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .unwrap_or(rest.len());
+            rest[..end].trim_end_matches('.')
+        })
+        .collect();
+    match fields.into_iter().collect::<Vec<_>>().as_slice() {
+        [field] => (*field).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A schema limit as written in the CRD (`65535`, not `65535.0`).
+fn number(limit: &Value) -> String {
+    match limit.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() < 1e15 => format!("{}", float as i64),
+        _ => limit.to_string(),
+    }
+}
+
+/// A value as it appears in a message, shortened when long.
+fn shown(value: &Value) -> String {
+    const MAX: usize = 60;
+    let text = value.to_string();
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// What the patterns of the CRD schemas mean.
+fn pattern_in_words(pattern: &str) -> String {
+    match pattern {
+        "^([0-9]{1,6}(ms|s|m|h)){1,4}$" => "must be a duration such as 30s, 5m or 1h30m".into(),
+        "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" => {
+            "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', starting and ending with a letter or digit".into()
+        }
+        "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" => {
+            "must be a lowercase RFC 1123 name: a-z, 0-9, '-' and '.', each part starting and ending with a letter or digit"
+                .into()
+        }
+        "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" => "must be a quantity such as 512Mi, 1Gi or 10G".into(),
+        "^[A-Za-z_][A-Za-z0-9_]*$" => {
+            "must be a variable name: letters, digits and '_', not starting with a digit".into()
+        }
+        "^[-._a-zA-Z0-9]+$" => "must be a file name: letters, digits, '-', '_' and '.'".into(),
+        "^/" => "must be an absolute path (starting with /)".into(),
+        other => format!("does not match the pattern {other}"),
+    }
+}
+
 /// `/spec/ports/0/name` → `spec.ports[0].name`.
 pub fn pointer_to_path(pointer: &str) -> String {
     let mut path = String::new();
@@ -154,7 +248,138 @@ pub fn pointer_to_path(pointer: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::pointer_to_path;
+    use super::{SchemaValidator, Violation, pointer_to_path};
+
+    fn violations(kind: &str, yaml: &str) -> Vec<Violation> {
+        let object: serde_json::Value = serde_saphyr::from_str(yaml).expect("test input parses");
+        let validator = SchemaValidator::new().expect("built-in schemas compile");
+        validator.validate(kind, &object).expect_err("input is invalid")
+    }
+
+    fn service(spec: &str) -> Vec<Violation> {
+        violations(
+            "RelayService",
+            &format!(
+                "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {{name: web}}\nspec: {spec}\n"
+            ),
+        )
+    }
+
+    fn one(field: &str, message: &str) -> Vec<Violation> {
+        vec![Violation { field: field.into(), message: message.into() }]
+    }
+
+    #[test]
+    fn durations_are_described_in_words() {
+        let found = violations(
+            "HealthPolicy",
+            "apiVersion: relayops.io/v1alpha1\nkind: HealthPolicy\nmetadata: {name: hp}\nspec: {tcp: {port: 5432}, interval: ten seconds}\n",
+        );
+        assert_eq!(
+            found,
+            one("spec.interval", "\"ten seconds\" must be a duration such as 30s, 5m or 1h30m")
+        );
+    }
+
+    #[test]
+    fn names_are_described_in_words() {
+        let found = service("{image: a:1, dependsOn: [Postgres_DB]}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.dependsOn[0]");
+        assert!(
+            found[0].message.starts_with("\"Postgres_DB\" must be a lowercase RFC 1123 label"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn quantities_and_paths_are_described_in_words() {
+        let found = service("{image: a:1, storage: [{name: data, size: lots, mountPath: data}]}");
+        assert_eq!(
+            found,
+            vec![
+                Violation {
+                    field: "spec.storage[0].mountPath".into(),
+                    message: "\"data\" must be an absolute path (starting with /)".into()
+                },
+                Violation {
+                    field: "spec.storage[0].size".into(),
+                    message: "\"lots\" must be a quantity such as 512Mi, 1Gi or 10G".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_written_as_in_the_crd() {
+        assert_eq!(
+            service("{image: a:1, ports: [{name: http, containerPort: 0}]}"),
+            one("spec.ports[0].containerPort", "0 is less than the minimum of 1")
+        );
+    }
+
+    #[test]
+    fn a_missing_property_is_named_as_the_field() {
+        assert_eq!(service("{replicas: 1}"), one("spec.image", "required"));
+        let found = violations(
+            "RelayService",
+            "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web}\n",
+        );
+        assert_eq!(found, one("spec", "required"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_one_by_one() {
+        let found =
+            service("{image: a:1, replica: 2, imagePullPolice: Always, reload: {port: 80, restartKey: [A]}}");
+        let fields: Vec<&str> = found.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["spec.imagePullPolice", "spec.reload.restartKey", "spec.replica"], "{found:?}");
+        assert!(found.iter().all(|v| v.message == "unknown field"));
+    }
+
+    #[test]
+    fn types_and_enums_are_described_in_words() {
+        assert_eq!(
+            service("{image: a:1, replicas: three}"),
+            one("spec.replicas", "\"three\" is not an integer")
+        );
+        assert_eq!(
+            service("{image: a:1, config: {format: toml}}"),
+            one("spec.config.format", "\"toml\" is not one of \"env\", \"json\", \"yaml\"")
+        );
+    }
+
+    #[test]
+    fn a_rule_on_the_whole_object_names_its_field() {
+        let long_name = "a".repeat(60);
+        let found = violations(
+            "RelayService",
+            &format!(
+                "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {{name: {long_name}}}\nspec: {{image: a:1}}\n"
+            ),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "metadata.name");
+        assert_eq!(super::field_of_rule("has(self.a) != has(self.b)"), "");
+    }
+
+    #[test]
+    fn no_message_has_an_empty_field_or_a_raw_pattern() {
+        let long_name = "a".repeat(60);
+        let inputs = [
+            format!("apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {{name: {long_name}}}\nspec: {{image: a:1}}\n"),
+            "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web}\nspec: {image: a:1, health: {interval: 1 minute, tcp: {port: 1}}, config: {fileName: a b, secrets: [{name: 1X, secretKeyRef: {name: s, key: k}}]}}\n".into(),
+        ];
+        for input in inputs {
+            for violation in violations("RelayService", &input) {
+                assert!(!violation.field.is_empty(), "{violation:?}");
+                assert!(
+                    !violation.message.contains('^') && !violation.message.contains('$'),
+                    "{violation:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn pointers_become_field_paths() {
