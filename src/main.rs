@@ -31,13 +31,34 @@ enum Command {
         dir: Option<PathBuf>,
     },
     /// Print the Pods, Services, PVCs and ConfigMaps the operator would create (offline).
-    Render {
-        /// Manifest file or directory (repeatable); multi-document YAML.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<PathBuf>,
-    },
+    Render(RenderArgs),
     /// Print the version.
     Version,
+}
+
+/// Options of `relay-operator render`.
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Manifest file, directory or `-` for standard input (repeatable); multi-document YAML.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// An object the inputs reference but that is created elsewhere: `KIND/NAME` or
+    /// `NAMESPACE/KIND/NAME` (kinds secret, healthpolicy, relayservice; `*` matches any run
+    /// of characters, e.g. `secret/*`). Repeatable.
+    #[arg(long = "assume-exists", value_name = "[NAMESPACE/]KIND/NAME")]
+    assume_exists: Vec<manifest::AssumeExists>,
+    /// Output format: a YAML stream, or one JSON `List`.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
+}
+
+/// Output format of `render`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    /// `---`-separated documents, each headed by `# Source: Kind namespace/name`.
+    Yaml,
+    /// `{"apiVersion": "v1", "kind": "List", "items": [...]}`.
+    Json,
 }
 
 /// Options of `relay-operator run` (each also settable by environment variable).
@@ -205,7 +226,7 @@ fn main() -> ExitCode {
         Command::Crd { dir: None } => {
             crdgen::crds_yaml().map_err(|e| e.to_string()).and_then(|y| write_stdout(&y))
         }
-        Command::Render { files } => render(&files),
+        Command::Render(args) => render(&args),
         Command::Version => write_stdout(&format!("relay-operator {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
@@ -225,14 +246,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// `render -f …`: everything or nothing — output is printed only when every input rendered.
-fn render(files: &[PathBuf]) -> Result<(), String> {
-    let documents = manifest::load_paths(files).map_err(|e| e.to_string())?;
-    let rendering = manifest::render_documents(documents).map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    for object in &rendering.objects {
-        let yaml = serde_saphyr::to_string(&object.value).map_err(|e| e.to_string())?;
-        out.push_str(&format!("---\n# Source: {}\n{yaml}", object.owner));
+/// `render -f …`: everything or nothing — output is printed only when every input rendered;
+/// otherwise every error is printed, one per line.
+fn render(args: &RenderArgs) -> Result<(), String> {
+    let options = manifest::RenderOptions { assume_exists: args.assume_exists.clone() };
+    let rendering = match manifest::render_paths(&args.files, &options) {
+        Ok(rendering) => rendering,
+        Err(errors) => {
+            let (last, others) = errors.0.split_last().ok_or("render failed")?;
+            for error in others {
+                eprintln!("error: {error}");
+            }
+            return Err(last.to_string());
+        }
+    };
+    let out = match args.output {
+        OutputFormat::Yaml => {
+            let mut out = String::new();
+            for object in &rendering.objects {
+                let yaml = serde_saphyr::to_string(&object.value).map_err(|e| e.to_string())?;
+                out.push_str(&format!("---\n# Source: {}\n{yaml}", object.owner));
+            }
+            out
+        }
+        OutputFormat::Json => {
+            let items: Vec<&serde_json::Value> = rendering.objects.iter().map(|o| &o.value).collect();
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())? + "\n"
+        }
+    };
+    for note in &rendering.notes {
+        eprintln!("note: {note}");
     }
     for warning in &rendering.warnings {
         eprintln!("warning: {warning}");

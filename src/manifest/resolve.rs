@@ -1,16 +1,27 @@
 //! Typed objects from validated documents, references resolved among them, rendered.
+//!
+//! Two phases, each reporting every error it finds: every document on its own (kind,
+//! schema, CEL rules), then the references among them and the rendering itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
 use serde_json::Value;
 
+use super::assume::AssumeExists;
 use super::error::{DocLocation, ManifestError};
 use super::load::Document;
 use super::schema::SchemaValidator;
-use crate::api::{HealthPolicy, RelayService, RelayServiceSpec, TestDeployment};
+use crate::api::{HealthPolicy, HealthPolicySpec, RelayService, RelayServiceSpec, TestDeployment};
 use crate::deps::{DependencyGraph, cycle_through, start_order};
 use crate::render::{self, Owner, OwnerKind, SecretData, ServiceInput};
+
+/// How references to objects that are not among the inputs are treated.
+#[derive(Clone, Debug, Default)]
+pub struct RenderOptions {
+    /// Objects created elsewhere: references to them are neither errors nor warnings.
+    pub assume_exists: Vec<AssumeExists>,
+}
 
 /// One object the operator would create.
 #[derive(Clone, Debug)]
@@ -27,8 +38,10 @@ pub struct Rendering {
     /// Objects in a stable order: by namespace, services in dependency order, then test
     /// deployments; per service ConfigMap, claims, Service, pods.
     pub objects: Vec<RenderedObject>,
-    /// Non-fatal findings, e.g. mutable image tags.
+    /// Findings that may need action: mutable image tags, objects assumed to exist.
     pub warnings: Vec<String>,
+    /// Documents passed over because relay-operator does not manage their kind.
+    pub notes: Vec<String>,
 }
 
 struct Located<T> {
@@ -36,140 +49,198 @@ struct Located<T> {
     object: T,
 }
 
+type Key = (String, String);
+type SecretDataOf = BTreeMap<String, Vec<u8>>;
+
 #[derive(Default)]
 struct Inputs {
-    services: BTreeMap<(String, String), Located<RelayService>>,
-    policies: BTreeMap<(String, String), Located<HealthPolicy>>,
-    tests: BTreeMap<(String, String), Located<TestDeployment>>,
-    secrets: BTreeMap<(String, String), SecretDataOf>,
+    services: BTreeMap<Key, Located<RelayService>>,
+    policies: BTreeMap<Key, Located<HealthPolicy>>,
+    tests: BTreeMap<Key, Located<TestDeployment>>,
+    secrets: BTreeMap<Key, SecretDataOf>,
+    /// `(kind, namespace, name)` of objects whose document has errors: references to them
+    /// are not reported a second time.
+    invalid: BTreeSet<(String, String, String)>,
 }
-
-type SecretDataOf = BTreeMap<String, Vec<u8>>;
 
 const DEFAULT_NAMESPACE: &str = "default";
 const API_VERSION: &str = "relayops.io/v1alpha1";
 
-/// Validate, resolve and render documents. Fails on the first bad document, with no output.
-pub fn render_documents(documents: Vec<Document>) -> Result<Rendering, ManifestError> {
-    let validator = SchemaValidator::new().map_err(|message| ManifestError::Document {
-        location: DocLocation { file: "<built-in CRDs>".into(), index: 0, object: None },
-        message,
+/// Validate, resolve and render documents. Every error is reported; with any error there is
+/// no rendering. With `complete` false (some input could not be read) references are not
+/// resolved: what they point to may be in the unreadable input.
+pub(super) fn render(
+    documents: Vec<Document>,
+    complete: bool,
+    options: &RenderOptions,
+) -> Result<Rendering, Vec<ManifestError>> {
+    let validator = SchemaValidator::new().map_err(|message| {
+        vec![ManifestError::Document {
+            location: DocLocation { file: "<built-in CRDs>".into(), line: 0, index: 0, object: None },
+            message,
+        }]
     })?;
     let mut inputs = Inputs::default();
+    let mut resolver = Resolver { options, rendering: Rendering::default(), errors: Vec::new() };
     for document in documents {
-        classify(&validator, document, &mut inputs)?;
+        classify(&validator, document, &mut inputs, &mut resolver);
     }
-    render_inputs(&inputs)
+    if complete {
+        resolver.render_inputs(&inputs);
+    }
+    if resolver.errors.is_empty() { Ok(resolver.rendering) } else { Err(resolver.errors) }
 }
 
 fn str_field<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
+fn field_error(location: &DocLocation, field: &str, message: impl Into<String>) -> ManifestError {
+    ManifestError::Field { location: location.clone(), field: field.into(), message: message.into() }
+}
+
+fn doc_error(location: &DocLocation, message: impl Into<String>) -> ManifestError {
+    ManifestError::Document { location: location.clone(), message: message.into() }
+}
+
+/// Sort one document into the inputs, or report what is wrong with it.
 fn classify(
     validator: &SchemaValidator,
     document: Document,
     inputs: &mut Inputs,
-) -> Result<(), ManifestError> {
-    let mut location = document.location.clone();
-    let value = document.value;
-    let doc_error = |location: &DocLocation, message: String| ManifestError::Document {
-        location: location.clone(),
-        message,
-    };
-    if !value.is_object() {
-        return Err(doc_error(
+    resolver: &mut Resolver<'_>,
+) {
+    let Document { mut location, value } = document;
+    let Some(map) = value.as_object() else {
+        resolver.errors.push(doc_error(
             &location,
-            "not a Kubernetes object (expected a mapping with apiVersion and kind)".into(),
+            "not a Kubernetes object (expected a mapping with apiVersion and kind)",
         ));
-    }
-    let kind =
-        str_field(&value, "/kind").ok_or_else(|| doc_error(&location, "kind: required".into()))?.to_string();
-    let api_version = str_field(&value, "/apiVersion")
-        .ok_or_else(|| doc_error(&location, "apiVersion: required".into()))?
-        .to_string();
-    let name = str_field(&value, "/metadata/name").unwrap_or_default().to_string();
-    let namespace = str_field(&value, "/metadata/namespace").unwrap_or(DEFAULT_NAMESPACE).to_string();
-    location.object = Some(format!("{kind} {namespace}/{name}"));
-    if name.is_empty() {
-        return Err(ManifestError::Field {
-            location,
-            field: "metadata.name".into(),
-            message: "required".into(),
-        });
-    }
-    let field_error = |location: &DocLocation, field: &str, message: String| ManifestError::Field {
-        location: location.clone(),
-        field: field.into(),
-        message,
+        return;
     };
-    let key = (namespace.clone(), name.clone());
-
-    match (api_version.as_str(), kind.as_str()) {
-        (API_VERSION, _) if validator.knows(&kind) => {
-            if !is_dns_label(&name) {
-                return Err(field_error(
+    let kind = str_field(&value, "/kind");
+    let api_version = str_field(&value, "/apiVersion");
+    if kind.is_none() && map.contains_key("services") {
+        resolver.errors.push(doc_error(
+            &location,
+            format!(
+                "this looks like a docker-compose file: convert it with `relay-operator import -f {}`",
+                location.file
+            ),
+        ));
+        return;
+    }
+    let (Some(kind), Some(api_version)) = (kind, api_version) else {
+        for (field, given) in [("apiVersion", api_version), ("kind", kind)] {
+            if given.is_none() {
+                resolver.errors.push(field_error(
                     &location,
-                    "metadata.name",
-                    format!(
-                        "{name:?} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)"
-                    ),
+                    field,
+                    "required (a Kubernetes object has apiVersion and kind)",
                 ));
             }
-            let defaulted = validator.validate(&kind, &value).map_err(|violations| {
-                let first = violations
-                    .into_iter()
-                    .next()
-                    .unwrap_or(super::schema::Violation { field: String::new(), message: "invalid".into() });
-                field_error(&location, &first.field, first.message)
-            })?;
-            let typed_err = |e: serde_json::Error| doc_error(&location, format!("cannot decode: {e}"));
-            let duplicate = || doc_error(&location, "defined twice".into());
-            match kind.as_str() {
-                "RelayService" => {
-                    let mut object: RelayService = serde_json::from_value(defaulted).map_err(typed_err)?;
-                    object.metadata.namespace = Some(namespace);
-                    if inputs.services.insert(key, Located { location: location.clone(), object }).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "HealthPolicy" => {
-                    let object: HealthPolicy = serde_json::from_value(defaulted).map_err(typed_err)?;
-                    if inputs.policies.insert(key, Located { location: location.clone(), object }).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                _ => {
-                    let mut object: TestDeployment = serde_json::from_value(defaulted).map_err(typed_err)?;
-                    object.metadata.namespace = Some(namespace);
-                    if inputs.tests.insert(key, Located { location: location.clone(), object }).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-            }
         }
-        ("v1", "Secret") => {
-            let secret: Secret = serde_json::from_value(value)
-                .map_err(|e| doc_error(&location, format!("invalid Secret: {e}")))?;
-            let mut data: SecretDataOf =
-                secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
-            inputs.secrets.insert(key, data);
-        }
-        ("v1", "ConfigMap") => {
-            // Accepted so a manifest set can be rendered as it is applied; nothing to render.
-        }
-        _ => {
-            return Err(doc_error(
+        return;
+    };
+    let name = str_field(&value, "/metadata/name").unwrap_or_default();
+    let given_namespace = str_field(&value, "/metadata/namespace");
+    let namespace = given_namespace.unwrap_or(DEFAULT_NAMESPACE);
+    let ours = api_version.split('/').next() == Some(crate::api::GROUP);
+    let used = ours || (api_version == "v1" && matches!(kind, "Secret" | "ConfigMap"));
+    location.object = Some(match given_namespace {
+        None if !used => format!("{kind} {name}"),
+        _ => format!("{kind} {namespace}/{name}"),
+    });
+    if !used {
+        resolver.rendering.notes.push(format!("{location}: not managed by relay-operator: passed over"));
+        return;
+    }
+    let key = (namespace.to_string(), name.to_string());
+    let mut errors = Vec::new();
+    if name.is_empty() {
+        errors.push(field_error(&location, "metadata.name", "required"));
+    }
+    if ours && (api_version != API_VERSION || !validator.knows(kind)) {
+        errors.push(doc_error(
+            &location,
+            format!(
+                "unknown kind {kind:?} (apiVersion {api_version:?}): relay-operator knows RelayService, \
+                 HealthPolicy and TestDeployment ({API_VERSION})"
+            ),
+        ));
+    } else if ours {
+        if !name.is_empty() && !is_dns_label(name) {
+            errors.push(field_error(
                 &location,
+                "metadata.name",
                 format!(
-                    "unknown kind {kind:?} (apiVersion {api_version:?}): render accepts RelayService, HealthPolicy and \
-                     TestDeployment ({API_VERSION}), Secret and ConfigMap (v1)"
+                    "{name:?} must be a lowercase RFC 1123 label: a-z, 0-9 and '-', starting and ending \
+                     with a letter or digit, at most 63 characters"
                 ),
             ));
         }
+        match validator.validate(kind, &value) {
+            Err(violations) => {
+                errors.extend(violations.into_iter().map(|v| field_error(&location, &v.field, v.message)))
+            }
+            Ok(defaulted) if errors.is_empty() => {
+                if let Err(error) = insert_ours(kind, key.clone(), defaulted, &location, inputs) {
+                    errors.push(error);
+                }
+            }
+            Ok(_) => {}
+        }
+    } else if kind == "Secret" && !name.is_empty() {
+        match serde_json::from_value::<Secret>(value.clone()) {
+            Ok(secret) => {
+                let mut data: SecretDataOf =
+                    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                data.extend(
+                    secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())),
+                );
+                inputs.secrets.insert(key.clone(), data);
+            }
+            Err(e) => errors.push(doc_error(&location, format!("invalid Secret: {e}"))),
+        }
     }
-    Ok(())
+    // A ConfigMap is accepted so a manifest set renders as it is applied; nothing to render.
+    if !errors.is_empty() && !name.is_empty() {
+        inputs.invalid.insert((kind.to_string(), key.0, key.1));
+    }
+    resolver.errors.extend(errors);
+}
+
+/// Decode a valid, defaulted custom resource into the inputs.
+fn insert_ours(
+    kind: &str,
+    key: Key,
+    defaulted: Value,
+    location: &DocLocation,
+    inputs: &mut Inputs,
+) -> Result<(), ManifestError> {
+    let decode = |e: serde_json::Error| doc_error(location, format!("cannot decode: {e}"));
+    let first = match kind {
+        "RelayService" => {
+            let mut object: RelayService = serde_json::from_value(defaulted).map_err(decode)?;
+            object.metadata.namespace = Some(key.0.clone());
+            inputs.services.insert(key, Located { location: location.clone(), object }).map(|l| l.location)
+        }
+        "HealthPolicy" => {
+            let object: HealthPolicy = serde_json::from_value(defaulted).map_err(decode)?;
+            inputs.policies.insert(key, Located { location: location.clone(), object }).map(|l| l.location)
+        }
+        _ => {
+            let mut object: TestDeployment = serde_json::from_value(defaulted).map_err(decode)?;
+            object.metadata.namespace = Some(key.0.clone());
+            inputs.tests.insert(key, Located { location: location.clone(), object }).map(|l| l.location)
+        }
+    };
+    match first {
+        Some(first) => {
+            Err(doc_error(location, format!("defined twice (first in {}:{})", first.file, first.line)))
+        }
+        None => Ok(()),
+    }
 }
 
 /// RFC 1123 label.
@@ -182,136 +253,266 @@ fn is_dns_label(name: &str) -> bool {
         && bytes.last() != Some(&b'-')
 }
 
-fn render_inputs(inputs: &Inputs) -> Result<Rendering, ManifestError> {
-    let mut rendering = Rendering::default();
-    let namespaces: std::collections::BTreeSet<&String> =
-        inputs.services.keys().chain(inputs.tests.keys()).map(|(ns, _)| ns).collect();
-    for namespace in namespaces {
-        let graph: DependencyGraph = inputs
-            .services
-            .iter()
-            .filter(|((ns, _), _)| ns == namespace)
-            .map(|((_, name), s)| (name.clone(), s.object.spec.depends_on.clone()))
-            .collect();
-        for name in start_order(&graph) {
-            let Some(service) = inputs.services.get(&(namespace.clone(), name.clone())) else { continue };
-            check_dependencies(inputs, namespace, &graph, service)?;
-            let owner =
-                owner_of(OwnerKind::RelayService, &name, namespace, service.object.metadata.uid.clone());
-            render_one(inputs, &service.location, &owner, &service.object.spec, &mut rendering)?;
-        }
-        for ((ns, name), test) in inputs.tests.iter().filter(|((ns, _), _)| ns == namespace) {
-            let source = match &test.object.spec.from_relay_service {
-                Some(source) => {
-                    let found = inputs.services.get(&(ns.clone(), source.clone())).ok_or_else(|| {
-                        ManifestError::Field {
-                            location: test.location.clone(),
-                            field: "spec.fromRelayService".into(),
-                            message: format!("RelayService {ns}/{source} not found among the inputs"),
+/// What a reference by name points to.
+enum Lookup<'a, T> {
+    /// Among the inputs.
+    Found(&'a T),
+    /// Among the inputs, with errors already reported.
+    Invalid,
+    /// Not among the inputs; `--assume-exists` says it is created elsewhere.
+    Assumed,
+    /// Not among the inputs.
+    Missing,
+}
+
+fn lookup<'a, T>(
+    found: Option<&'a T>,
+    inputs: &Inputs,
+    options: &RenderOptions,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Lookup<'a, T> {
+    if let Some(found) = found {
+        Lookup::Found(found)
+    } else if inputs.invalid.contains(&(kind.to_string(), namespace.to_string(), name.to_string())) {
+        Lookup::Invalid
+    } else if options.assume_exists.iter().any(|pattern| pattern.matches(kind, namespace, name)) {
+        Lookup::Assumed
+    } else {
+        Lookup::Missing
+    }
+}
+
+/// The second phase: references and rendering, collecting every error and warning.
+struct Resolver<'a> {
+    options: &'a RenderOptions,
+    rendering: Rendering,
+    errors: Vec<ManifestError>,
+}
+
+impl Resolver<'_> {
+    fn render_inputs(&mut self, inputs: &Inputs) {
+        let namespaces: BTreeSet<&String> =
+            inputs.services.keys().chain(inputs.tests.keys()).map(|(ns, _)| ns).collect();
+        for namespace in namespaces {
+            let graph: DependencyGraph = inputs
+                .services
+                .iter()
+                .filter(|((ns, _), _)| ns == namespace)
+                .map(|((_, name), s)| (name.clone(), s.object.spec.depends_on.clone()))
+                .collect();
+            for name in start_order(&graph) {
+                let Some(service) = inputs.services.get(&(namespace.clone(), name.clone())) else { continue };
+                self.check_dependencies(inputs, namespace, &graph, service);
+                let owner =
+                    owner_of(OwnerKind::RelayService, &name, namespace, service.object.metadata.uid.clone());
+                self.render_one(inputs, &service.location, &owner, &service.object.spec);
+            }
+            for ((ns, name), test) in inputs.tests.iter().filter(|((ns, _), _)| ns == namespace) {
+                let source = match &test.object.spec.from_relay_service {
+                    Some(source) => {
+                        let found = inputs.services.get(&(ns.clone(), source.clone()));
+                        match lookup(found, inputs, self.options, "RelayService", ns, source) {
+                            Lookup::Found(found) => Some(&found.object.spec),
+                            Lookup::Invalid => continue,
+                            Lookup::Assumed => {
+                                self.rendering.warnings.push(format!(
+                                    "{}: spec.fromRelayService: RelayService {ns}/{source} is assumed to exist: \
+                                     not rendered (its template is that service's spec)",
+                                    test.location
+                                ));
+                                continue;
+                            }
+                            Lookup::Missing => {
+                                self.errors.push(field_error(
+                                    &test.location,
+                                    "spec.fromRelayService",
+                                    format!(
+                                        "RelayService {ns}/{source} not found among the inputs; add its manifest \
+                                         (a TestDeployment is rendered from its source's spec)"
+                                    ),
+                                ));
+                                continue;
+                            }
                         }
-                    })?;
-                    Some(&found.object.spec)
-                }
-                None => None,
-            };
-            let Some(spec) = render::effective_spec(&test.object.spec, source) else { continue };
-            let owner = owner_of(OwnerKind::TestDeployment, name, ns, test.object.metadata.uid.clone());
-            render_one(inputs, &test.location, &owner, &spec, &mut rendering)?;
+                    }
+                    None => None,
+                };
+                let Some(spec) = render::effective_spec(&test.object.spec, source) else { continue };
+                let owner = owner_of(OwnerKind::TestDeployment, name, ns, test.object.metadata.uid.clone());
+                self.render_one(inputs, &test.location, &owner, &spec);
+            }
         }
     }
-    Ok(rendering)
+
+    fn check_dependencies(
+        &mut self,
+        inputs: &Inputs,
+        namespace: &str,
+        graph: &DependencyGraph,
+        service: &Located<RelayService>,
+    ) {
+        let name = service.object.metadata.name.clone().unwrap_or_default();
+        for (index, dependency) in service.object.spec.depends_on.iter().enumerate() {
+            let found = inputs.services.get(&(namespace.to_string(), dependency.clone()));
+            if let Lookup::Missing =
+                lookup(found, inputs, self.options, "RelayService", namespace, dependency)
+            {
+                self.errors.push(field_error(
+                    &service.location,
+                    &format!("spec.dependsOn[{index}]"),
+                    format!(
+                        "RelayService {namespace}/{dependency} not found among the inputs; if it is created \
+                         elsewhere, pass --assume-exists relayservice/{dependency}"
+                    ),
+                ));
+            }
+        }
+        if let Some(cycle) = cycle_through(graph, &name) {
+            self.errors.push(field_error(
+                &service.location,
+                "spec.dependsOn",
+                format!("dependency cycle: {}", cycle.join(" → ")),
+            ));
+        }
+    }
+
+    /// The HealthPolicy of a spec: `Err(())` when the service cannot be rendered.
+    fn health<'i>(
+        &mut self,
+        inputs: &'i Inputs,
+        location: &DocLocation,
+        namespace: &str,
+        spec: &'i RelayServiceSpec,
+    ) -> Result<Option<&'i HealthPolicySpec>, ()> {
+        let Some(reference) = &spec.health_policy_ref else { return Ok(spec.health.as_ref()) };
+        let name = &reference.name;
+        let found = inputs.policies.get(&(namespace.to_string(), name.clone()));
+        match lookup(found, inputs, self.options, "HealthPolicy", namespace, name) {
+            Lookup::Found(policy) => Ok(Some(&policy.object.spec)),
+            Lookup::Invalid => Err(()),
+            Lookup::Assumed => {
+                self.rendering.warnings.push(format!(
+                    "{location}: spec.healthPolicyRef.name: HealthPolicy {namespace}/{name} is assumed to exist: \
+                     pods rendered without its probes (on the cluster they have them, and another \
+                     pod-template-hash)"
+                ));
+                Ok(None)
+            }
+            Lookup::Missing => {
+                self.errors.push(field_error(
+                    location,
+                    "spec.healthPolicyRef.name",
+                    format!(
+                        "HealthPolicy {namespace}/{name} not found among the inputs; add its manifest, or pass \
+                         --assume-exists healthpolicy/{name} to render the pods without its probes"
+                    ),
+                ));
+                Err(())
+            }
+        }
+    }
+
+    /// The Secrets a spec references, with empty stand-ins for those created out of band.
+    /// `Err(())` when a referenced Secret's document has errors.
+    fn secrets(
+        &mut self,
+        inputs: &Inputs,
+        location: &DocLocation,
+        namespace: &str,
+        spec: &RelayServiceSpec,
+    ) -> Result<SecretData, ()> {
+        let mut secrets: SecretData = inputs
+            .secrets
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|((_, name), data)| (name.clone(), data.clone()))
+            .collect();
+        let config_refs =
+            spec.config.iter().flat_map(|c| c.secrets.iter().enumerate()).map(|(index, entry)| {
+                (format!("spec.config.secrets[{index}].secretKeyRef"), &entry.secret_key_ref)
+            });
+        let reload_ref = spec.reload.as_ref().and_then(|r| r.bearer_token_secret_ref.as_ref());
+        let refs: Vec<(String, &SecretKeySelector)> = config_refs
+            .chain(reload_ref.map(|r| ("spec.reload.bearerTokenSecretRef".to_string(), r)))
+            .collect();
+        let mut warned = BTreeSet::new();
+        let mut renderable = true;
+        for (field, selector) in refs {
+            let found = inputs.secrets.get(&(namespace.to_string(), selector.name.clone()));
+            match lookup(found, inputs, self.options, "Secret", namespace, &selector.name) {
+                Lookup::Found(data) => {
+                    if field.starts_with("spec.reload") && !data.contains_key(&selector.key) {
+                        self.errors.push(field_error(
+                            location,
+                            &field,
+                            format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key),
+                        ));
+                    }
+                }
+                Lookup::Invalid => renderable = false,
+                Lookup::Assumed | Lookup::Missing if selector.optional == Some(true) => {}
+                lookup => {
+                    if matches!(lookup, Lookup::Missing) && warned.insert(selector.name.clone()) {
+                        self.rendering.warnings.push(format!(
+                            "{location}: {field}: Secret {namespace}/{} is not among the inputs: assumed to exist: \
+                             create it before applying (config hashes are computed without its values)",
+                            selector.name
+                        ));
+                    }
+                    secrets
+                        .entry(selector.name.clone())
+                        .or_default()
+                        .entry(selector.key.clone())
+                        .or_default();
+                }
+            }
+        }
+        if renderable { Ok(secrets) } else { Err(()) }
+    }
+
+    fn render_one(
+        &mut self,
+        inputs: &Inputs,
+        location: &DocLocation,
+        owner: &Owner,
+        spec: &RelayServiceSpec,
+    ) {
+        let ns = &owner.namespace;
+        let health = self.health(inputs, location, ns, spec);
+        let secrets = self.secrets(inputs, location, ns, spec);
+        let (Ok(health), Ok(secrets)) = (health, secrets) else { return };
+        let rendered = match render::render_service(ServiceInput { owner, spec, health, secrets: &secrets }) {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                self.errors.push(doc_error(location, e.to_string()));
+                return;
+            }
+        };
+        let owner_label = format!("{} {ns}/{}", owner.kind.as_str(), owner.name);
+        if !render::image_is_pinned(&spec.image) {
+            self.rendering.warnings.push(format!(
+                "{owner_label}: image {:?} has a mutable tag; pin a version or digest so rollbacks are possible",
+                spec.image
+            ));
+        }
+        let mut values = Vec::new();
+        values.extend(rendered.config_map.iter().map(serde_json::to_value));
+        values.extend(rendered.claims.iter().map(serde_json::to_value));
+        values.extend(rendered.service.iter().map(serde_json::to_value));
+        values.extend(rendered.pods.iter().map(serde_json::to_value));
+        for value in values {
+            match value {
+                Ok(value) => {
+                    self.rendering.objects.push(RenderedObject { owner: owner_label.clone(), value })
+                }
+                Err(e) => self.errors.push(doc_error(location, e.to_string())),
+            }
+        }
+    }
 }
 
 fn owner_of(kind: OwnerKind, name: &str, namespace: &str, uid: Option<String>) -> Owner {
     Owner { kind, name: name.into(), namespace: namespace.into(), uid }
-}
-
-fn check_dependencies(
-    inputs: &Inputs,
-    namespace: &str,
-    graph: &DependencyGraph,
-    service: &Located<RelayService>,
-) -> Result<(), ManifestError> {
-    let name = service.object.metadata.name.clone().unwrap_or_default();
-    for (index, dependency) in service.object.spec.depends_on.iter().enumerate() {
-        if !inputs.services.contains_key(&(namespace.to_string(), dependency.clone())) {
-            return Err(ManifestError::Field {
-                location: service.location.clone(),
-                field: format!("spec.dependsOn[{index}]"),
-                message: format!("RelayService {namespace}/{dependency} not found among the inputs"),
-            });
-        }
-    }
-    if let Some(cycle) = cycle_through(graph, &name) {
-        return Err(ManifestError::Field {
-            location: service.location.clone(),
-            field: "spec.dependsOn".into(),
-            message: format!("dependency cycle: {}", cycle.join(" → ")),
-        });
-    }
-    Ok(())
-}
-
-fn render_one(
-    inputs: &Inputs,
-    location: &DocLocation,
-    owner: &Owner,
-    spec: &RelayServiceSpec,
-    rendering: &mut Rendering,
-) -> Result<(), ManifestError> {
-    let ns = &owner.namespace;
-    let health = match &spec.health_policy_ref {
-        Some(reference) => {
-            let policy = inputs.policies.get(&(ns.clone(), reference.name.clone())).ok_or_else(|| {
-                ManifestError::Field {
-                    location: location.clone(),
-                    field: "spec.healthPolicyRef.name".into(),
-                    message: format!("HealthPolicy {ns}/{} not found among the inputs", reference.name),
-                }
-            })?;
-            Some(&policy.object.spec)
-        }
-        None => spec.health.as_ref(),
-    };
-    let secrets: SecretData = inputs
-        .secrets
-        .iter()
-        .filter(|((secret_ns, _), _)| secret_ns == ns)
-        .map(|((_, name), data)| (name.clone(), data.clone()))
-        .collect();
-    if let Some(selector) = spec.reload.as_ref().and_then(|r| r.bearer_token_secret_ref.as_ref())
-        && !secrets.get(&selector.name).is_some_and(|data| data.contains_key(&selector.key))
-    {
-        return Err(ManifestError::Field {
-            location: location.clone(),
-            field: "spec.reload.bearerTokenSecretRef".into(),
-            message: format!(
-                "Secret {ns}/{} with key {:?} not found among the inputs",
-                selector.name, selector.key
-            ),
-        });
-    }
-    let rendered = render::render_service(ServiceInput { owner, spec, health, secrets: &secrets })
-        .map_err(|e| ManifestError::Document { location: location.clone(), message: e.to_string() })?;
-    let owner_label = format!("{} {ns}/{}", owner.kind.as_str(), owner.name);
-    if !render::image_is_pinned(&spec.image) {
-        rendering.warnings.push(format!(
-            "{owner_label}: image {:?} has a mutable tag; pin a version or digest so rollbacks are possible",
-            spec.image
-        ));
-    }
-    let to_object = |value: Result<Value, serde_json::Error>| {
-        value
-            .map(|value| RenderedObject { owner: owner_label.clone(), value })
-            .map_err(|e| ManifestError::Document { location: location.clone(), message: e.to_string() })
-    };
-    let mut objects = Vec::new();
-    objects.extend(rendered.config_map.iter().map(serde_json::to_value));
-    objects.extend(rendered.claims.iter().map(serde_json::to_value));
-    objects.extend(rendered.service.iter().map(serde_json::to_value));
-    objects.extend(rendered.pods.iter().map(serde_json::to_value));
-    for value in objects {
-        rendering.objects.push(to_object(value)?);
-    }
-    Ok(())
 }
