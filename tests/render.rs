@@ -331,3 +331,31 @@ fn output_is_deterministic() {
         assert_eq!(serde_saphyr::to_string(&render(&spec(RELAY)).pods).unwrap(), first);
     }
 }
+
+/// The library entry point `render` uses, on manifests held in memory (as `import` checks
+/// its output): every error is returned, each naming the document.
+#[test]
+fn manifests_in_memory_render_through_the_library() {
+    use relay_operator::manifest::{self, RenderOptions};
+    let good = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web, namespace: demo}\nspec: {image: a:1, replicas: 2}\n";
+    let rendering = manifest::render_text("generated", good, &RenderOptions::default()).expect("renders");
+    let pods: Vec<&str> = rendering
+        .objects
+        .iter()
+        .filter(|o| o.value["kind"] == "Pod")
+        .filter_map(|o| o.value["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(pods, ["web-0", "web-1"]);
+
+    let bad = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web, namespace: demo}\nspec: {replicas: 2}\n---\napiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: api, namespace: demo}\nspec: {image: a:1, port: 80}\n";
+    let errors = manifest::render_text("generated", bad, &RenderOptions::default()).expect_err("invalid");
+    let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "generated:1: document 1 (RelayService demo/web): spec.image: required",
+            "generated:6: document 2 (RelayService demo/api): spec.port: unknown field",
+        ]
+    );
+    assert!(manifest::render_text("generated", "# nothing\n", &RenderOptions::default()).is_err());
+}

@@ -164,7 +164,11 @@ const GOOD: &str = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetada
 
 #[test]
 fn rejects_unparsable_yaml() {
-    assert_rejected("yaml", "apiVersion: v1\nkind: [unclosed\n", &["invalid YAML", "line"]);
+    assert_rejected(
+        "yaml",
+        "apiVersion: v1\nkind: [unclosed\n",
+        &["invalid YAML: unclosed bracket '[' at line 2, column 7"],
+    );
 }
 
 #[test]
@@ -451,4 +455,34 @@ fn a_repository_with_thousands_of_documents_renders() {
     let out = run(&["render", "-f", &file]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     find(&documents(&out.stdout), "Pod", "ok-0");
+}
+
+#[test]
+fn a_list_renders_like_its_items() {
+    let service: serde_json::Value = serde_saphyr::from_str(GOOD).unwrap();
+    let namespace =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}});
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [namespace, service]});
+    let file = scratch("list", &list.to_string());
+    let out = run(&["render", "-f", &file]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stderr_of(&out),
+        format!("note: {file}:1: document 1 (Namespace demo): not managed by relay-operator: passed over\n")
+    );
+    find(&documents(&out.stdout), "Pod", "ok-0");
+}
+
+#[test]
+fn an_unreadable_input_does_not_hide_the_errors_of_the_others() {
+    let broken = scratch("broken-yaml", "apiVersion: v1\nkind: [unclosed\n");
+    let input = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web}\nspec: {image: a:1, replicas: two, healthPolicyRef: {name: maybe-in-the-broken-file}}\n";
+    let other = scratch("with-broken", input);
+    let out = run(&["render", "-f", &broken, "-f", &other]);
+    let stderr = stderr_of(&out);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with(&format!("error: {broken}: invalid YAML")), "{stderr}");
+    assert!(lines[1].ends_with("spec.replicas: \"two\" is not an integer"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }

@@ -110,10 +110,19 @@ fn read_limited(reader: &mut dyn Read, name: &str, total: &mut usize) -> Result<
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_documents: (text.len() / 16).max(1_024) },
+        with_snippet: false,
     };
     let values: Vec<serde_saphyr::Spanned<serde_json::Value>> =
-        serde_saphyr::from_multiple_with_options(text, options)
-            .map_err(|e| ManifestError::Yaml { file: file.into(), message: e.to_string() })?;
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+            let mut message = e.to_string();
+            if message.contains("budget breached") {
+                message.push_str(
+                    " (limits against absurd inputs: one document per 16 bytes, 250,000 nodes and 64 levels \
+                         of nesting per document)",
+                );
+            }
+            ManifestError::Yaml { file: file.into(), message }
+        })?;
     let numbering = DocumentNumbering::of(text);
     Ok(values
         .into_iter()
@@ -242,7 +251,12 @@ mod tests {
     #[test]
     fn a_document_separator_storm_is_refused() {
         let text = "---\n".repeat(200_000);
-        assert!(matches!(parse_documents("storm.yaml", &text), Err(ManifestError::Yaml { .. })));
+        match parse_documents("storm.yaml", &text) {
+            Err(ManifestError::Yaml { message, .. }) => {
+                assert!(message.contains("limits against absurd inputs"), "{message}")
+            }
+            other => panic!("accepted a separator storm: {other:?}"),
+        }
     }
 
     #[test]

@@ -82,13 +82,27 @@ pub(super) fn render(
     })?;
     let mut inputs = Inputs::default();
     let mut resolver = Resolver { options, rendering: Rendering::default(), errors: Vec::new() };
-    for document in documents {
+    for document in documents.into_iter().flat_map(list_items) {
         classify(&validator, document, &mut inputs, &mut resolver);
     }
     if complete {
         resolver.render_inputs(&inputs);
     }
     if resolver.errors.is_empty() { Ok(resolver.rendering) } else { Err(resolver.errors) }
+}
+
+/// The items of a `v1` `List` (as `kubectl get -o yaml` writes), each a document of its own
+/// at the List's location; any other document as it is.
+fn list_items(document: Document) -> Vec<Document> {
+    let is_list = str_field(&document.value, "/apiVersion") == Some("v1")
+        && str_field(&document.value, "/kind") == Some("List");
+    match document.value.get("items").and_then(Value::as_array) {
+        Some(items) if is_list => items
+            .iter()
+            .map(|item| Document { location: document.location.clone(), value: item.clone() })
+            .collect(),
+        _ => vec![document],
+    }
 }
 
 fn str_field<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
