@@ -178,8 +178,10 @@ fn rejects_unknown_kind_of_our_group() {
     assert_rejected(
         "kind",
         &input,
-        &["document 2", "RelayServer default/web", "unknown kind \"RelayServer\""],
+        &["document 2", "RelayServer default/web", "kind: unknown kind \"RelayServer\""],
     );
+    let version = GOOD.replace("v1alpha1", "v1");
+    assert_rejected("version", &version, &["apiVersion: \"relayops.io/v1\" is not served"]);
 }
 
 #[test]
@@ -254,6 +256,18 @@ fn rejects_dependency_cycle() {
 fn rejects_missing_dependency() {
     let dep = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: api}\nspec: {image: a:1, dependsOn: [postgres]}\n";
     assert_rejected("missing-dep", dep, &["spec.dependsOn[0]", "RelayService default/postgres not found"]);
+}
+
+#[test]
+fn rejects_an_object_defined_twice() {
+    let file = scratch("twice", &format!("{GOOD}---\n{GOOD}"));
+    let out = run(&["render", "-f", &file]);
+    assert_eq!(
+        stderr_of(&out),
+        format!(
+            "error: {file}:6: document 2 (RelayService demo/ok): metadata.name: defined twice (first at {file}:1)\n"
+        )
+    );
 }
 
 #[test]

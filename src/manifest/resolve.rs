@@ -174,12 +174,19 @@ fn classify(
     if name.is_empty() {
         errors.push(field_error(&location, "metadata.name", "required"));
     }
-    if ours && (api_version != API_VERSION || !validator.knows(kind)) {
-        errors.push(doc_error(
+    if ours && api_version != API_VERSION {
+        errors.push(field_error(
             &location,
+            "apiVersion",
+            format!("{api_version:?} is not served; relay-operator serves {API_VERSION}"),
+        ));
+    } else if ours && !validator.knows(kind) {
+        errors.push(field_error(
+            &location,
+            "kind",
             format!(
-                "unknown kind {kind:?} (apiVersion {api_version:?}): relay-operator knows RelayService, \
-                 HealthPolicy and TestDeployment ({API_VERSION})"
+                "unknown kind {kind:?}: relay-operator knows RelayService, HealthPolicy and TestDeployment \
+                 ({API_VERSION})"
             ),
         ));
     } else if ours {
@@ -250,9 +257,11 @@ fn insert_ours(
         }
     };
     match first {
-        Some(first) => {
-            Err(doc_error(location, format!("defined twice (first in {}:{})", first.file, first.line)))
-        }
+        Some(first) => Err(field_error(
+            location,
+            "metadata.name",
+            format!("defined twice (first at {}:{})", first.file, first.line),
+        )),
         None => Ok(()),
     }
 }
