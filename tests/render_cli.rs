@@ -500,3 +500,21 @@ fn an_unreadable_input_does_not_hide_the_errors_of_the_others() {
     assert!(lines[1].ends_with("spec.replicas: \"two\" is not an integer"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn secrets_of_the_environment_are_assumed_with_a_warning_too() {
+    let input = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: db}\nspec:\n  image: postgres:17\n  env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: db-credentials, key: password}}}]\n  envFrom: [{secretRef: {name: db-extra}}, {secretRef: {name: maybe, optional: true}}]\n";
+    let file = scratch("env-secrets", input);
+    let out = run(&["render", "-f", &file]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let location = format!("{file}:1: document 1 (RelayService default/db)");
+    assert_eq!(
+        stderr_of(&out),
+        format!(
+            "warning: {location}: spec.env[0].valueFrom.secretKeyRef: Secret default/db-credentials is not among the inputs: assumed to exist: create it before applying\n\
+             warning: {location}: spec.envFrom[0].secretRef: Secret default/db-extra is not among the inputs: assumed to exist: create it before applying\n"
+        )
+    );
+    let quiet = run(&["render", "-f", &file, "--assume-exists", "secret/db-*"]);
+    assert!(quiet.status.success() && quiet.stderr.is_empty(), "{}", stderr_of(&quiet));
+}

@@ -452,43 +452,41 @@ impl Resolver<'_> {
             .filter(|((ns, _), _)| ns == namespace)
             .map(|((_, name), data)| (name.clone(), data.clone()))
             .collect();
-        let config_refs =
-            spec.config.iter().flat_map(|c| c.secrets.iter().enumerate()).map(|(index, entry)| {
-                (format!("spec.config.secrets[{index}].secretKeyRef"), &entry.secret_key_ref)
-            });
-        let reload_ref = spec.reload.as_ref().and_then(|r| r.bearer_token_secret_ref.as_ref());
-        let refs: Vec<(String, &SecretKeySelector)> = config_refs
-            .chain(reload_ref.map(|r| ("spec.reload.bearerTokenSecretRef".to_string(), r)))
-            .collect();
         let mut warned = BTreeSet::new();
         let mut renderable = true;
-        for (field, selector) in refs {
-            let found = inputs.secrets.get(&(namespace.to_string(), selector.name.clone()));
-            match lookup(found, inputs, self.options, "Secret", namespace, &selector.name) {
+        for reference in secret_refs(spec) {
+            let name = &reference.name;
+            let found = inputs.secrets.get(&(namespace.to_string(), name.clone()));
+            match lookup(found, inputs, self.options, "Secret", namespace, name) {
                 Lookup::Found(data) => {
-                    if field.starts_with("spec.reload") && !data.contains_key(&selector.key) {
+                    if let Some(key) = reference.key.filter(|_| reference.checked)
+                        && !data.contains_key(&key)
+                    {
                         self.errors.push(field_error(
                             location,
-                            &field,
-                            format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key),
+                            &reference.field,
+                            format!("Secret {namespace}/{name} has no key {key:?}"),
                         ));
                     }
                 }
                 Lookup::Invalid => renderable = false,
-                Lookup::Assumed | Lookup::Missing if selector.optional == Some(true) => {}
+                Lookup::Assumed | Lookup::Missing if reference.optional => {}
                 lookup => {
-                    if matches!(lookup, Lookup::Missing) && warned.insert(selector.name.clone()) {
+                    if matches!(lookup, Lookup::Missing) && warned.insert(name.clone()) {
+                        let hashes = if reference.hashed {
+                            " (config hashes are computed without its values)"
+                        } else {
+                            ""
+                        };
                         self.rendering.warnings.push(format!(
-                            "{location}: {field}: Secret {namespace}/{} is not among the inputs: assumed to exist: \
-                             create it before applying (config hashes are computed without its values)",
-                            selector.name
+                            "{location}: {}: Secret {namespace}/{name} is not among the inputs: assumed to exist: \
+                             create it before applying{hashes}",
+                            reference.field
                         ));
                     }
-                    secrets
-                        .entry(selector.name.clone())
-                        .or_default()
-                        .entry(selector.key.clone())
-                        .or_default();
+                    if let Some(key) = reference.key.filter(|_| reference.hashed) {
+                        secrets.entry(name.clone()).or_default().entry(key).or_default();
+                    }
                 }
             }
         }
@@ -534,6 +532,61 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+/// A spec's reference to a Secret.
+struct SecretRef {
+    field: String,
+    name: String,
+    key: Option<String>,
+    optional: bool,
+    /// Its value enters the config hash (`config.secrets`).
+    hashed: bool,
+    /// Render checks the key (the operator reads it; the kubelet checks the others).
+    checked: bool,
+}
+
+/// Every Secret a spec references: configuration, reload token, environment.
+fn secret_refs(spec: &RelayServiceSpec) -> Vec<SecretRef> {
+    let selector = |field: String, selector: &SecretKeySelector, hashed: bool, checked: bool| SecretRef {
+        field,
+        name: selector.name.clone(),
+        key: Some(selector.key.clone()),
+        optional: selector.optional == Some(true),
+        hashed,
+        checked,
+    };
+    let mut refs: Vec<SecretRef> = spec
+        .config
+        .iter()
+        .flat_map(|c| c.secrets.iter().enumerate())
+        .map(|(index, entry)| {
+            let field = format!("spec.config.secrets[{index}].secretKeyRef");
+            selector(field, &entry.secret_key_ref, true, false)
+        })
+        .collect();
+    if let Some(token) = spec.reload.as_ref().and_then(|r| r.bearer_token_secret_ref.as_ref()) {
+        refs.push(selector("spec.reload.bearerTokenSecretRef".into(), token, false, true));
+    }
+    for (index, env) in spec.env.iter().enumerate() {
+        if let Some(reference) = env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+            let field = format!("spec.env[{index}].valueFrom.secretKeyRef");
+            refs.push(selector(field, reference, false, false));
+        }
+    }
+    for (index, source) in spec.env_from.iter().enumerate() {
+        if let Some(reference) = &source.secret_ref {
+            refs.push(SecretRef {
+                field: format!("spec.envFrom[{index}].secretRef"),
+                name: reference.name.clone(),
+                key: None,
+                optional: reference.optional == Some(true),
+                hashed: false,
+                checked: false,
+            });
+        }
+    }
+    refs
 }
 
 fn owner_of(kind: OwnerKind, name: &str, namespace: &str, uid: Option<String>) -> Owner {
