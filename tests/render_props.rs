@@ -102,3 +102,75 @@ proptest! {
         }
     }
 }
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-3i64..70_000).prop_map(Value::from),
+        text().prop_map(Value::from),
+        duration().prop_map(Value::from),
+        Just(json!(["a", "Bad_Name"])),
+        Just(json!({"name": "x", "key": "k"})),
+    ]
+}
+
+/// A manifest of any kind with fields picked from the specs' vocabulary, right or wrong.
+fn manifest() -> impl Strategy<Value = Value> {
+    let kinds = prop::sample::select(vec![
+        "RelayService",
+        "HealthPolicy",
+        "TestDeployment",
+        "Secret",
+        "ConfigMap",
+        "Namespace",
+        "RelayServer",
+        "",
+    ]);
+    let fields = prop::sample::select(vec![
+        "image",
+        "replicas",
+        "ports",
+        "dependsOn",
+        "healthPolicyRef",
+        "interval",
+        "tcp",
+        "config",
+        "template",
+        "fromRelayService",
+        "stringData",
+        "unknown",
+    ]);
+    (kinds, "[a-z][a-z0-9-]{0,8}|Bad_Name|", prop::collection::btree_map(fields, scalar(), 0..5)).prop_map(
+        |(kind, name, spec)| {
+            let api_version = if matches!(kind, "Secret" | "ConfigMap" | "Namespace") {
+                "v1"
+            } else {
+                "relayops.io/v1alpha1"
+            };
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec})
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the manifests, render answers: objects, or errors that each name the input
+    /// and document and never leave a field path empty.
+    #[test]
+    fn every_error_names_its_place(docs in prop::collection::vec(manifest(), 1..6)) {
+        use relay_operator::manifest::{RenderOptions, render_text};
+        let text: String = docs.iter().map(|d| format!("---\n{d}\n")).collect();
+        if let Err(errors) = render_text("generated.yaml", &text, &RenderOptions::default()) {
+            prop_assert!(!errors.0.is_empty());
+            for error in &errors.0 {
+                let message = error.to_string();
+                prop_assert!(message.starts_with("generated.yaml:"), "{}", message);
+                prop_assert!(message.contains(": document "), "{}", message);
+                prop_assert!(!message.contains(": :") && !message.contains(":  "), "{}", message);
+                prop_assert!(!message.contains("^("), "raw pattern: {}", message);
+            }
+        }
+    }
+}
