@@ -299,14 +299,16 @@ fn a_reader_that_stops_early_is_not_an_error() {
 const SECRET_USER: &str = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web, namespace: demo}\nspec: {image: a:1, config: {secrets: [{name: TOKEN, secretKeyRef: {name: creds, key: token}}]}}\n";
 
 #[test]
-fn reads_standard_input_mixed_with_files() {
+fn reads_standard_input_mixed_with_files_and_directories() {
     let file = scratch("stdin-mix", GOOD);
     let input = SECRET_USER.replace("name: web,", "name: piped,");
-    let out = run_with_stdin(&["render", "-f", &file, "-f", "-", "--assume-exists", "secret/creds"], &input);
+    let args = ["render", "-f", &file, "-f", "-", "-f", &examples(), "--assume-exists", "secret/creds"];
+    let out = run_with_stdin(&args, &input);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let docs = documents(&out.stdout);
     find(&docs, "Pod", "ok-0");
     find(&docs, "Pod", "piped-0");
+    find(&docs, "Pod", "relay-pr-42-td-0");
 }
 
 #[test]
