@@ -40,7 +40,7 @@ enum Command {
 #[derive(clap::Args)]
 struct RenderArgs {
     /// Manifest file, directory or `-` for standard input (repeatable); multi-document YAML.
-    #[arg(short = 'f', long = "filename", required = true)]
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
     files: Vec<PathBuf>,
     /// An object the inputs reference but that is created elsewhere: `KIND/NAME` or
     /// `NAMESPACE/KIND/NAME` (kinds secret, healthpolicy, relayservice; `*` matches any run
