@@ -520,3 +520,25 @@ fn secrets_of_the_environment_are_assumed_with_a_warning_too() {
     let quiet = run(&["render", "-f", &file, "--assume-exists", "secret/db-*"]);
     assert!(quiet.status.success() && quiet.stderr.is_empty(), "{}", stderr_of(&quiet));
 }
+
+#[test]
+fn services_of_another_repository_can_be_assumed() {
+    let input = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: api}\nspec: {image: a:1, dependsOn: [postgres]}\n---\napiVersion: relayops.io/v1alpha1\nkind: TestDeployment\nmetadata: {name: pr-1}\nspec: {fromRelayService: shared}\n";
+    let file = scratch("other-repo", input);
+    let refused = run(&["render", "-f", &file]);
+    let stderr = stderr_of(&refused);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.contains("spec.dependsOn[0]: RelayService default/postgres not found among the inputs"));
+    assert!(stderr.contains("spec.fromRelayService: RelayService default/shared not found among the inputs"));
+    let out = run(&["render", "-f", &file, "--assume-exists", "default/relayservice/*"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stderr_of(&out),
+        format!(
+            "warning: {file}:6: document 2 (TestDeployment default/pr-1): spec.fromRelayService: RelayService default/shared is assumed to exist: not rendered (its template is that service's spec)\n"
+        )
+    );
+    let docs = documents(&out.stdout);
+    find(&docs, "Pod", "api-0");
+    assert!(!docs.iter().any(|d| d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("pr-1"))));
+}
