@@ -247,3 +247,26 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(out.status.success() && stderr.is_empty(), "exit {:?}, stderr {stderr}", out.status);
     assert!(String::from_utf8_lossy(&first).contains("CustomResourceDefinition"));
 }
+
+/// The examples' pod-template hashes as recorded before the newer spec fields existed
+/// (`imagePullSecrets`, `podTemplate`, placement, `service`, `ingress`): a manifest that
+/// does not use them keeps its pods across an operator upgrade.
+#[test]
+fn example_pod_template_hashes_are_unchanged() {
+    let out = run(&["render", "-f", &examples()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&out.stdout);
+    for (pod, hash) in [
+        ("postgres-0", "d0cfb5a109"),
+        ("relay-0", "fc88fd6951"),
+        ("relay-1", "fc88fd6951"),
+        ("api-0", "7180f76183"),
+        ("relay-pr-42-td-0", "7bb848eac7"),
+    ] {
+        assert_eq!(
+            find(&docs, "Pod", pod)["metadata"]["labels"]["relayops.io/pod-template-hash"],
+            hash,
+            "{pod}"
+        );
+    }
+}
