@@ -309,6 +309,7 @@ fn render_one(
     objects.extend(rendered.config_map.iter().map(serde_json::to_value));
     objects.extend(rendered.claims.iter().map(serde_json::to_value));
     objects.extend(rendered.service.iter().map(serde_json::to_value));
+    objects.extend(rendered.ingress.iter().map(serde_json::to_value));
     objects.extend(rendered.pods.iter().map(serde_json::to_value));
     for value in objects {
         rendering.objects.push(to_object(value)?);
