@@ -573,3 +573,14 @@ fn test_deployments_copy_no_exposure() {
         "pod settings are copied"
     );
 }
+
+#[test]
+fn command_and_args_stay_apart() {
+    let container = |yaml: &str| render(&spec(yaml)).pods[0].spec.clone().unwrap().containers[0].clone();
+    let args = container("image: a:1\nargs: [python, -m, worker]\n");
+    assert_eq!((args.command, args.args), (None, Some(vec!["python".into(), "-m".into(), "worker".into()])));
+    let command = container("image: a:1\ncommand: [/bin/tini, --]\n");
+    assert_eq!((command.command, command.args), (Some(vec!["/bin/tini".into(), "--".into()]), None));
+    let both = container("image: a:1\ncommand: [/entry]\nargs: [serve]\n");
+    assert_eq!((both.command, both.args), (Some(vec!["/entry".into()]), Some(vec!["serve".into()])));
+}
