@@ -539,6 +539,17 @@ async fn node_port_service_and_ingress_follow_the_spec() {
         "the Service stays"
     );
     println!("e2e: NodePort Service, Ingress created and deleted in {:?}", started.elapsed());
+
+    // Back to the default: a ClusterIP Service, its node port released by the API server.
+    web["spec"].as_object_mut().unwrap().remove("service");
+    s.apply(&web.to_string());
+    eventually("the Service back to ClusterIP", Duration::from_secs(10), || async {
+        services.get("web").await.unwrap().spec.is_some_and(|spec| {
+            spec.type_.as_deref() == Some("ClusterIP")
+                && spec.ports.unwrap_or_default().iter().all(|p| p.node_port.is_none())
+        })
+    })
+    .await;
     s.cleanup().await;
 }
 
