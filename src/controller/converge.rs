@@ -1,6 +1,7 @@
 //! Converge a service's children — one code path for RelayServices and TestDeployments:
-//! apply the rendered ConfigMap, Service, Ingress (or delete one no longer wanted) and claims, execute the pod plan ([`super::rollout`])
-//! and claim retention on scale-down, each write through [`super::writes`].
+//! apply the rendered ConfigMap, Service, Ingress (or delete one no longer wanted) and
+//! claims, execute the pod plan ([`super::rollout`]) and claim retention on scale-down, each
+//! write through [`super::writes`].
 
 use std::collections::BTreeSet;
 
@@ -29,7 +30,8 @@ pub struct Target<'a> {
     pub spec: &'a RelayServiceSpec,
 }
 
-/// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim retention.
+/// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim
+/// retention.
 /// `may_start` gates creating and rolling pods (dependencies Ready).
 pub async fn converge(
     ctx: &Context,

@@ -37,8 +37,9 @@ pub struct PodTemplate {
 }
 
 impl PodTemplate {
-    /// Build the template. Its hash covers the pod spec and the restart-key digest, and
-    /// nothing else: a change to any other configuration key leaves it unchanged.
+    /// Build the template. Its hash covers the pod spec, the extra pod labels and
+    /// annotations (when set) and the restart-key digest, and nothing else: a change to any
+    /// other configuration key leaves it unchanged.
     pub fn new(
         input: ServiceInput<'_>,
         config: &RenderedConfig,
