@@ -261,3 +261,129 @@ fn cross_field_rules_are_enforced() {
     let long_name = json!({"apiVersion": "relayops.io/v1alpha1", "kind": "RelayService", "metadata": {"name": "a".repeat(53)}, "spec": {"image": "a:1"}});
     assert!(SchemaValidator::new().unwrap().validate("RelayService", &long_name).is_err());
 }
+
+/// Every label and annotation the operator puts on a pod is its own: `podTemplate.metadata`
+/// cannot set one (the API server refuses it); other keys are fine.
+#[test]
+fn pod_template_metadata_cannot_take_the_operators_keys() {
+    use relay_operator::render::{Owner, OwnerKind, SecretData, ServiceInput, render_service};
+    let spec = serde_json::from_value(json!({"image": "a:1", "config": {"data": {"A": "1"}}})).unwrap();
+    let owner =
+        Owner { kind: OwnerKind::RelayService, name: "web".into(), namespace: "demo".into(), uid: None };
+    let rendered = render_service(ServiceInput {
+        owner: &owner,
+        spec: &spec,
+        health: None,
+        secrets: &SecretData::new(),
+    })
+    .unwrap();
+    let pod = &rendered.pods[0].metadata;
+    let labels = pod.labels.clone().unwrap();
+    let annotations = pod.annotations.clone().unwrap();
+    assert!(labels.len() >= 7 && !annotations.is_empty());
+    for key in labels.keys() {
+        let err = check(
+            "RelayService",
+            json!({"image": "a:1", "podTemplate": {"metadata": {"labels": {key: "x"}}}}),
+        )
+        .expect_err(key);
+        assert!(err.contains("are set by the operator"), "{key}: {err}");
+    }
+    for key in annotations.keys() {
+        let err = check(
+            "RelayService",
+            json!({"image": "a:1", "podTemplate": {"metadata": {"annotations": {key: "x"}}}}),
+        )
+        .expect_err(key);
+        assert!(err.contains("are set by the operator"), "{key}: {err}");
+    }
+    check(
+        "RelayService",
+        json!({"image": "a:1", "podTemplate": {"metadata": {
+            "labels": {"app.kubernetes.io/part-of": "shop", "team": "payments", "example.com/tier": ""},
+            "annotations": {"prometheus.io/scrape": "true", "example.com/note": "any text: here"}}}}),
+    )
+    .unwrap();
+}
+
+#[test]
+fn new_fields_are_validated() {
+    let port = json!([{"name": "http", "containerPort": 8080}]);
+    let cases = [
+        (
+            json!({"podTemplate": {"metadata": {"labels": {"team": "not a value"}}}}),
+            "spec.podTemplate.metadata.labels.team",
+        ),
+        (
+            json!({"podTemplate": {"metadata": {"labels": {"bad key!": "x"}}}}),
+            "label keys are NAME or PREFIX/NAME",
+        ),
+        (
+            json!({"podTemplate": {"metadata": {"labels": {"team": "x".repeat(64)}}}}),
+            "spec.podTemplate.metadata.labels.team",
+        ),
+        (
+            json!({"podTemplate": {"metadata": {"annotations": {"/x": "y"}}}}),
+            "annotation keys are NAME or PREFIX/NAME",
+        ),
+        (json!({"serviceAccountName": "Not_A_Name"}), "spec.serviceAccountName"),
+        (json!({"imagePullSecrets": [{}]}), "spec.imagePullSecrets[0].name: required"),
+        (
+            json!({"tolerations": [{"key": "k", "tolerationSeconds": "soon"}]}),
+            "spec.tolerations[0].tolerationSeconds",
+        ),
+        (json!({"ports": port, "service": {"type": "External"}}), "spec.service.type"),
+        (json!({"service": {"type": "NodePort"}}), "service needs a port"),
+        (
+            json!({"ports": port, "service": {"annotations": {"relayops.io/desired-hash": "x"}}}),
+            "are set by the operator",
+        ),
+        (json!({"ingress": {"host": "a.example.com"}}), "an ingress needs a port"),
+        (json!({"ports": port, "ingress": {"port": "admin"}}), "ingress.port must name one of ports"),
+        (json!({"ports": port, "ingress": {"tlsSecretName": "tls"}}), "tlsSecretName needs a host"),
+        (json!({"ports": port, "ingress": {"host": "Not A Host"}}), "spec.ingress.host"),
+        (json!({"ports": port, "ingress": {"path": "api"}}), "spec.ingress.path"),
+        (json!({"ports": port, "ingress": {"pathType": "Regex"}}), "spec.ingress.pathType"),
+        (
+            json!({"ports": port, "ingress": {"annotations": {"relayops.io/x": "y"}}}),
+            "are set by the operator",
+        ),
+    ];
+    for (fields, expected) in cases {
+        let mut spec = json!({"image": "a:1"});
+        for (key, value) in fields.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        let err = check("RelayService", spec.clone()).expect_err(&format!("{spec} accepted"));
+        assert!(err.contains(expected), "{spec}: expected {expected:?}, got {err}");
+    }
+    let err = check("TestDeployment", json!({"template": {"image": "a:1", "ports": port, "ingress": {}}}))
+        .expect_err("an exposed TestDeployment");
+    assert!(err.contains("a TestDeployment is not exposed"), "{err}");
+}
+
+#[test]
+fn new_fields_default_to_todays_behaviour() {
+    let object = check("RelayService", json!({"image": "a:1"})).unwrap();
+    for absent in [
+        "imagePullSecrets",
+        "serviceAccountName",
+        "podTemplate",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "topologySpreadConstraints",
+        "service",
+        "ingress",
+    ] {
+        assert!(object["spec"].get(absent).is_none(), "{absent} defaulted: {}", object["spec"]);
+    }
+    let object = check(
+        "RelayService",
+        json!({"image": "a:1", "ports": [{"name": "http", "containerPort": 80}], "service": {}, "ingress": {}}),
+    )
+    .unwrap();
+    assert_eq!(object["spec"]["service"]["type"], "ClusterIP");
+    assert_eq!(object["spec"]["ingress"]["path"], "/");
+    assert_eq!(object["spec"]["ingress"]["pathType"], "Prefix");
+}

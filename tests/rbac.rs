@@ -85,9 +85,29 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     let policy = HealthPolicyFixture::new("p").tcp(1).build();
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
     calls.extend(h.take_calls());
+    calls.extend(ingress_added_then_removed().await);
     calls.extend(test_deployment_lifecycle().await);
     calls.extend(reload_through_the_api_proxy().await);
     calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
+}
+
+/// A service given an Ingress, which is deleted when `spec.ingress` is removed again.
+async fn ingress_added_then_removed() -> Vec<Call> {
+    let mut h = Harness::new();
+    let service = RelayServiceFixture::new("web").image("a:1.0.0").port("http", 8080);
+    let mut calls = Vec::new();
+    for rs in [service.clone().spec(json!({"ingress": {"host": "web.example.com"}})), service] {
+        reconcile(Arc::new(rs.build()), h.ctx.clone()).await.unwrap();
+        calls.extend(h.take_calls());
+        h.sync(true);
+    }
+    assert!(
+        summary(&calls)
+            .contains(&"DELETE /apis/networking.k8s.io/v1/namespaces/demo/ingresses/web".to_string()),
+        "the Ingress was deleted: {:#?}",
+        summary(&calls)
+    );
+    calls
 }
 
 /// A configuration change reloaded through the API server's pod proxy (`--hook-via proxy`).

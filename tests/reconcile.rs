@@ -1,8 +1,9 @@
 //! The RelayService reconciler against an in-process fake API server: the requests it
 //! makes on a first reconcile, zero requests once converged, scaling, suspend, rolling
 //! replacement, claim retention and re-adoption, dependency gating, a missing or changed
-//! HealthPolicy, health details of unready pods, convergence after a crash at any step, and
-//! Secrets: one in a namespace the operator may not read, one rotated in a granted namespace.
+//! HealthPolicy, health details of unready pods, the Ingress (applied, deleted when removed,
+//! left alone when not ours), convergence after a crash at any step, and Secrets: one in a
+//! namespace the operator may not read, one rotated in a granted namespace.
 
 mod support;
 
@@ -758,4 +759,77 @@ async fn a_secret_change_in_a_granted_namespace_wakes_and_rehashes_its_services(
     h.put(&creds("other", "three"));
     assert!(h.ctx.caches.secrets.get("other", "creds").is_none());
     assert_eq!(applied_hash(&step(&mut h, &web, true).await), None, "nothing changed for web");
+}
+
+#[tokio::test]
+async fn ingress_is_applied_then_deleted_when_removed_from_the_spec_and_pods_stay() {
+    let mut h = Harness::new();
+    let plain = app("web");
+    reconcile(Arc::new(plain.clone().build()), h.ctx.clone()).await.unwrap();
+    let first = h.take_calls();
+    assert!(!summary(&first).iter().any(|c| c.contains("/ingresses/")), "no Ingress without spec.ingress");
+    h.sync(true);
+
+    // Adding an Ingress and a NodePort: two applies, no pod replaced.
+    let exposed = plain.clone().spec(json!({
+        "service": {"type": "NodePort"},
+        "ingress": {"host": "web.example.com", "tlsSecretName": "web-tls", "className": "nginx"},
+    }));
+    reconcile(Arc::new(exposed.clone().build()), h.ctx.clone()).await.unwrap();
+    let calls = h.take_calls();
+    assert_eq!(
+        writes(&calls),
+        [
+            "PATCH /api/v1/namespaces/demo/services/web",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/demo/ingresses/web",
+        ]
+    );
+    let service = calls.iter().find(|c| c.path.contains("/services/web")).unwrap();
+    assert_eq!(service.body["spec"]["type"], "NodePort");
+    let apply = calls.iter().find(|c| c.path.contains("/ingresses/web")).unwrap();
+    assert!(apply.path.contains("fieldManager=relay-operator") && apply.path.contains("force=true"));
+    let ingress = &apply.body;
+    assert_eq!(ingress["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ingress["metadata"]["ownerReferences"][0]["uid"], "uid-web");
+    assert_eq!(ingress["metadata"]["labels"]["app.kubernetes.io/managed-by"], "relay-operator");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "web-tls");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "web.example.com");
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"], "http");
+    h.sync(true);
+
+    // Converged: nothing to write.
+    reconcile(Arc::new(exposed.build()), h.ctx.clone()).await.unwrap();
+    assert!(writes(&h.take_calls()).is_empty());
+
+    // Removed from the spec: the Ingress is deleted, once; the pods stay.
+    reconcile(Arc::new(plain.clone().spec(json!({"service": {"type": "NodePort"}})).build()), h.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(writes(&h.take_calls()), ["DELETE /apis/networking.k8s.io/v1/namespaces/demo/ingresses/web"]);
+    h.sync(true);
+    reconcile(Arc::new(plain.spec(json!({"service": {"type": "NodePort"}})).build()), h.ctx.clone())
+        .await
+        .unwrap();
+    assert!(writes(&h.take_calls()).is_empty());
+}
+
+#[tokio::test]
+async fn an_ingress_the_service_does_not_own_is_left_alone() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let mut h = Harness::new();
+    // Same name and the operator's label, but another owner (e.g. a RelayService that was
+    // deleted and recreated: the garbage collector removes that one).
+    let foreign: Ingress = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "demo",
+            "labels": {"app.kubernetes.io/managed-by": "relay-operator"},
+            "ownerReferences": [{"apiVersion": "relayops.io/v1alpha1", "kind": "TestDeployment",
+                "name": "web", "uid": "uid-other", "controller": true}]},
+        "spec": {"defaultBackend": {"service": {"name": "other", "port": {"number": 80}}}},
+    }))
+    .unwrap();
+    h.put(&foreign);
+    reconcile(Arc::new(app("web").build()), h.ctx.clone()).await.unwrap();
+    assert!(!summary(&h.take_calls()).iter().any(|c| c.contains("/ingresses/")));
 }

@@ -359,3 +359,256 @@ fn manifests_in_memory_render_through_the_library() {
     );
     assert!(manifest::render_text("generated", "# nothing\n", &RenderOptions::default()).is_err());
 }
+
+/// sha256 of the JSON of every rendered child, in render order.
+fn digest_of_children(rendered: &RenderedService) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for object in [serde_json::to_vec(&rendered.config_map), serde_json::to_vec(&rendered.service)]
+        .into_iter()
+        .chain(rendered.claims.iter().map(serde_json::to_vec))
+        .chain(rendered.pods.iter().map(serde_json::to_vec))
+    {
+        hasher.update(object.unwrap());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Upgrading the operator must restart no pod: a spec that sets none of the newer fields
+/// renders byte for byte what earlier versions rendered (these values were recorded before
+/// `imagePullSecrets`, `podTemplate`, placement, `service` and `ingress` existed).
+#[test]
+fn specs_without_the_newer_fields_render_exactly_as_before() {
+    let relay = render(&spec(RELAY));
+    assert_eq!(relay.pod_template_hash, "682d593e8b");
+    assert_eq!(
+        digest_of_children(&relay),
+        "3e39036db6f28f24b5f801ce27eccaaa70ce4d36be19a5d17be5fbbe3ca04c89"
+    );
+    let health: HealthPolicySpec = serde_saphyr::from_str(
+        "exec: {command: [pg_isready]}\ninterval: 10s\ntimeout: 5s\nstartPeriod: 30s\nretries: 5\nrestartUnhealthy: true\n",
+    )
+    .unwrap();
+    let postgres = spec(
+        "image: postgres:16.4\nports: [{name: postgres, containerPort: 5432}]\nargs: [-c, max_connections=200]\npodSecurityContext: {runAsUser: 999, fsGroup: 999}\nstorage: [{name: data, size: 5Gi, mountPath: /var/lib/postgresql/data}]\n",
+    );
+    let postgres =
+        render_with(&owner(OwnerKind::RelayService, "postgres"), &postgres, Some(&health), &secrets());
+    assert_eq!(postgres.pod_template_hash, "5c55d39fb8");
+    assert_eq!(
+        digest_of_children(&postgres),
+        "541803574d7a1b33eeb31916ed250a95973943d66031ad4b811bfb90122568fe"
+    );
+}
+
+#[test]
+fn pod_placement_and_identity_fields_reach_the_pod_spec() {
+    let rendered = render(&spec(
+        r#"
+image: ghcr.io/example/relay:1.4.2
+ports: [{name: http, containerPort: 8000}]
+imagePullSecrets: [{name: ghcr-credentials}]
+serviceAccountName: relay
+nodeSelector: {kubernetes.io/arch: arm64}
+tolerations: [{key: dedicated, operator: Equal, value: relays, effect: NoSchedule}]
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms: [{matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [a, b]}]}]
+topologySpreadConstraints:
+  - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule}
+  - {maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {tier: edge}}}
+"#,
+    ));
+    let pod = rendered.pods[0].spec.clone().unwrap();
+    let pull: Vec<String> = pod.image_pull_secrets.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(pull, ["ghcr-credentials"]);
+    assert_eq!(pod.service_account_name.as_deref(), Some("relay"));
+    assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "arm64");
+    let toleration = &pod.tolerations.unwrap()[0];
+    assert_eq!(
+        (toleration.key.as_deref(), toleration.value.as_deref(), toleration.effect.as_deref()),
+        (Some("dedicated"), Some("relays"), Some("NoSchedule"))
+    );
+    let terms =
+        pod.affinity.unwrap().node_affinity.unwrap().required_during_scheduling_ignored_during_execution;
+    assert_eq!(
+        terms.unwrap().node_selector_terms[0].match_expressions.as_ref().unwrap()[0].values.as_ref().unwrap(),
+        &["a", "b"]
+    );
+    let spread = pod.topology_spread_constraints.unwrap();
+    assert_eq!(
+        spread[0].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap(),
+        &BTreeMap::from([("relayops.io/service".to_string(), "relay".to_string())]),
+        "a constraint without labelSelector counts this service's pods"
+    );
+    assert_eq!(
+        spread[1].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap(),
+        &BTreeMap::from([("tier".to_string(), "edge".to_string())]),
+        "a given labelSelector is kept"
+    );
+}
+
+#[test]
+fn each_pod_field_changes_the_template_hash_only_when_set() {
+    let base = render(&spec(RELAY));
+    let with = |extra: &str| render(&spec(&format!("{RELAY}{extra}\n"))).pod_template_hash;
+    let mut seen = std::collections::BTreeSet::from([base.pod_template_hash.clone()]);
+    for extra in [
+        "imagePullSecrets: [{name: ghcr-credentials}]",
+        "serviceAccountName: relay",
+        "nodeSelector: {disktype: ssd}",
+        "tolerations: [{key: dedicated, operator: Exists}]",
+        "affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm: {topologyKey: kubernetes.io/hostname}}]}}",
+        "topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}]",
+        "podTemplate: {metadata: {labels: {team: payments}}}",
+        "podTemplate: {metadata: {annotations: {prometheus.io/scrape: \"true\"}}}",
+    ] {
+        assert!(seen.insert(with(extra)), "{extra}: the template hash did not change");
+    }
+    // Empty values are the same as absent ones.
+    for empty in [
+        "imagePullSecrets: []",
+        "nodeSelector: {}",
+        "tolerations: []",
+        "topologySpreadConstraints: []",
+        "podTemplate: {metadata: {}}",
+        "podTemplate: {}",
+    ] {
+        assert_eq!(with(empty), base.pod_template_hash, "{empty}");
+    }
+    // Exposure is not part of the pods.
+    assert_eq!(with("service: {type: NodePort}\ningress: {host: relay.example.com}"), base.pod_template_hash);
+}
+
+#[test]
+fn pod_template_metadata_is_added_but_never_replaces_the_operators_own() {
+    let rendered = render(&spec(&format!(
+        "{RELAY}podTemplate:\n  metadata:\n    labels: {{team: payments, app.kubernetes.io/part-of: coin}}\n    annotations: {{prometheus.io/scrape: \"true\"}}\n"
+    )));
+    for pod in &rendered.pods {
+        let labels = pod.metadata.labels.clone().unwrap();
+        assert_eq!(labels["team"], "payments");
+        assert_eq!(labels["app.kubernetes.io/part-of"], "coin");
+        assert_eq!(labels["relayops.io/service"], "relay");
+        assert_eq!(labels[LABEL_POD_TEMPLATE_HASH], rendered.pod_template_hash);
+        let annotations = pod.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations[ANNOTATION_CONFIG_HASH], rendered.config_hash);
+    }
+    // Were the CRD's rule bypassed, the operator's labels still win.
+    let mut sneaky = spec(RELAY);
+    sneaky.pod_template = Some(
+        serde_json::from_value(serde_json::json!({"metadata": {
+            "labels": {"relayops.io/service": "other", "app.kubernetes.io/managed-by": "me"},
+            "annotations": {ANNOTATION_CONFIG_HASH: "forged"}
+        }}))
+        .unwrap(),
+    );
+    let rendered = render(&sneaky);
+    let pod = &rendered.pods[0].metadata;
+    assert_eq!(pod.labels.as_ref().unwrap()["relayops.io/service"], "relay");
+    assert_eq!(pod.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"], "relay-operator");
+    assert_eq!(pod.annotations.as_ref().unwrap()[ANNOTATION_CONFIG_HASH], rendered.config_hash);
+    // The Service, ConfigMap and claims do not get the pod labels.
+    assert!(!rendered.service.unwrap().metadata.labels.unwrap().contains_key("team"));
+}
+
+#[test]
+fn service_type_and_annotations() {
+    let default = render(&spec(RELAY)).service.unwrap();
+    assert_eq!(default.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    assert!(default.metadata.annotations.is_none());
+    for type_ in ["ClusterIP", "NodePort", "LoadBalancer"] {
+        let rendered = render(&spec(&format!(
+            "{RELAY}service: {{type: {type_}, annotations: {{service.beta.kubernetes.io/aws-load-balancer-type: nlb}}}}\n"
+        )));
+        let service = rendered.service.unwrap();
+        assert_eq!(service.spec.as_ref().unwrap().type_.as_deref(), Some(type_));
+        assert_eq!(
+            service.metadata.annotations.unwrap()["service.beta.kubernetes.io/aws-load-balancer-type"],
+            "nlb"
+        );
+        assert_eq!(service.spec.unwrap().ports.unwrap()[0].node_port, None, "allocated by the API server");
+    }
+}
+
+#[test]
+fn ingress_routes_host_and_path_to_a_service_port() {
+    assert!(render(&spec(RELAY)).ingress.is_none());
+    let two_ports = "image: ghcr.io/example/api:2.3.1\nports: [{name: http, containerPort: 8080}, {name: admin, containerPort: 9090, servicePort: 90}]\n";
+
+    // Defaults: path "/", Prefix, the first port, no host, class or TLS.
+    let ingress = render(&spec(&format!("{two_ports}ingress: {{}}\n"))).ingress.unwrap();
+    assert_eq!(ingress.metadata.name.as_deref(), Some("relay"));
+    assert_eq!(ingress.metadata.labels.as_ref().unwrap()["relayops.io/service"], "relay");
+    let owner = &ingress.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("RelayService", "uid-1", Some(true))
+    );
+    assert!(ingress.metadata.annotations.is_none());
+    let spec_ = ingress.spec.unwrap();
+    assert_eq!(spec_.ingress_class_name, None);
+    assert_eq!(spec_.tls, None);
+    let rule = &spec_.rules.unwrap()[0];
+    assert_eq!(rule.host, None);
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!((path.path.as_deref(), path.path_type.as_str()), (Some("/"), "Prefix"));
+    let backend = path.backend.service.as_ref().unwrap();
+    assert_eq!(
+        (backend.name.as_str(), backend.port.as_ref().unwrap().name.as_deref()),
+        ("relay", Some("http"))
+    );
+
+    // Everything set.
+    let ingress = render(&spec(&format!(
+        "{two_ports}ingress: {{host: api.example.com, path: /admin, pathType: Exact, port: admin, tlsSecretName: api-tls, className: nginx, annotations: {{cert-manager.io/cluster-issuer: letsencrypt}}}}\n"
+    )))
+    .ingress
+    .unwrap();
+    assert_eq!(ingress.metadata.annotations.unwrap()["cert-manager.io/cluster-issuer"], "letsencrypt");
+    let spec_ = ingress.spec.unwrap();
+    assert_eq!(spec_.ingress_class_name.as_deref(), Some("nginx"));
+    let tls = &spec_.tls.unwrap()[0];
+    assert_eq!(
+        (tls.hosts.clone().unwrap(), tls.secret_name.as_deref()),
+        (vec!["api.example.com".to_string()], Some("api-tls"))
+    );
+    let rule = &spec_.rules.unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("api.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!((path.path.as_deref(), path.path_type.as_str()), (Some("/admin"), "Exact"));
+    assert_eq!(path.backend.service.as_ref().unwrap().port.as_ref().unwrap().name.as_deref(), Some("admin"));
+}
+
+#[test]
+fn test_deployments_copy_no_exposure() {
+    use relay_operator::api::TestDeploymentSpec;
+    let source = spec(&format!(
+        "{RELAY}service: {{type: LoadBalancer, annotations: {{external-dns.alpha.kubernetes.io/hostname: relay.example.com}}}}\ningress: {{host: relay.example.com}}\nserviceAccountName: relay\n"
+    ));
+    let td: TestDeploymentSpec = serde_saphyr::from_str("fromRelayService: relay\n").unwrap();
+    let effective = render::effective_spec(&td, Some(&source)).unwrap();
+    let rendered = render_with(&owner(OwnerKind::TestDeployment, "pr-1"), &effective, None, &secrets());
+    assert!(rendered.ingress.is_none(), "a copy must not claim the production host");
+    let service = rendered.service.unwrap();
+    assert_eq!(service.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    assert!(service.metadata.annotations.is_none());
+    assert_eq!(
+        rendered.pods[0].spec.as_ref().unwrap().service_account_name.as_deref(),
+        Some("relay"),
+        "pod settings are copied"
+    );
+}
+
+#[test]
+fn command_and_args_stay_apart() {
+    let container = |yaml: &str| render(&spec(yaml)).pods[0].spec.clone().unwrap().containers[0].clone();
+    let args = container("image: a:1\nargs: [python, -m, worker]\n");
+    assert_eq!((args.command, args.args), (None, Some(vec!["python".into(), "-m".into(), "worker".into()])));
+    let command = container("image: a:1\ncommand: [/bin/tini, --]\n");
+    assert_eq!((command.command, command.args), (Some(vec!["/bin/tini".into(), "--".into()]), None));
+    let both = container("image: a:1\ncommand: [/entry]\nargs: [serve]\n");
+    assert_eq!((both.command, both.args), (Some(vec!["/entry".into()]), Some(vec!["serve".into()])));
+}

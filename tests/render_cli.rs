@@ -542,3 +542,56 @@ fn services_of_another_repository_can_be_assumed() {
     find(&docs, "Pod", "api-0");
     assert!(!docs.iter().any(|d| d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("pr-1"))));
 }
+
+/// The examples' pod-template hashes as recorded before the newer spec fields existed
+/// (`imagePullSecrets`, `podTemplate`, placement, `service`, `ingress`): a manifest that
+/// does not use them keeps its pods across an operator upgrade.
+#[test]
+fn example_pod_template_hashes_are_unchanged() {
+    let out = run(&["render", "-f", &examples()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&out.stdout);
+    for (pod, hash) in [
+        ("postgres-0", "d0cfb5a109"),
+        ("relay-0", "fc88fd6951"),
+        ("relay-1", "fc88fd6951"),
+        ("api-0", "7180f76183"),
+        ("relay-pr-42-td-0", "7bb848eac7"),
+    ] {
+        assert_eq!(
+            find(&docs, "Pod", pod)["metadata"]["labels"]["relayops.io/pod-template-hash"],
+            hash,
+            "{pod}"
+        );
+    }
+}
+
+/// The stack example maps compose's `command:` (which replaces the image's CMD) to `args`,
+/// keeping the image's ENTRYPOINT.
+#[test]
+fn the_stack_example_overrides_args_not_the_entrypoint() {
+    let out = run(&["render", "-f", &examples()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&out.stdout);
+    let container = &find(&docs, "Pod", "scheduler-0")["spec"]["containers"][0];
+    assert_eq!(container["args"], serde_json::json!(["python", "-m", "src.scheduler"]));
+    assert!(container.get("command").is_none(), "{container}");
+}
+
+#[test]
+fn prints_the_ingress_and_refuses_the_operators_pod_labels() {
+    let input = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web, namespace: shop}\nspec:\n  image: web:1.0.0\n  ports: [{name: http, containerPort: 8080}]\n  service: {type: NodePort}\n  ingress: {host: shop.example.com, tlsSecretName: shop-tls}\n";
+    let out = run(&["render", "-f", &scratch("ingress", input)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&out.stdout);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Service", "Ingress", "Pod"]);
+    let ingress = find(&docs, "Ingress", "web");
+    assert_eq!(ingress["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ingress["metadata"]["namespace"], "shop");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "shop.example.com");
+    assert_eq!(find(&docs, "Service", "web")["spec"]["type"], "NodePort");
+
+    let reserved = "apiVersion: relayops.io/v1alpha1\nkind: RelayService\nmetadata: {name: web}\nspec: {image: a:1, podTemplate: {metadata: {labels: {relayops.io/service: other}}}}\n";
+    assert_rejected("reserved-label", reserved, &["spec.podTemplate.metadata.labels", "set by the operator"]);
+}

@@ -6,6 +6,7 @@
 //! a bad manifest with a field path.
 
 mod common;
+mod exposure;
 // Clippy reads repeated `printcolumn(type_ = ...)` arguments of the kube derive as duplicates.
 #[allow(clippy::duplicated_attributes)]
 mod health_policy;
@@ -15,6 +16,7 @@ mod relay_service;
 mod test_deployment;
 
 pub use common::*;
+pub use exposure::*;
 pub use health_policy::*;
 pub use relay_service::*;
 pub use test_deployment::*;

@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext,
+    Affinity, EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, SecretKeySelector,
+    SecurityContext, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DNS_LABEL_PATTERN, Duration, FailureDetail, LocalRef};
+use super::common::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, Duration, FailureDetail, LocalRef};
+use super::exposure::{IngressSpec, PodTemplate, ServiceExposure};
 use super::health_policy::HealthPolicySpec;
 
 /// Desired state of a RelayService.
@@ -41,6 +43,9 @@ use super::health_policy::HealthPolicySpec;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.healthPolicyRef) && has(self.health))").message("set either healthPolicyRef or health, not both"))]
+#[x_kube(validation = Rule::new("!has(self.ingress) || (has(self.ports) && size(self.ports) > 0)").message("an ingress needs a port: declare one in ports").field_path(".ingress"))]
+#[x_kube(validation = Rule::new("!has(self.ingress) || !has(self.ingress.port) || !has(self.ports) || self.ports.exists(p, p.name == self.ingress.port)").message("ingress.port must name one of ports").field_path(".ingress.port"))]
+#[x_kube(validation = Rule::new("!has(self.service) || (has(self.ports) && size(self.ports) > 0)").message("service needs a port: without ports there is no Service").field_path(".service"))]
 pub struct RelayServiceSpec {
     /// Container image. Pin a tag or digest: `:latest` and untagged images are reported.
     #[schemars(length(min = 1))]
@@ -104,6 +109,36 @@ pub struct RelayServiceSpec {
     /// Container-level security settings; fields set here override the restricted defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    /// Secrets with registry credentials for pulling the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub image_pull_secrets: Vec<LocalRef>,
+    /// Service account the pods run as (the namespace's `default` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub service_account_name: Option<String>,
+    /// Labels and annotations added to every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
+    /// Node labels a node must have to run the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate, as in a Pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node and pod (anti-)affinity, as in a Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// How pods spread over zones or nodes, as in a Pod; a constraint without
+    /// `labelSelector` counts this service's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// How the Service is exposed (default `ClusterIP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceExposure>,
+    /// An Ingress routing a host and path to a port of the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
 }
 
 fn default_replicas() -> i32 {

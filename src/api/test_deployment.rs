@@ -34,6 +34,7 @@ use super::relay_service::{PodEntry, RelayServiceSpec};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.template) != has(self.fromRelayService)").message("set exactly one of template or fromRelayService"))]
 #[x_kube(validation = Rule::new("!has(self.overrides) || has(self.fromRelayService)").message("overrides apply only with fromRelayService"))]
+#[x_kube(validation = Rule::new("!has(self.template) || (!has(self.template.service) && !has(self.template.ingress))").message("a TestDeployment is not exposed: its Service is ClusterIP and it has no Ingress, so template.service and template.ingress are not allowed").field_path(".template"))]
 pub struct TestDeploymentSpec {
     /// Inline service template.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -31,6 +32,8 @@ pub struct Caches {
     pub service_objects: Store<Service>,
     /// Managed claims.
     pub claims: Store<PersistentVolumeClaim>,
+    /// Managed Ingresses.
+    pub ingresses: Store<Ingress>,
     /// Secrets of the namespaces the operator may read (referenced ones are read for the
     /// config hash and the reload hook's token).
     pub secrets: SecretCaches,

@@ -1,12 +1,15 @@
 //! Converge a service's children — one code path for RelayServices and TestDeployments:
-//! apply the rendered ConfigMap, Service and claims, execute the pod plan ([`super::rollout`])
-//! and claim retention on scale-down, each write through [`super::writes`].
+//! apply the rendered ConfigMap, Service, Ingress (or delete one no longer wanted) and
+//! claims, execute the pod plan ([`super::rollout`]) and claim retention on scale-down, each
+//! write through [`super::writes`].
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
 use super::Error;
@@ -27,7 +30,8 @@ pub struct Target<'a> {
     pub spec: &'a RelayServiceSpec,
 }
 
-/// Apply the ConfigMap, Service and claims, then execute the pod plan and claim retention.
+/// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim
+/// retention.
 /// `may_start` gates creating and rolling pods (dependencies Ready).
 pub async fn converge(
     ctx: &Context,
@@ -36,23 +40,46 @@ pub async fn converge(
     pods: &[Pod],
     may_start: bool,
 ) -> Result<(), Error> {
-    apply_children(ctx, rendered).await?;
+    apply_children(ctx, target.owner, rendered).await?;
     let replicas = if target.spec.suspend { 0 } else { target.spec.replicas };
     execute_plan(ctx, target, rendered, pods, replicas, may_start).await?;
     // Suspending is not scaling: claims stay for the replicas the spec asks for.
     delete_scaled_claims(ctx, target, pods, target.spec.replicas).await
 }
 
-async fn apply_children(ctx: &Context, rendered: &RenderedService) -> Result<(), Error> {
+async fn apply_children(ctx: &Context, owner: &Owner, rendered: &RenderedService) -> Result<(), Error> {
     if let Some(config_map) = &rendered.config_map {
         apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, config_map.clone()).await?;
     }
     if let Some(service) = &rendered.service {
         apply_if_changed::<Service>(ctx, &ctx.caches.service_objects, service.clone()).await?;
     }
+    match &rendered.ingress {
+        Some(ingress) => {
+            apply_if_changed::<Ingress>(ctx, &ctx.caches.ingresses, ingress.clone()).await?;
+        }
+        None => delete_stale_ingress(ctx, owner).await?,
+    }
     for claim in &rendered.claims {
         // Retained claims keep their data; applying by name re-adopts them.
         apply_if_changed::<PersistentVolumeClaim>(ctx, &ctx.caches.claims, claim.clone()).await?;
+    }
+    Ok(())
+}
+
+/// `spec.ingress` was removed: delete the Ingress this owner made, if the cache holds one.
+async fn delete_stale_ingress(ctx: &Context, owner: &Owner) -> Result<(), Error> {
+    let name = owner.base_name();
+    let Some(ingress) = ctx.caches.ingresses.get(&ObjectRef::new(&name).within(&owner.namespace)) else {
+        return Ok(());
+    };
+    let ours = ingress
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && r.kind == owner.kind.as_str() && r.name == owner.name);
+    if ours && ingress.metadata.deletion_timestamp.is_none() {
+        delete::<Ingress>(ctx, &owner.namespace, &name).await?;
+        info!(ingress = %name, "deleted ingress: spec.ingress was removed");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -28,11 +29,12 @@ use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
 /// Every cache whose initial list must complete before the operator reports ready.
-const CACHES: [&str; 8] = [
+const CACHES: [&str; 9] = [
     "Pod",
     "ConfigMap",
     "Service",
     "PersistentVolumeClaim",
+    "Ingress",
     "Secret",
     "HealthPolicy",
     "RelayService",
@@ -262,6 +264,8 @@ pub async fn run(
     let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone());
     let (service_objects, svc_stream) = cached!(Service, managed.clone());
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
+    // Only RelayServices have Ingresses: no TestDeployment owner to wake.
+    let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
     // Children of TestDeployments come through the same watches: their events wake the
     // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
     let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();
@@ -307,6 +311,7 @@ pub async fn run(
         config_maps: config_maps.clone(),
         service_objects: service_objects.clone(),
         claims: claims.clone(),
+        ingresses,
         secrets,
         test_deployments: test_deployments.clone(),
     };
@@ -355,6 +360,7 @@ pub async fn run(
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
         .owns_stream(pvc_stream)
+        .owns_stream(ingress_stream)
         .watches_stream(policy_stream, move |policy: HealthPolicy| {
             services_using_policy(&services_for_policies, &policy)
         })

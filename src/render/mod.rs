@@ -4,6 +4,7 @@
 //! Used by `relay-operator render` offline and by the controller before it applies.
 
 mod config;
+mod ingress;
 mod labels;
 mod pod;
 mod probes;
@@ -14,6 +15,7 @@ mod template;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::api::{HealthPolicySpec, RelayServiceSpec};
@@ -117,6 +119,8 @@ pub struct RenderedService {
     pub config_map: Option<ConfigMap>,
     /// The Service (absent when the spec declares no ports).
     pub service: Option<Service>,
+    /// The Ingress (absent without `spec.ingress`).
+    pub ingress: Option<Ingress>,
     /// Claims: shared ones, then per-replica ones by ordinal.
     pub claims: Vec<PersistentVolumeClaim>,
     /// One pod per ordinal `0..replicas` (empty when suspended).
@@ -190,6 +194,7 @@ pub fn render_service(input: ServiceInput<'_>) -> Result<RenderedService, Render
     Ok(RenderedService {
         config_map: config.config_map.clone(),
         service: service::render_service_object(input.owner, input.spec),
+        ingress: ingress::render_ingress(input.owner, input.spec),
         claims: storage::render_claims(input.owner, input.spec, input.spec.replicas.max(0)),
         pods,
         config_hash: config.hash.clone(),

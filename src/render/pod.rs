@@ -4,18 +4,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource,
-    SeccompProfile, SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    LocalObjectReference, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ProjectedVolumeSource, SeccompProfile, SecretProjection, SecurityContext, TopologySpreadConstraint,
+    Volume, VolumeMount, VolumeProjection,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sha2::{Digest, Sha256};
 
 use super::config::{RenderedConfig, hex};
-use super::labels::{ANNOTATION_CONFIG_HASH, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, common_labels};
+use super::labels::{
+    ANNOTATION_CONFIG_HASH, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, common_labels, selector_labels,
+};
 use super::probes::ProbeSet;
 use super::storage::{claim_name, volume_name};
 use super::{Owner, RenderError, ServiceInput};
-use crate::api::{StorageScope, StorageVolume};
+use crate::api::{PodMetadata, StorageScope, StorageVolume};
 
 /// Name of the service container in every managed pod.
 pub const CONTAINER_NAME: &str = "app";
@@ -25,6 +28,8 @@ const CONFIG_VOLUME: &str = "config";
 /// The ordinal-independent pod spec of a service and its hash.
 pub struct PodTemplate {
     owner: Owner,
+    /// The user's extra labels and annotations.
+    metadata: PodMetadata,
     spec: PodSpec,
     per_replica_volumes: Vec<String>,
     hash: String,
@@ -32,8 +37,9 @@ pub struct PodTemplate {
 }
 
 impl PodTemplate {
-    /// Build the template. Its hash covers the pod spec and the restart-key digest, and
-    /// nothing else: a change to any other configuration key leaves it unchanged.
+    /// Build the template. Its hash covers the pod spec, the extra pod labels and
+    /// annotations (when set) and the restart-key digest, and nothing else: a change to any
+    /// other configuration key leaves it unchanged.
     pub fn new(
         input: ServiceInput<'_>,
         config: &RenderedConfig,
@@ -45,6 +51,15 @@ impl PodTemplate {
         let mut hasher = Sha256::new();
         hasher.update(&canonical);
         hasher.update(config.restart_digest.as_bytes());
+        // Pods are never updated in place, so their extra labels and annotations are part
+        // of the template; fed only when set, so a spec without them hashes as before.
+        let metadata = input.spec.pod_template.as_ref().map(|t| t.metadata.clone()).unwrap_or_default();
+        if !metadata.is_empty() {
+            let canonical = serde_json::to_vec(&metadata)
+                .map_err(|e| RenderError::ConfigFormat { format: "json", message: e.to_string() })?;
+            hasher.update(b"pod-metadata");
+            hasher.update(&canonical);
+        }
         let hash = hex(&hasher.finalize())[..10].to_string();
         let per_replica_volumes = input
             .spec
@@ -55,6 +70,7 @@ impl PodTemplate {
             .collect();
         Ok(Self {
             owner: input.owner.clone(),
+            metadata,
             spec,
             per_replica_volumes,
             hash,
@@ -70,9 +86,14 @@ impl PodTemplate {
     /// The pod with the given ordinal.
     pub fn pod(&self, ordinal: i32) -> Pod {
         let name = self.owner.pod_name(ordinal);
-        let mut labels = common_labels(&self.owner);
+        // The operator's labels and annotations win over the user's (the CRD rejects
+        // those keys in `podTemplate.metadata` anyway).
+        let mut labels = self.metadata.labels.clone();
+        labels.extend(common_labels(&self.owner));
         labels.insert(LABEL_POD_INDEX.into(), ordinal.to_string());
         labels.insert(LABEL_POD_TEMPLATE_HASH.into(), self.hash.clone());
+        let mut annotations = self.metadata.annotations.clone();
+        annotations.insert(ANNOTATION_CONFIG_HASH.into(), self.config_hash.clone());
         let mut spec = self.spec.clone();
         spec.hostname = Some(name.clone());
         for volume in spec.volumes.iter_mut().flatten() {
@@ -86,10 +107,7 @@ impl PodTemplate {
                 name: Some(name),
                 namespace: Some(self.owner.namespace.clone()),
                 labels: Some(labels),
-                annotations: Some(BTreeMap::from([(
-                    ANNOTATION_CONFIG_HASH.into(),
-                    self.config_hash.clone(),
-                )])),
+                annotations: Some(annotations),
                 owner_references: Some(vec![self.owner.owner_reference()]),
                 ..ObjectMeta::default()
             },
@@ -173,12 +191,35 @@ fn pod_spec(input: ServiceInput<'_>, probes: Option<&ProbeSet>) -> PodSpec {
         security_context: Some(container_security(spec.security_context.as_ref())),
         ..Container::default()
     };
+    // Every field below is `None` unless set, so a spec without them serializes (and
+    // hashes) exactly as before they existed.
+    let image_pull_secrets: Vec<LocalObjectReference> =
+        spec.image_pull_secrets.iter().map(|s| LocalObjectReference { name: s.name.clone() }).collect();
+    let spread: Vec<TopologySpreadConstraint> = spec
+        .topology_spread_constraints
+        .iter()
+        .map(|c| TopologySpreadConstraint {
+            label_selector: c.label_selector.clone().or_else(|| {
+                Some(LabelSelector {
+                    match_labels: Some(selector_labels(input.owner)),
+                    match_expressions: None,
+                })
+            }),
+            ..c.clone()
+        })
+        .collect();
     PodSpec {
         containers: vec![container],
         volumes: (!volumes.is_empty()).then_some(volumes),
         security_context: Some(pod_security(spec.pod_security_context.as_ref())),
         restart_policy: Some("Always".into()),
         enable_service_links: Some(false),
+        image_pull_secrets: (!image_pull_secrets.is_empty()).then_some(image_pull_secrets),
+        service_account_name: spec.service_account_name.clone(),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        topology_spread_constraints: (!spread.is_empty()).then_some(spread),
         ..PodSpec::default()
     }
 }

@@ -7,7 +7,8 @@ use super::Owner;
 use super::labels::{owned_meta, selector_labels};
 use crate::api::RelayServiceSpec;
 
-/// The ClusterIP Service, or `None` when the spec declares no ports (e.g. a scheduler).
+/// The Service (`ClusterIP` unless `spec.service.type` says otherwise), or `None` when the
+/// spec declares no ports (e.g. a scheduler).
 pub fn render_service_object(owner: &Owner, spec: &RelayServiceSpec) -> Option<Service> {
     if spec.ports.is_empty() {
         return None;
@@ -23,10 +24,13 @@ pub fn render_service_object(owner: &Owner, spec: &RelayServiceSpec) -> Option<S
             ..ServicePort::default()
         })
         .collect();
+    let exposure = spec.service.clone().unwrap_or_default();
+    let mut metadata = owned_meta(owner, owner.base_name());
+    metadata.annotations = (!exposure.annotations.is_empty()).then_some(exposure.annotations);
     Some(Service {
-        metadata: owned_meta(owner, owner.base_name()),
+        metadata,
         spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
+            type_: Some(exposure.type_.as_str().into()),
             selector: Some(selector_labels(owner)),
             ports: Some(ports),
             ..ServiceSpec::default()

@@ -1,5 +1,5 @@
 //! The effective service spec of a TestDeployment: its inline template, or a copy of a
-//! RelayService's spec with the overrides applied.
+//! RelayService's spec (without its exposure) with the overrides applied.
 
 use crate::api::{ConfigSpec, LocalRef, RelayServiceSpec, TestDeploymentSpec};
 
@@ -14,7 +14,11 @@ pub fn effective_spec(
         (Some(template), _) => template.clone(),
         // A copied RelayService's own `suspend` is its operational state, not part of what is
         // tested: the TestDeployment's `suspend` alone governs the copy.
-        (None, Some(source)) => RelayServiceSpec { suspend: false, ..source.clone() },
+        // Nor is its exposure: a copy must not claim the RelayService's host or load
+        // balancer, so a TestDeployment's Service is ClusterIP and it has no Ingress.
+        (None, Some(source)) => {
+            RelayServiceSpec { suspend: false, service: None, ingress: None, ..source.clone() }
+        }
         (None, None) => return None,
     };
     spec.suspend |= td.suspend;

@@ -490,6 +490,69 @@ fn readme_invalid_examples() -> Vec<(String, String)> {
         .collect()
 }
 
+/// `service.type: NodePort` and an `ingress` on a real API server, written with the chart's
+/// RBAC: the Service gets a node port, the Ingress is owned by the RelayService, and removing
+/// `ingress` from the spec deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_port_service_and_ingress_follow_the_spec() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let s = Scenario::new("e2e-expose").await;
+    let _operator = s.operator("operator.log");
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let started = Instant::now();
+    let mut web = standin_service("web", 1, json!({}));
+    web["spec"]["service"] = json!({"type": "NodePort"});
+    web["spec"]["ingress"] =
+        json!({"host": "web.example.com", "tlsSecretName": "web-tls", "className": "nginx"});
+    s.apply(&web.to_string());
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+    eventually("a NodePort Service and an Ingress", Duration::from_secs(15), || async {
+        let node_port = services.get_opt("web").await.unwrap().and_then(|svc| svc.spec).is_some_and(|spec| {
+            spec.type_.as_deref() == Some("NodePort")
+                && spec.ports.unwrap_or_default().first().and_then(|p| p.node_port).is_some()
+        });
+        node_port && ingresses.get_opt("web").await.unwrap().is_some()
+    })
+    .await;
+    let uid = get_service(client, ns, "web").await.unwrap().uid().unwrap();
+    let ingress = ingresses.get("web").await.unwrap();
+    let owner = &ingress.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("RelayService", uid.as_str(), Some(true))
+    );
+    let spec = ingress.spec.unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let backend = spec.rules.unwrap()[0].http.as_ref().unwrap().paths[0].backend.service.clone().unwrap();
+    assert_eq!((backend.name.as_str(), backend.port.unwrap().name.as_deref()), ("web", Some("http")));
+
+    web["spec"].as_object_mut().unwrap().remove("ingress");
+    s.apply(&web.to_string());
+    eventually("the Ingress deleted", Duration::from_secs(10), || async {
+        ingresses.get_opt("web").await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(
+        services.get("web").await.unwrap().spec.unwrap().type_.as_deref(),
+        Some("NodePort"),
+        "the Service stays"
+    );
+    println!("e2e: NodePort Service, Ingress created and deleted in {:?}", started.elapsed());
+
+    // Back to the default: a ClusterIP Service, its node port released by the API server.
+    web["spec"].as_object_mut().unwrap().remove("service");
+    s.apply(&web.to_string());
+    eventually("the Service back to ClusterIP", Duration::from_secs(10), || async {
+        services.get("web").await.unwrap().spec.is_some_and(|spec| {
+            spec.type_.as_deref() == Some("ClusterIP")
+                && spec.ports.unwrap_or_default().iter().all(|p| p.node_port.is_none())
+        })
+    })
+    .await;
+    s.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_rejects_the_readmes_invalid_examples() {
     let s = Scenario::new("e2e-validation").await;

@@ -32,6 +32,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerStatus, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
 };
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
@@ -274,6 +275,7 @@ struct Writers {
     config_maps: Writer<ConfigMap>,
     services: Writer<Service>,
     claims: Writer<PersistentVolumeClaim>,
+    ingresses: Writer<Ingress>,
     relay_services: Writer<RelayService>,
     policies: Writer<HealthPolicy>,
     /// One per namespace of [`SECRET_NAMESPACES`]; Secrets elsewhere reach no cache.
@@ -290,6 +292,7 @@ fn caches() -> (Caches, Writers) {
     let (cm_r, config_maps) = reflector::store();
     let (svc_r, services) = reflector::store();
     let (pvc_r, claims) = reflector::store();
+    let (ing_r, ingresses) = reflector::store();
     let (rs_r, relay_services) = reflector::store();
     let (hp_r, policies) = reflector::store();
     let (secret_stores, secrets): (Vec<_>, BTreeMap<_, _>) = SECRET_NAMESPACES
@@ -307,11 +310,21 @@ fn caches() -> (Caches, Writers) {
         config_maps: cm_r,
         service_objects: svc_r,
         claims: pvc_r,
+        ingresses: ing_r,
         secrets: SecretCaches::new(secret_stores),
         test_deployments: td_r,
     };
-    let writers =
-        Writers { pods, config_maps, services, claims, relay_services, policies, secrets, test_deployments };
+    let writers = Writers {
+        pods,
+        config_maps,
+        services,
+        claims,
+        ingresses,
+        relay_services,
+        policies,
+        secrets,
+        test_deployments,
+    };
     (caches, writers)
 }
 
@@ -645,6 +658,7 @@ impl State {
             Some("configmaps") => event(&mut w.config_maps, object, deleted),
             Some("services") => event(&mut w.services, object, deleted),
             Some("persistentvolumeclaims") => event(&mut w.claims, object, deleted),
+            Some("ingresses") => event(&mut w.ingresses, object, deleted),
             Some("relayservices") => event(&mut w.relay_services, object, deleted),
             Some("healthpolicies") => event(&mut w.policies, object, deleted),
             Some("secrets") => {
