@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod deps;
 pub mod hook;
+pub mod import;
 pub mod manifest;
 pub mod ops;
 pub mod render;

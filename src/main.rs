@@ -1,4 +1,4 @@
-//! The `relay-operator` binary: `run`, `crd`, `render`, `version`.
+//! The `relay-operator` binary: `run`, `crd`, `render`, `import`, `version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use relay_operator::controller::runner::{self, RunOptions};
 use relay_operator::hook::{HookVia, ReloadOptions, Transport};
+use relay_operator::import::{self, EnvTarget, FileReader, ImportOptions};
 use relay_operator::ops::{http, leader, metrics::Metrics, shutdown, telemetry};
 use relay_operator::{crdgen, manifest};
 
@@ -32,6 +33,9 @@ enum Command {
     },
     /// Print the Pods, Services, PVCs and ConfigMaps the operator would create (offline).
     Render(RenderArgs),
+    /// Convert a docker-compose file into RelayServices, HealthPolicies and Secret templates
+    /// (stdout) with a report of every compose key (stderr).
+    Import(ImportArgs),
     /// Print the version.
     Version,
 }
@@ -59,6 +63,28 @@ enum OutputFormat {
     Yaml,
     /// `{"apiVersion": "v1", "kind": "List", "items": [...]}`.
     Json,
+}
+
+/// Options of `relay-operator import`.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The compose file; `-` reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Namespace written into every object (default: none, kubectl's current namespace).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Variables for `${VAR}` interpolation, in dotenv format. The process environment is
+    /// never read.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Import the services of this compose profile too (repeatable).
+    #[arg(long = "profile")]
+    profiles: Vec<String>,
+    /// Where `environment` goes: `config` (config.data, a mounted file the reload hook can
+    /// apply) or `env` (container environment variables, as compose sets them).
+    #[arg(long, value_enum, default_value_t = EnvTarget::Config)]
+    env_into: EnvTarget,
 }
 
 /// Options of `relay-operator run` (each also settable by environment variable).
@@ -227,6 +253,7 @@ fn main() -> ExitCode {
             crdgen::crds_yaml().map_err(|e| e.to_string()).and_then(|y| write_stdout(&y))
         }
         Command::Render(args) => render(&args),
+        Command::Import(args) => import_compose(args),
         Command::Version => write_stdout(&format!("relay-operator {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
@@ -282,6 +309,49 @@ fn render(args: &RenderArgs) -> Result<(), String> {
         eprintln!("warning: {warning}");
     }
     write_stdout(&out)
+}
+
+/// Reads `env_file:` entries relative to the compose file's directory.
+struct DirReader(PathBuf);
+
+impl FileReader for DirReader {
+    fn read(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.0.join(path)).map_err(|e| e.to_string())
+    }
+}
+
+/// `import -f …`: manifests on stdout, the report on stderr; fails only on unreadable input.
+fn import_compose(args: ImportArgs) -> Result<(), String> {
+    let read = |path: &PathBuf| {
+        if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        }
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let text = read(&args.file)?;
+    let mut options = ImportOptions {
+        namespace: args.namespace,
+        profiles: args.profiles,
+        env_target: args.env_into,
+        ..ImportOptions::default()
+    };
+    if let Some(env_file) = &args.env_file {
+        let env = std::fs::read_to_string(env_file)
+            .map_err(|e| format!("{}: cannot read: {e}", env_file.display()))?;
+        options.variables = import::parse_env_file(&env);
+    }
+    let base = match args.file.parent() {
+        Some(dir) if args.file.as_os_str() != "-" && !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let source = args.file.display().to_string();
+    let imported =
+        import::import_compose(&source, &text, &options, &DirReader(base)).map_err(|e| e.to_string())?;
+    let yaml = imported.to_yaml()?;
+    eprint!("{}", imported.report);
+    write_stdout(&yaml)
 }
 
 /// Write the command's output. A reader that stopped early (`… | head`) is not an error:

@@ -10,6 +10,7 @@
 mod audit;
 mod cluster;
 mod faults;
+mod import;
 mod install;
 mod kubelet;
 mod leader;
