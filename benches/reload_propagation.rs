@@ -237,7 +237,7 @@ fn main() {
         }
         if sizes.contains(&1000) {
             println!("# the per-service bound at N=1000, 50 ms hooks (the default is {DEFAULT_CONCURRENCY_PER_SERVICE})");
-            for per_service in [32, 128, 256, 1024] {
+            for per_service in [32, 128, 256, 512] {
                 reload_case(1000, Duration::from_millis(50), per_service).await;
             }
         }

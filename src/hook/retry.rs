@@ -14,10 +14,10 @@ use crate::ops::metrics::ReloadHookResult;
 
 /// Default bound on hook attempts in flight at once, over all services
 /// (`--hook-concurrency`); chosen by measurement, see BENCHMARKS.md.
-pub const DEFAULT_CONCURRENCY: usize = 1024;
+pub const DEFAULT_CONCURRENCY: usize = 2048;
 /// Default bound on one service's hook attempts in flight
 /// (`--hook-concurrency-per-service`), so one huge service cannot take every slot.
-pub const DEFAULT_CONCURRENCY_PER_SERVICE: usize = 512;
+pub const DEFAULT_CONCURRENCY_PER_SERVICE: usize = 1024;
 
 /// The bounds an attempt holds a slot of while it runs: its service's, then the whole
 /// operator's (always in that order, so services never wait on each other in a cycle).
