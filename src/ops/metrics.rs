@@ -10,9 +10,8 @@
 //! Label values that are known in advance (`kind`, `error`, `state`, `result`, `phase`) are
 //! pre-initialised to zero so every family is present in the exposition from the first scrape
 //! and `rate()` sees the first increase. Only the per-object families of [`super::objects`]
-//! appear with their first object. On Linux the registry also carries the standard process
-//! metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
-//! `process_start_time_seconds`, …).
+//! appear with their first object. The registry also carries the standard process metrics of
+//! [`super::process`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -279,8 +278,7 @@ impl Metrics {
                 &["kind"],
             )?,
         )?;
-        #[cfg(target_os = "linux")]
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        r.register(Box::new(super::process::ProcessCollector::new()?))?;
         let objects = ObjectCollector::new()?;
         r.register(Box::new(objects.clone()))?;
 

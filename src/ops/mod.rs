@@ -7,6 +7,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
+mod process;
 pub mod shutdown;
 pub mod telemetry;
 
