@@ -702,6 +702,20 @@ mod tests {
         td
     }
 
+    #[tokio::test]
+    async fn a_retry_of_an_object_deleted_meanwhile_no_longer_waits() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let depth = || metrics.sample("relay_operator_reconcile_queue_depth{kind=\"RelayService\"}");
+        metrics.reconcile_retry("RelayService", "RelayService/demo/web");
+        metrics.reconcile_retry("RelayService", "RelayService/demo/db");
+        assert_eq!(depth(), Some(2.0));
+        // The retry of `web` fires after `web` was deleted: the Controller reports it not found.
+        let mut output = report_output::<RelayService, (), watcher::Error>(metrics.clone());
+        let gone = ObjectRef::<RelayService>::new("web").within("demo").erase();
+        output(Err(ControllerError::ObjectNotFound(Box::new(gone)))).await;
+        assert_eq!(depth(), Some(1.0));
+    }
+
     #[test]
     fn secrets_are_read_only_in_granted_namespaces() {
         let granted = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
