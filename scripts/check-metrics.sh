@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Start the operator binary against an unreachable API server, scrape /metrics
-# and lint the exposition with `promtool check metrics`.
+# Start the operator binary against an unreachable API server, scrape /metrics,
+# require every family the operator exposes from the start (with HELP and TYPE,
+# error counters at 0, relay_operator_leader 1 without leader election, process
+# metrics) and lint the exposition with `promtool check metrics`.
 #
 #   scripts/check-metrics.sh target/debug/relay-operator
+#   KEEP_METRICS=FILE scripts/check-metrics.sh ...   # also keep the scrape in FILE
 #
 # Contract relied on: `BINARY run --metrics-addr ADDR` serves /metrics even when
 # the API server cannot be reached (here: a kubeconfig pointing at
