@@ -67,6 +67,9 @@ for values in "${value_sets[@]}"; do
   fi
 done
 
+step "alerts: promtool check rules + promtool test rules (scripts/check-alerts.sh)"
+scripts/check-alerts.sh
+
 step "deploy/crds.yaml and deploy/operator.yaml are up to date"
 scripts/gen-install.sh --check
 

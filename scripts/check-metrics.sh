@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Start the operator binary against an unreachable API server, scrape /metrics
-# and lint the exposition with `promtool check metrics`.
+# Start the operator binary against an unreachable API server, scrape /metrics,
+# require every family the operator exposes from the start (with HELP and TYPE,
+# error counters at 0, relay_operator_leader 1 without leader election, process
+# metrics) and lint the exposition with `promtool check metrics`.
 #
 #   scripts/check-metrics.sh target/debug/relay-operator
+#   KEEP_METRICS=FILE scripts/check-metrics.sh ...   # also keep the scrape in FILE
 #
 # Contract relied on: `BINARY run --metrics-addr ADDR` serves /metrics even when
 # the API server cannot be reached (here: a kubeconfig pointing at
@@ -25,6 +28,7 @@ cleanup() {
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$PID" 2>/dev/null || true
   fi
+  [[ -n "${KEEP_METRICS:-}" ]] && cp "$WORK/metrics.txt" "$KEEP_METRICS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -71,17 +75,33 @@ until curl -fsS --max-time 2 "http://127.0.0.1:$PORT/metrics" -o "$WORK/metrics.
 done
 echo "fetched /metrics: $(wc -l < "$WORK/metrics.txt") lines"
 
-# Informational: which of the operator's documented metric families are exposed
-# (labelled vectors only appear once observed, so absence is not an error).
-for m in relay_operator_reconciliations_total relay_operator_reconcile_errors_total \
-         relay_operator_reconcile_duration_seconds relay_operator_managed_pods \
-         relay_operator_reload_hook_calls_total relay_operator_reload_propagation_seconds \
-         relay_operator_reload_restarts_total relay_operator_test_deployments \
-         relay_operator_test_deployment_expirations_total \
-         relay_operator_test_deployment_time_to_running_seconds \
-         relay_operator_unreadable_objects_total; do
-  if grep -q "^# TYPE $m " "$WORK/metrics.txt"; then echo "  present: $m"; else echo "  not (yet) exposed: $m"; fi
+# Every family the operator exposes from the first scrape, with HELP and TYPE (the
+# per-object families appear only with objects, which an unreachable API server never lists).
+missing=0
+for family in relay_operator_reconciliations_total:counter relay_operator_reconcile_errors_total:counter \
+    relay_operator_reconcile_duration_seconds:histogram relay_operator_reconcile_retries_total:counter \
+    relay_operator_reconcile_queue_depth:gauge relay_operator_managed_pods:gauge \
+    relay_operator_reload_hook_calls_total:counter relay_operator_reload_propagation_seconds:histogram \
+    relay_operator_reload_restarts_total:counter relay_operator_test_deployments:gauge \
+    relay_operator_test_deployment_expirations_total:counter \
+    relay_operator_test_deployment_time_to_running_seconds:histogram relay_operator_leader:gauge \
+    relay_operator_build_info:gauge relay_operator_unreadable_objects_total:counter \
+    process_cpu_seconds_total:counter process_resident_memory_bytes:gauge process_open_fds:gauge \
+    process_start_time_seconds:gauge; do
+  name="${family%%:*}"; type="${family#*:}"
+  if grep -q "^# HELP $name " "$WORK/metrics.txt" && grep -qx "# TYPE $name $type" "$WORK/metrics.txt"; then
+    echo "  present: $name ($type)"
+  else
+    echo "ERROR: missing from the first scrape (HELP and TYPE $type): $name" >&2; missing=1
+  fi
 done
+# Error counters exist at zero before the first error, so rate() sees the first one.
+grep -q '^relay_operator_reconcile_errors_total{error="api",kind="RelayService"} 0$' "$WORK/metrics.txt" || {
+  echo "ERROR: relay_operator_reconcile_errors_total{error=\"api\",kind=\"RelayService\"} 0 missing" >&2; missing=1; }
+# Run without --leader-election, the replica acts alone and leads.
+grep -qx 'relay_operator_leader 1' "$WORK/metrics.txt" || {
+  echo "ERROR: relay_operator_leader is not 1 on a replica without leader election" >&2; missing=1; }
+[[ $missing -eq 0 ]] || exit 1
 
 echo "promtool check metrics:"
 if ! promtool check metrics < "$WORK/metrics.txt"; then

@@ -8,7 +8,8 @@
 - Deployment: restricted Pod Security Standard fields + readOnlyRootFilesystem,
   probes on the `metrics` port, POD_NAMESPACE/POD_NAME from the downward API.
 - Grafana dashboard ConfigMap (if rendered): valid JSON, every query uses only
-  the operator's metric names, every metric is shown; the queries are written
+  the operator's metric names, every metric is shown, every selector filters by the
+  $job variable (per-object series also by $namespace); the queries are written
   to --promql-rules FILE as recording rules so `promtool check rules` parses them.
 """
 import argparse
@@ -25,8 +26,19 @@ METRICS = {
     "relay_operator_reload_restarts_total", "relay_operator_test_deployments",
     "relay_operator_test_deployment_expirations_total",
     "relay_operator_test_deployment_time_to_running_seconds",
+    "relay_operator_reconcile_retries_total", "relay_operator_reconcile_queue_depth",
+    "relay_operator_leader",
+    "relay_operator_service_ready_replicas", "relay_operator_service_desired_replicas",
+    "relay_operator_service_condition", "relay_operator_test_deployment_phase",
+    "relay_operator_test_deployment_expiry_timestamp_seconds",
 }
-HISTOGRAMS = {m for m in METRICS if m.endswith("_seconds")}
+# Series per RelayService / TestDeployment: their `namespace` label is the object's.
+PER_OBJECT = {
+    "relay_operator_service_ready_replicas", "relay_operator_service_desired_replicas",
+    "relay_operator_service_condition", "relay_operator_test_deployment_phase",
+    "relay_operator_test_deployment_expiry_timestamp_seconds",
+}
+HISTOGRAMS = {m for m in METRICS if m.endswith("_seconds") and m not in PER_OBJECT}
 
 SECRET_RULES = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}]
 
@@ -121,10 +133,22 @@ def check_dashboard(d, rules_out):
             if base not in METRICS:
                 err(f"dashboard: unknown metric {name} in {e}")
             used.add(base)
+    # Every selector uses the dashboard's variables: $job always, $namespace for per-object series.
+    for e in exprs:
+        for name, matchers in re.findall(r"\b((?:relay_operator|process)_[a-z_]+)(\{[^}]*\})?", e):
+            if 'job=~"$job"' not in matchers:
+                err(f"dashboard: {name} without job=~\"$job\" in {e}")
+            if name in PER_OBJECT and 'namespace=~"$namespace"' not in matchers:
+                err(f"dashboard: {name} without namespace=~\"$namespace\" in {e}")
+    variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    for v in ("datasource", "job", "namespace"):
+        if v not in variables:
+            err(f"dashboard: no template variable {v}")
     for m in sorted(METRICS - used):
         err(f"dashboard: metric {m} not shown")
     if rules_out:
-        rules = [{"record": f"dashboard:query_{i}", "expr": e.replace("$__rate_interval", "5m")}
+        rules = [{"record": f"dashboard:query_{i}",
+                  "expr": e.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$namespace", ".*")}
                  for i, e in enumerate(exprs)]
         with open(rules_out, "w") as f:
             yaml.safe_dump({"groups": [{"name": "relay-operator-dashboard", "rules": rules}]}, f)

@@ -36,12 +36,12 @@ def panel(title, targets, x, y, w=12, h=8, unit="short", kind="timeseries", desc
     }
 
 
-def quantiles(metric, by=""):
+def quantiles(metric, by, selector):
     grp = f"le, {by}" if by else "le"
     suffix = f" {{{{{by}}}}}" if by else ""
     return [
-        (f"histogram_quantile(0.5, sum by ({grp}) (rate({metric}_bucket[{RI}])))", "p50" + suffix),
-        (f"histogram_quantile(0.99, sum by ({grp}) (rate({metric}_bucket[{RI}])))", "p99" + suffix),
+        (f"histogram_quantile(0.5, sum by ({grp}) (rate({metric}_bucket{{{selector}}}[{RI}])))", "p50" + suffix),
+        (f"histogram_quantile(0.99, sum by ({grp}) (rate({metric}_bucket{{{selector}}}[{RI}])))", "p99" + suffix),
     ]
 
 
@@ -52,40 +52,79 @@ def row(title, y):
             "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []}
 
 
+# Every query selects the scrape job ($job); the per-object series also the namespace of
+# the objects ($namespace). scripts/check-rendered-policy.py enforces both.
+JOB = 'job=~"$job"'
+OBJ = 'job=~"$job", namespace=~"$namespace"'
+
 panels = [
     row("Reconciliation", 0),
     panel("Reconcile rate by kind",
-          [(f"sum by (kind) (rate(relay_operator_reconciliations_total[{RI}]))", "{{kind}}")],
+          [(f"sum by (kind) (rate(relay_operator_reconciliations_total{{{JOB}}}[{RI}]))", "{{kind}}")],
           0, 1, unit="ops"),
     panel("Reconcile errors by kind and error",
-          [(f"sum by (kind, error) (rate(relay_operator_reconcile_errors_total[{RI}]))", "{{kind}}: {{error}}")],
+          [(f"sum by (kind, error) (rate(relay_operator_reconcile_errors_total{{{JOB}}}[{RI}]))", "{{kind}}: {{error}}")],
           12, 1, unit="ops"),
     panel("Reconcile duration (p50 / p99) by kind",
-          quantiles("relay_operator_reconcile_duration_seconds", "kind"), 0, 9, w=24, unit="s"),
-    row("Hot config reload", 17),
+          quantiles("relay_operator_reconcile_duration_seconds", "kind", JOB), 0, 9, unit="s"),
+    panel("Reconcile queue depth and retries by kind",
+          [(f"sum by (kind) (relay_operator_reconcile_queue_depth{{{JOB}}})", "waiting {{kind}}"),
+           (f"sum by (kind) (rate(relay_operator_reconcile_retries_total{{{JOB}}}[{RI}])) * 60", "retries/min {{kind}}")],
+          12, 9, unit="short",
+          description="Waiting: objects whose reconcile is scheduled (a retry after an error, or held until the caches synced) but not started. Retries: reconciles scheduled again after an error."),
+    row("RelayServices ($namespace)", 17),
+    panel("RelayServices not Ready",
+          [(f'count(relay_operator_service_condition{{{OBJ}, type="Ready", status="True"}} == 0) or vector(0)', "not Ready")],
+          0, 18, w=6, unit="short", kind="stat"),
+    panel("Ready / desired replicas by service",
+          [(f"sum by (namespace, name) (relay_operator_service_ready_replicas{{{OBJ}}})", "{{namespace}}/{{name}} ready"),
+           (f"sum by (namespace, name) (relay_operator_service_desired_replicas{{{OBJ}}})", "{{namespace}}/{{name}} desired")],
+          6, 18, w=18, unit="short"),
+    panel("Services with a condition True, by type",
+          [(f'sum by (type) (relay_operator_service_condition{{{OBJ}, status="True"}})', "{{type}}")],
+          0, 26, w=24, unit="short",
+          description="Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned: how many services have each condition True."),
+    row("Hot config reload", 34),
     panel("Reload propagation latency (p50 / p99)",
-          quantiles("relay_operator_reload_propagation_seconds"), 0, 18, unit="s"),
+          quantiles("relay_operator_reload_propagation_seconds", "", JOB), 0, 35, unit="s"),
     panel("Reload hook calls by result, and restarts",
-          [(f"sum by (result) (rate(relay_operator_reload_hook_calls_total[{RI}]))", "hook {{result}}"),
-           (f"sum(rate(relay_operator_reload_restarts_total[{RI}]))", "restarts (reload fell back to restart)")],
-          12, 18, unit="ops",
+          [(f"sum by (result) (rate(relay_operator_reload_hook_calls_total{{{JOB}}}[{RI}]))", "hook {{result}}"),
+           (f"sum(rate(relay_operator_reload_restarts_total{{{JOB}}}[{RI}]))", "restarts (reload fell back to restart)")],
+          12, 35, unit="ops",
           description="Hook failures are the series whose result is not a success; restarts count reloads that had to restart the pod."),
-    row("Managed workloads", 26),
+    row("Managed workloads", 43),
     panel("Managed pods by state",
-          [("sum by (state) (relay_operator_managed_pods)", "{{state}}")], 0, 27, unit="short"),
+          [(f"sum by (state) (relay_operator_managed_pods{{{JOB}}})", "{{state}}")], 0, 44, unit="short"),
     panel("Test deployments by phase",
-          [("sum by (phase) (relay_operator_test_deployments)", "{{phase}}")], 12, 27, unit="short"),
+          [(f"sum by (phase) (relay_operator_test_deployments{{{JOB}}})", "{{phase}}")], 12, 44, unit="short"),
     panel("Test deployment time to Running (p50 / p99)",
-          quantiles("relay_operator_test_deployment_time_to_running_seconds"), 0, 35, unit="s"),
+          quantiles("relay_operator_test_deployment_time_to_running_seconds", "", JOB), 0, 52, unit="s"),
     panel("Test deployment expirations",
-          [(f"sum(increase(relay_operator_test_deployment_expirations_total[{RI}]))", "expired")],
-          12, 35, unit="short"),
+          [(f"sum(increase(relay_operator_test_deployment_expirations_total{{{JOB}}}[{RI}]))", "expired")],
+          12, 52, unit="short"),
+    panel("Test deployments in $namespace: time left before expiry",
+          [(f'(relay_operator_test_deployment_expiry_timestamp_seconds{{{OBJ}}} - time()) > 0', "{{namespace}}/{{name}}")],
+          0, 60, unit="s"),
+    panel("Failed test deployments in $namespace",
+          [(f'relay_operator_test_deployment_phase{{{OBJ}, phase="Failed"}} == 1', "{{namespace}}/{{name}}")],
+          12, 60, unit="short"),
+    row("Operator process", 68),
+    panel("Leader by instance",
+          [(f"max by (instance) (relay_operator_leader{{{JOB}}})", "{{instance}}")], 0, 69, w=8, unit="short",
+          description="1 for the replica that reconciles: the lease holder, or the only replica without leader election."),
+    panel("CPU",
+          [(f"sum by (instance) (rate(process_cpu_seconds_total{{{JOB}}}[{RI}]))", "{{instance}}")],
+          8, 69, w=8, unit="percentunit"),
+    panel("Resident memory and open file descriptors",
+          [(f"sum by (instance) (process_resident_memory_bytes{{{JOB}}})", "{{instance}} RSS"),
+           (f"sum by (instance) (process_open_fds{{{JOB}}})", "{{instance}} open fds")],
+          16, 69, w=8, unit="short"),
 ]
 
 dashboard = {
     "uid": "relay-operator",
     "title": "relay-operator",
-    "description": "Reconciliation, hot reload and test deployments of relay-operator.",
+    "description": "Reconciliation, RelayServices, hot reload, test deployments and the process of relay-operator.",
     "tags": ["relay-operator", "kubernetes", "operator"],
     "editable": True,
     "schemaVersion": 39,
@@ -95,10 +134,22 @@ dashboard = {
     "timezone": "browser",
     "graphTooltip": 1,
     "annotations": {"list": []},
-    "templating": {"list": [{
-        "name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-        "current": {}, "hide": 0, "refresh": 1, "options": [],
-    }]},
+    "templating": {"list": [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "hide": 0, "refresh": 1, "options": []},
+        {"name": "job", "label": "Job", "type": "query", "datasource": DS,
+         "query": {"query": "label_values(relay_operator_build_info, job)", "refId": "job"},
+         "definition": "label_values(relay_operator_build_info, job)",
+         "current": {}, "hide": 0, "refresh": 2, "options": [], "sort": 1,
+         "multi": True, "includeAll": True, "allValue": ".*"},
+        {"name": "namespace", "label": "Namespace (of the RelayServices and TestDeployments)", "type": "query",
+         "datasource": DS,
+         "query": {"query": 'label_values(relay_operator_service_desired_replicas{job=~"$job"}, namespace)',
+                   "refId": "namespace"},
+         "definition": 'label_values(relay_operator_service_desired_replicas{job=~"$job"}, namespace)',
+         "current": {}, "hide": 0, "refresh": 2, "options": [], "sort": 1,
+         "multi": True, "includeAll": True, "allValue": ".*"},
+    ]},
     "panels": panels,
 }
 

@@ -131,8 +131,24 @@ sed 's|linux/amd64,linux/arm64|linux/amd64|' .github/workflows/release.yml > "$W
 expect_fail "release.yml without arm64" "the image job lacks 'linux/arm64'" \
   "$PY" scripts/check-workflows.py "$WORK/workflows"
 
+echo "--- alerts (scripts/check-alerts.sh: promtool check rules + promtool test rules)"
+helm template relay-operator "$CHART" --namespace relay-operator -f "$CHART/ci/observability-values.yaml" \
+  > "$WORK/observability.yaml"
+expect_pass "rendered PrometheusRule" scripts/check-alerts.sh "$WORK/observability.yaml"
+# A rule that waits longer than its unit test expects must fail the unit test ...
+sed 's/^          for: 10m$/          for: 30m/' "$WORK/observability.yaml" > "$WORK/alerts-late.yaml"
+expect_fail "alert firing later than tested" "alertname: RelayServiceNotReady, time: 11m" \
+  scripts/check-alerts.sh "$WORK/alerts-late.yaml"
+# ... and PromQL that does not parse must fail the lint.
+sed 's/^          expr: relay_operator_test_deployment_phase{/          expr: relay_operator_test_deployment_phase{{/' \
+  "$WORK/observability.yaml" > "$WORK/alerts-unparsable.yaml"
+expect_fail "unparsable alert expression" "parse error|unexpected" scripts/check-alerts.sh "$WORK/alerts-unparsable.yaml"
+
 echo "--- metrics lint (scripts/check-metrics.sh with a fake operator)"
 expect_pass "fake operator, good exposition" env FAKE_METRICS=good scripts/check-metrics.sh "$FIX/fake-operator.py"
+expect_fail "fake operator, a family missing from the first scrape" \
+  "missing from the first scrape .*relay_operator_reconcile_errors_total" \
+  env FAKE_METRICS=partial scripts/check-metrics.sh "$FIX/fake-operator.py"
 expect_fail "fake operator, counter without _total" 'should have "_total" suffix' \
   env FAKE_METRICS=bad scripts/check-metrics.sh "$FIX/fake-operator.py"
 expect_fail "fake operator, no /metrics served" "exited before serving /metrics" \

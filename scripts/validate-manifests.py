@@ -30,6 +30,7 @@ from referencing import Registry, Resource
 HERE = pathlib.Path(__file__).resolve().parent
 SUBSET_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): HERE / "schemas/servicemonitor-subset.schema.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): HERE / "schemas/prometheusrule-subset.schema.json",
 }
 
 

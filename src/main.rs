@@ -142,6 +142,10 @@ fn run(args: RunArgs) -> Result<(), String> {
 
 async fn run_async(args: RunArgs) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    if !args.leader_election {
+        // Leads from the first scrape on.
+        leader::act_alone(&metrics);
+    }
     let state = http::HttpState::new(metrics.clone());
     let ready = state.ready.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

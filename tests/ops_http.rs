@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use relay_operator::ops::{HttpState, Metrics, ReloadHookResult, serve_listener};
+use relay_operator::ops::objects::{ServiceSample, TestDeploymentSample};
+use relay_operator::ops::{HttpState, Metrics, ObjectSamples, ReloadHookResult, serve_listener};
 use tokio::net::TcpListener;
 
 struct Server {
@@ -113,6 +114,22 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
     metrics.test_deployment_expired();
     metrics.observe_time_to_running(42.0);
     metrics.set_leader(true);
+    metrics.reconcile_retry("RelayService", "RelayService/demo/web");
+    metrics.add_object_source(Box::new(|| ObjectSamples {
+        services: vec![ServiceSample {
+            namespace: "demo".into(),
+            name: "web".into(),
+            desired_replicas: 2,
+            ready_replicas: 1,
+            conditions: vec![("Ready".into(), "False".into())],
+        }],
+        test_deployments: vec![TestDeploymentSample {
+            namespace: "demo".into(),
+            name: "pr-1".into(),
+            phase: "Running",
+            expires_at: Some(1_800_000_000.0),
+        }],
+    }));
 
     let resp = get(server.addr, "/metrics").await;
     assert_eq!(resp.status(), 200);
@@ -135,8 +152,18 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         ("relay_operator_leader", "gauge"),
         ("relay_operator_build_info", "gauge"),
         ("relay_operator_unreadable_objects_total", "counter"),
+        ("relay_operator_reconcile_retries_total", "counter"),
+        ("relay_operator_reconcile_queue_depth", "gauge"),
+        // Per-object series, from the source added above.
+        ("relay_operator_service_desired_replicas", "gauge"),
+        ("relay_operator_service_ready_replicas", "gauge"),
+        ("relay_operator_service_condition", "gauge"),
+        ("relay_operator_test_deployment_phase", "gauge"),
+        ("relay_operator_test_deployment_expiry_timestamp_seconds", "gauge"),
     ];
-    let names: BTreeSet<&str> = families.keys().map(String::as_str).collect();
+    // The process metrics of the `prometheus` crate come along on Linux.
+    let names: BTreeSet<&str> =
+        families.keys().map(String::as_str).filter(|n| !n.starts_with("process_")).collect();
     assert_eq!(names, expected.iter().map(|(n, _)| *n).collect(), "{text}");
     for (name, kind) in expected {
         let f = &families[name];
@@ -200,6 +227,27 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         1.0
     );
 
+    assert_eq!(
+        value(
+            &families,
+            "relay_operator_service_condition",
+            "relay_operator_service_condition{name=\"web\",namespace=\"demo\",status=\"False\",type=\"Ready\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "relay_operator_reconcile_queue_depth",
+            "relay_operator_reconcile_queue_depth{kind=\"RelayService\"}"
+        ),
+        1.0
+    );
+    #[cfg(target_os = "linux")]
+    for process in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"] {
+        assert!(families.contains_key(process), "no {process}:\n{text}");
+    }
+
     promtool_check(&text);
 
     // Readiness flips once the controller reports synced caches, and back.
@@ -244,6 +292,15 @@ async fn fresh_exposition_passes_promtool() {
     let text = get(server.addr, "/metrics").await.text().await.unwrap();
     let families = parse(&text);
     assert!(families.contains_key("relay_operator_build_info"));
+    // Counted from the start, before the first error.
+    assert_eq!(
+        value(
+            &families,
+            "relay_operator_reconcile_errors_total",
+            "relay_operator_reconcile_errors_total{error=\"api\",kind=\"RelayService\"}"
+        ),
+        0.0
+    );
     promtool_check(&text);
     server.stop.send(()).unwrap();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,6 +25,7 @@ use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
 use crate::hook::ReloadOptions;
+use crate::ops::ObjectSamples;
 use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
@@ -303,6 +304,11 @@ pub async fn run(
     let td_stream = wake_policies(td_stream, policy_tx, |td: &TestDeployment| {
         Some(ObjectRef::new(&health_policy_name(td)?).within(&td.namespace()?))
     });
+    // The per-object series are read from these caches at every scrape.
+    metrics.add_object_source({
+        let (services, test_deployments) = (services.clone(), test_deployments.clone());
+        Box::new(move || ObjectSamples::read(&services, &test_deployments))
+    });
 
     let caches = Caches {
         services: services.clone(),
@@ -355,6 +361,7 @@ pub async fn run(
     let services_for_policies = services.clone();
     let services_for_secrets = services.clone();
     let store = services.clone();
+    let output = report_output::<RelayService, _, _>(metrics.clone());
     let relay_service_controller = Controller::for_stream(service_stream, services)
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
@@ -390,7 +397,7 @@ pub async fn run(
             requeue_with_backoff,
             ctx,
         )
-        .for_each(log_controller_error);
+        .for_each(output);
     let controllers = async {
         futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
     };
@@ -468,8 +475,8 @@ async fn run_test_deployments<St, S>(
     S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 {
     let Wiring { ctx, metrics, gate, scope } = wiring;
-    metrics.register_kind(&TestDeployment::kind(&()));
     let reader = store.clone();
+    let output = report_output::<TestDeployment, _, _>(metrics.clone());
     Controller::for_stream(stream, store)
         .reconcile_on(children)
         // Each watch backs off by itself; kube-runtime would add a joint backoff over all
@@ -495,7 +502,7 @@ async fn run_test_deployments<St, S>(
             requeue_with_backoff,
             ctx,
         )
-        .for_each(log_controller_error)
+        .for_each(output)
         .await;
 }
 
@@ -525,6 +532,7 @@ async fn run_policy_controller<S>(
 {
     let Wiring { ctx, metrics, gate, .. } = wiring;
     let reader = policies.clone();
+    let output = report_output::<HealthPolicy, _, _>(metrics.clone());
     Controller::for_stream(futures::stream::empty::<Result<HealthPolicy, watcher::Error>>(), policies)
         .reconcile_on(wake)
         // Each watch backs off by itself; kube-runtime would add a joint backoff over all
@@ -547,7 +555,7 @@ async fn run_policy_controller<S>(
             requeue_with_backoff,
             ctx,
         )
-        .for_each(log_controller_error)
+        .for_each(output)
         .await;
 }
 
@@ -595,7 +603,8 @@ fn record_pod_states(ctx: &Context, metrics: &Metrics, scope: &str) {
 
 /// Run one reconcile of the newest cached copy of `object` once every cache has synced, in
 /// a span carrying its kind, namespace and name, timing it and counting failures by kind; a
-/// success resets the object's backoff.
+/// success resets the object's backoff. The object counts as waiting (queue depth) until its
+/// reconcile starts.
 async fn observed<K, S, Fut>(
     gate: &Gate<S>,
     store: &Store<K>,
@@ -609,11 +618,14 @@ where
     S: std::future::Future<Output = ()> + Clone,
     Fut: std::future::Future<Output = Result<Action, Error>>,
 {
-    let Some(object) = gate.pass(store, &object).await else {
-        return Ok(Action::await_change());
-    };
     let kind = K::kind(&());
     let key = backoff_key(&*object);
+    metrics.reconcile_waiting(&kind, &key);
+    let passed = gate.pass(store, &object).await;
+    metrics.reconcile_not_waiting(&kind, &key);
+    let Some(object) = passed else {
+        return Ok(Action::await_change());
+    };
     let span = info_span!("reconcile", %kind, namespace = %object.namespace().unwrap_or_default(), name = %object.name_any());
     async {
         let timer = metrics.reconcile_timer(&kind);
@@ -629,7 +641,8 @@ where
     .await
 }
 
-/// Error policy of every controller: requeue with exponential backoff per object.
+/// Error policy of every controller: requeue with exponential backoff per object, counted as
+/// a retry that waits until it starts.
 fn requeue_with_backoff<K: Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &Error,
@@ -637,19 +650,39 @@ fn requeue_with_backoff<K: Resource<DynamicType = ()>>(
 ) -> Action {
     let key = backoff_key(&*object);
     let wait = ctx.failure_backoff(&key);
+    ctx.metrics.reconcile_retry(&K::kind(&()), &key);
     warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }
 
 /// `Kind/namespace/name`: a RelayService and a TestDeployment may share a name.
 fn backoff_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
-    format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
+    object_key::<K>(&object.namespace().unwrap_or_default(), &object.name_any())
 }
 
-/// Log what the Controller itself reports (reconcile errors are logged by the error policy).
-async fn log_controller_error<T, E: std::fmt::Display>(result: Result<T, E>) {
-    if let Err(e) = result {
-        warn!(error = %e, "controller error");
+fn object_key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()))
+}
+
+/// Handles what the Controller of `K` reports after each request: logs its errors (reconcile
+/// errors are logged by the error policy), and a scheduled retry of an object deleted
+/// meanwhile — the Controller finds no object to reconcile — no longer waits.
+fn report_output<K, T, QueueErr>(
+    metrics: Arc<Metrics>,
+) -> impl FnMut(Result<T, ControllerError<Error, QueueErr>>) -> futures::future::Ready<()>
+where
+    K: Resource<DynamicType = ()>,
+    QueueErr: std::error::Error + 'static,
+{
+    move |result| {
+        if let Err(e) = result {
+            if let ControllerError::ObjectNotFound(object) = &e {
+                let key = object_key::<K>(object.namespace.as_deref().unwrap_or_default(), &object.name);
+                metrics.reconcile_not_waiting(&K::kind(&()), &key);
+            }
+            warn!(error = %e, "controller error");
+        }
+        futures::future::ready(())
     }
 }
 
@@ -667,6 +700,20 @@ mod tests {
         .unwrap();
         td.status = phase.map(|phase| crate::api::TestDeploymentStatus { phase, ..Default::default() });
         td
+    }
+
+    #[tokio::test]
+    async fn a_retry_of_an_object_deleted_meanwhile_no_longer_waits() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let depth = || metrics.sample("relay_operator_reconcile_queue_depth{kind=\"RelayService\"}");
+        metrics.reconcile_retry("RelayService", "RelayService/demo/web");
+        metrics.reconcile_retry("RelayService", "RelayService/demo/db");
+        assert_eq!(depth(), Some(2.0));
+        // The retry of `web` fires after `web` was deleted: the Controller reports it not found.
+        let mut output = report_output::<RelayService, (), watcher::Error>(metrics.clone());
+        let gone = ObjectRef::<RelayService>::new("web").within("demo").erase();
+        output(Err(ControllerError::ObjectNotFound(Box::new(gone)))).await;
+        assert_eq!(depth(), Some(1.0));
     }
 
     #[test]

@@ -109,6 +109,13 @@ fn identity_from(pod_name: Option<String>, hostname: Option<String>) -> String {
         .unwrap_or_else(|| format!("relay-operator-{}", std::process::id()))
 }
 
+/// Without leader election this replica acts alone, so it leads from the start:
+/// `relay_operator_leader` is 1 (dashboards and alerts count leaders the same way with and
+/// without election).
+pub fn act_alone(metrics: &Metrics) {
+    metrics.set_leader(true);
+}
+
 /// Starts taking part in the election: makes sure the Lease exists (creating it if needed) and
 /// spawns the task that acquires and renews it. Returns at once; use
 /// [`LeaderHandle::wait_until_leader`] to wait for leadership.
@@ -277,6 +284,14 @@ mod tests {
         assert_eq!(identity_from(Some("  ".into()), Some("host".into())), "host");
         assert_eq!(identity_from(None, None), format!("relay-operator-{}", std::process::id()));
         assert!(!default_identity().is_empty());
+    }
+
+    #[test]
+    fn a_replica_without_election_leads() {
+        let metrics = Metrics::new().unwrap();
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(0.0));
+        act_alone(&metrics);
+        assert_eq!(metrics.sample("relay_operator_leader"), Some(1.0));
     }
 
     #[test]

@@ -7,12 +7,17 @@
 //! Label values are kept low-cardinality on purpose: `kind` is a CRD kind, `error` is an
 //! error *class* (`conflict`, `api`, `serialize`, `missing_namespace`), never a message.
 //!
-//! Label values that are known in advance (`state`, `result`, `phase`) are pre-initialised to
-//! zero so every family is present in the exposition from the first scrape.
+//! Label values that are known in advance (`kind`, `error`, `state`, `result`, `phase`) are
+//! pre-initialised to zero so every family is present in the exposition from the first scrape
+//! and `rate()` sees the first increase. Only the per-object families of [`super::objects`]
+//! appear with their first object. The registry also carries the standard process metrics of
+//! [`super::process`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::objects::{ObjectCollector, ObjectSource};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -32,6 +37,14 @@ pub const PROPAGATION_BUCKETS: &[f64] =
 /// Buckets for the time a TestDeployment needs to reach `Running`: 1 s … 30 min.
 pub const TIME_TO_RUNNING_BUCKETS: &[f64] =
     &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+
+/// The kinds the operator reconciles: the `kind` label of the per-controller series.
+pub const KINDS: [&str; 3] = ["RelayService", "HealthPolicy", "TestDeployment"];
+
+/// Error classes of a failed reconciliation, the `error` label of
+/// `relay_operator_reconcile_errors_total`: every value of
+/// [`crate::controller::Error::metric_label`].
+pub const RECONCILE_ERRORS: [&str; 4] = ["conflict", "api", "serialize", "missing_namespace"];
 
 /// Values of the `state` label of `relay_operator_managed_pods`.
 pub const POD_STATES: &[&str] = &["ready", "unready", "pending", "failed", "terminating"];
@@ -97,6 +110,10 @@ pub struct Metrics {
     reconciliations: IntCounterVec,
     reconcile_errors: IntCounterVec,
     reconcile_duration: HistogramVec,
+    reconcile_retries: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    /// Objects waiting for a reconcile, per kind: the source of `queue_depth`.
+    waiting: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
     managed_pods: IntGaugeVec,
     reload_hook_calls: IntCounterVec,
     reload_propagation: Histogram,
@@ -106,14 +123,15 @@ pub struct Metrics {
     test_deployment_time_to_running: Histogram,
     leader: IntGauge,
     unreadable_objects: IntCounterVec,
+    /// Sources of the per-object series, read at scrape time.
+    objects: ObjectCollector,
     /// The gauges recomputed from a cache, per cache scope (one per watched namespace):
     /// each gauge shows the sum over the scopes.
     scoped: Arc<Mutex<ScopedCounts>>,
 }
 
 /// `(gauge name, scope) → label value → count`.
-type ScopedCounts =
-    std::collections::BTreeMap<(&'static str, String), std::collections::BTreeMap<String, i64>>;
+type ScopedCounts = BTreeMap<(&'static str, String), BTreeMap<String, i64>>;
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -125,7 +143,8 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(
 
 impl Metrics {
     /// Creates all metrics in a fresh registry. `relay_operator_build_info{version}` is set to 1
-    /// with this crate's version, `relay_operator_leader` starts at 0.
+    /// with this crate's version, `relay_operator_leader` starts at 0; the per-kind series of
+    /// every kind in [`KINDS`] (and error class in [`RECONCILE_ERRORS`]) start at zero.
     ///
     /// # Errors
     /// Only if a metric definition is invalid (a bug), as [`prometheus::Error`].
@@ -156,6 +175,26 @@ impl Metrics {
                     "Wall-clock duration of one reconciliation, by resource kind.",
                 )
                 .buckets(RECONCILE_BUCKETS.to_vec()),
+                &["kind"],
+            )?,
+        )?;
+        let reconcile_retries = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "relay_operator_reconcile_retries_total",
+                    "Reconciliations scheduled again after a failure (with per-object exponential backoff), by resource kind.",
+                ),
+                &["kind"],
+            )?,
+        )?;
+        let queue_depth = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "relay_operator_reconcile_queue_depth",
+                    "Objects waiting for a reconciliation the operator has scheduled but not started: retries after a failure, and reconciliations held until the caches have synced; by resource kind.",
+                ),
                 &["kind"],
             )?,
         )?;
@@ -216,7 +255,10 @@ impl Metrics {
         )?;
         let leader = register(
             &r,
-            IntGauge::new("relay_operator_leader", "1 while this replica holds the leader-election lease.")?,
+            IntGauge::new(
+                "relay_operator_leader",
+                "1 while this replica leads: it holds the leader-election lease, or runs without leader election (acting alone).",
+            )?,
         )?;
         let build_info = register(
             &r,
@@ -236,8 +278,20 @@ impl Metrics {
                 &["kind"],
             )?,
         )?;
-        for kind in ["RelayService", "HealthPolicy", "TestDeployment"] {
+        r.register(Box::new(super::process::ProcessCollector::new()?))?;
+        let objects = ObjectCollector::new()?;
+        r.register(Box::new(objects.clone()))?;
+
+        for kind in KINDS {
             unreadable_objects.with_label_values(&[kind]).reset();
+            reconciliations.with_label_values(&[kind]).reset();
+            // Touching the child is enough to create it; it starts empty.
+            let _ = reconcile_duration.with_label_values(&[kind]);
+            for error in RECONCILE_ERRORS {
+                reconcile_errors.with_label_values(&[kind, error]).reset();
+            }
+            reconcile_retries.with_label_values(&[kind]).reset();
+            queue_depth.with_label_values(&[kind]).set(0);
         }
 
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -256,6 +310,9 @@ impl Metrics {
             reconciliations,
             reconcile_errors,
             reconcile_duration,
+            reconcile_retries,
+            queue_depth,
+            waiting: Arc::default(),
             managed_pods,
             reload_hook_calls,
             reload_propagation,
@@ -265,16 +322,9 @@ impl Metrics {
             test_deployment_time_to_running,
             leader,
             unreadable_objects,
+            objects,
             scoped: Arc::default(),
         })
-    }
-
-    /// Makes the per-kind series of `kind` (reconciliation counter and duration histogram)
-    /// appear in the exposition with zero values before the first reconciliation.
-    pub fn register_kind(&self, kind: &str) {
-        self.reconciliations.with_label_values(&[kind]).reset();
-        // Touching the child is enough to create it; it starts empty.
-        let _ = self.reconcile_duration.with_label_values(&[kind]);
     }
 
     /// Starts timing one reconciliation of `kind`. When the returned guard is dropped, the
@@ -293,6 +343,39 @@ impl Metrics {
     /// class ([`crate::controller::Error::metric_label`]), never an error message.
     pub fn reconcile_failure(&self, kind: &str, error: &str) {
         self.reconcile_errors.with_label_values(&[kind, error]).inc();
+    }
+
+    /// Records that `object` (a unique key such as `Kind/namespace/name`) of `kind` waits for
+    /// a reconciliation; counted once however often it is recorded.
+    pub fn reconcile_waiting(&self, kind: &str, object: &str) {
+        self.update_waiting(kind, |set| set.insert(object.to_owned()));
+    }
+
+    /// Records that `object` of `kind` no longer waits: its reconciliation started, or the
+    /// object is gone.
+    pub fn reconcile_not_waiting(&self, kind: &str, object: &str) {
+        self.update_waiting(kind, |set| set.remove(object));
+    }
+
+    /// Counts one retry of `object` of `kind` scheduled after a failure; it waits until the
+    /// retry starts ([`Self::reconcile_not_waiting`]).
+    pub fn reconcile_retry(&self, kind: &str, object: &str) {
+        self.reconcile_retries.with_label_values(&[kind]).inc();
+        self.reconcile_waiting(kind, object);
+    }
+
+    fn update_waiting(&self, kind: &str, change: impl FnOnce(&mut BTreeSet<String>) -> bool) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let set = waiting.entry(kind.to_owned()).or_default();
+        if change(set) {
+            self.queue_depth.with_label_values(&[kind]).set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Adds a source of per-object series (RelayServices, TestDeployments), read at every
+    /// scrape; one per watched scope.
+    pub fn add_object_source(&self, source: ObjectSource) {
+        self.objects.add(source);
     }
 
     /// Counts one watch event whose `kind` object could not be read.
@@ -346,7 +429,7 @@ impl Metrics {
         self.test_deployment_time_to_running.observe(seconds);
     }
 
-    /// Sets `relay_operator_leader` to 1 (`true`) or 0.
+    /// Sets `relay_operator_leader` to 1 (`true`: this replica leads) or 0.
     pub fn set_leader(&self, is_leader: bool) {
         self.leader.set(i64::from(is_leader));
     }
@@ -391,23 +474,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fresh_metrics_expose_static_families() {
+    fn fresh_metrics_expose_every_family_with_help_and_type() {
         let m = Metrics::new().unwrap();
         let text = m.encode();
-        for name in [
-            "relay_operator_managed_pods",
-            "relay_operator_reload_hook_calls_total",
-            "relay_operator_reload_propagation_seconds",
-            "relay_operator_reload_restarts_total",
-            "relay_operator_test_deployments",
-            "relay_operator_test_deployment_expirations_total",
-            "relay_operator_test_deployment_time_to_running_seconds",
-            "relay_operator_leader",
-            "relay_operator_build_info",
-        ] {
+        let families = [
+            ("relay_operator_reconciliations_total", "counter"),
+            ("relay_operator_reconcile_errors_total", "counter"),
+            ("relay_operator_reconcile_duration_seconds", "histogram"),
+            ("relay_operator_reconcile_retries_total", "counter"),
+            ("relay_operator_reconcile_queue_depth", "gauge"),
+            ("relay_operator_managed_pods", "gauge"),
+            ("relay_operator_reload_hook_calls_total", "counter"),
+            ("relay_operator_reload_propagation_seconds", "histogram"),
+            ("relay_operator_reload_restarts_total", "counter"),
+            ("relay_operator_test_deployments", "gauge"),
+            ("relay_operator_test_deployment_expirations_total", "counter"),
+            ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),
+            ("relay_operator_leader", "gauge"),
+            ("relay_operator_build_info", "gauge"),
+            ("relay_operator_unreadable_objects_total", "counter"),
+        ];
+        for (name, kind) in families {
             assert!(text.contains(&format!("# HELP {name} ")), "missing HELP for {name}:\n{text}");
-            assert!(text.contains(&format!("# TYPE {name} ")), "missing TYPE for {name}:\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "missing TYPE {kind} for {name}:\n{text}"
+            );
         }
+        // Nothing else of the operator's own is exposed (the per-object families appear with
+        // their first object).
+        let exposed = text.lines().filter_map(|l| l.strip_prefix("# TYPE relay_operator_")).count();
+        assert_eq!(exposed, families.len(), "{text}");
+
         let version = env!("CARGO_PKG_VERSION");
         assert!(text.contains(&format!("relay_operator_build_info{{version=\"{version}\"}} 1")), "{text}");
         assert!(text.contains("relay_operator_leader 0"), "{text}");
@@ -420,10 +518,83 @@ mod tests {
                 "{text}"
             );
         }
+        for kind in KINDS {
+            for error in RECONCILE_ERRORS {
+                let series =
+                    format!("relay_operator_reconcile_errors_total{{error=\"{error}\",kind=\"{kind}\"}}");
+                assert_eq!(m.sample(&series), Some(0.0), "{series}");
+            }
+            for family in [
+                "relay_operator_reconciliations_total",
+                "relay_operator_reconcile_retries_total",
+                "relay_operator_reconcile_queue_depth",
+                "relay_operator_reconcile_duration_seconds_count",
+                "relay_operator_unreadable_objects_total",
+            ] {
+                assert_eq!(m.sample(&format!("{family}{{kind=\"{kind}\"}}")), Some(0.0), "{family} {kind}");
+            }
+        }
         assert!(text.contains("relay_operator_managed_pods{state=\"terminating\"} 0"), "{text}");
         assert!(text.contains("relay_operator_test_deployments{phase=\"Expired\"} 0"), "{text}");
-        // Vecs with unknown label values have no series yet and are left out entirely.
-        assert!(!text.contains("relay_operator_reconcile_errors_total"), "{text}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_exposed() {
+        let m = Metrics::new().unwrap();
+        let text = m.encode();
+        for (name, kind) in [
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "missing HELP for {name}:\n{text}");
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "missing TYPE for {name}:\n{text}");
+        }
+        assert!(m.sample("process_resident_memory_bytes").is_some_and(|rss| rss > 0.0), "{text}");
+        assert!(m.sample("process_open_fds").is_some_and(|fds| fds > 0.0), "{text}");
+        let started = m.sample("process_start_time_seconds").unwrap_or(0.0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(started > now - 86_400.0 && started <= now + 1.0, "start time {started}, now {now}");
+    }
+
+    #[test]
+    fn every_reconcile_error_class_is_pre_initialised() {
+        use crate::controller::Error;
+        let status = |code| kube::core::Status { code, ..Default::default() };
+        let write = || {
+            Box::new(crate::controller::Write {
+                verb: "apply",
+                kind: "Pod".into(),
+                namespace: "n".into(),
+                name: "p".into(),
+            })
+        };
+        let errors = [
+            Error::Api { write: write(), source: kube::Error::Api(Box::new(status(409))) },
+            Error::Api { write: write(), source: kube::Error::Api(Box::new(status(500))) },
+            Error::Serialize(serde_json::from_str::<i32>("x").unwrap_err()),
+            Error::MissingNamespace,
+        ];
+        let labels: Vec<&str> = errors.iter().map(Error::metric_label).collect();
+        assert_eq!(labels, RECONCILE_ERRORS);
+    }
+
+    #[test]
+    fn queue_depth_counts_each_waiting_object_once() {
+        let m = Metrics::new().unwrap();
+        let depth = |m: &Metrics| m.sample("relay_operator_reconcile_queue_depth{kind=\"RelayService\"}");
+        m.reconcile_retry("RelayService", "RelayService/demo/web");
+        m.reconcile_retry("RelayService", "RelayService/demo/web");
+        m.reconcile_waiting("RelayService", "RelayService/demo/db");
+        assert_eq!(depth(&m), Some(2.0));
+        assert_eq!(m.sample("relay_operator_reconcile_retries_total{kind=\"RelayService\"}"), Some(2.0));
+        m.reconcile_not_waiting("RelayService", "RelayService/demo/web");
+        m.reconcile_not_waiting("RelayService", "RelayService/demo/gone");
+        assert_eq!(depth(&m), Some(1.0));
+        assert_eq!(m.sample("relay_operator_reconcile_queue_depth{kind=\"TestDeployment\"}"), Some(0.0));
     }
 
     #[test]
@@ -501,18 +672,6 @@ mod tests {
         }
         m.set_leader(false);
         assert_eq!(m.sample("relay_operator_leader"), Some(0.0));
-    }
-
-    #[test]
-    fn register_kind_exposes_zero_series() {
-        let m = Metrics::new().unwrap();
-        m.register_kind("TestDeployment");
-        let text = m.encode();
-        assert!(text.contains("relay_operator_reconciliations_total{kind=\"TestDeployment\"} 0"), "{text}");
-        assert!(
-            text.contains("relay_operator_reconcile_duration_seconds_count{kind=\"TestDeployment\"} 0"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -6,14 +6,17 @@
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod objects;
+mod process;
 pub mod shutdown;
 pub mod telemetry;
 
 use std::net::SocketAddr;
 
 pub use http::{HttpState, router, serve, serve_listener};
-pub use leader::{LeaderConfig, LeaderHandle, acquire, default_identity};
+pub use leader::{LeaderConfig, LeaderHandle, acquire, act_alone, default_identity};
 pub use metrics::{Metrics, ReconcileTimer, ReloadHookResult};
+pub use objects::{ObjectSamples, ObjectSource};
 pub use shutdown::signal;
 pub use telemetry::{LogFormat, init as init_telemetry};
 

@@ -23,9 +23,19 @@ async fn get(operator: &Operator, path: &str) -> (u16, String) {
     }
 }
 
-/// Whether the replica has counted any reconciliation (a sample of the counter exists).
+/// Whether the replica has counted any reconciliation (the counters exist at 0 from the start).
 async fn reconciled(operator: &Operator) -> bool {
-    get(operator, "/metrics").await.1.lines().any(|l| l.starts_with("relay_operator_reconciliations_total{"))
+    get(operator, "/metrics")
+        .await
+        .1
+        .lines()
+        .any(|l| l.starts_with("relay_operator_reconciliations_total{") && l.rsplit(' ').next() != Some("0"))
+}
+
+/// The `relay_operator_service_desired_replicas` line of RelayService `ns/name`, if exposed.
+async fn desired_replicas(operator: &Operator, ns: &str, name: &str) -> Option<String> {
+    let series = format!("relay_operator_service_desired_replicas{{name=\"{name}\",namespace=\"{ns}\"}} ");
+    get(operator, "/metrics").await.1.lines().find(|l| l.starts_with(&series)).map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,6 +76,10 @@ async fn sigterm_hands_the_lease_to_the_waiting_replica() {
     assert!(get(&follower, "/metrics").await.1.contains("\nrelay_operator_leader 0"));
     assert_eq!(get(&follower, "/readyz").await.0, 503, "the follower is not ready");
     assert!(!reconciled(&follower).await, "the follower reconciled");
+    // Per-object series come from the leader's caches; the follower has none.
+    let line = desired_replicas(&leader, ns, "web").await;
+    assert!(line.as_deref().is_some_and(|l| l.ends_with(" 1")), "leader: {line:?}");
+    assert_eq!(desired_replicas(&follower, ns, "web").await, None, "the follower exposes per-object series");
     assert_eq!(holder(&leases).await.as_deref(), Some(leader_name));
 
     // SIGTERM the leader and watch the Lease.
@@ -93,6 +107,18 @@ async fn sigterm_hands_the_lease_to_the_waiting_replica() {
     follower.wait_ready().await;
     eventually("the new leader reconciles", Duration::from_secs(30), || reconciled(&follower)).await;
     assert!(get(&follower, "/metrics").await.1.contains("\nrelay_operator_leader 1"));
+
+    // A deleted RelayService's series leave the exposition.
+    eventually("the new leader exposes web", Duration::from_secs(30), || async {
+        desired_replicas(&follower, ns, "web").await.is_some()
+    })
+    .await;
+    let services: Api<relay_operator::api::RelayService> = Api::namespaced(client.clone(), ns);
+    services.delete("web", &Default::default()).await.unwrap();
+    eventually("web's series are gone", Duration::from_secs(30), || async {
+        !get(&follower, "/metrics").await.1.contains("name=\"web\"")
+    })
+    .await;
 
     // The last replica, too, hands the Lease back on its way out.
     let (_, clean) = follower.terminate();
