@@ -68,8 +68,10 @@ async fn status_events_and_get_say_why_pods_are_not_ready() {
     for reason in ["ImagePullBackOff", "CrashLoopBackOff", "HealthCheckFailing"] {
         assert!(get.contains(reason), "{reason} in the Status column:\n{get}");
     }
-    let describe = ControlPlane::get().kubectl(&["describe", "rsvc", "sick", "-n", ns]).success().stdout;
-    eprintln!("e2e: kubectl describe rsvc sick (excerpt)\n{}", excerpt(&describe));
+    for name in ["badimg", "crashy", "sick"] {
+        let describe = ControlPlane::get().kubectl(&["describe", "rsvc", name, "-n", ns]).success().stdout;
+        eprintln!("e2e: kubectl describe rsvc {name} (excerpt)\n{}", excerpt(&describe));
+    }
 
     // One Warning Event per pod and problem, naming the pod; none repeated later.
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
