@@ -121,39 +121,61 @@ fn header(text: &str) -> Option<(String, String)> {
     Some((name.trim().to_string(), value.trim().to_string()))
 }
 
+/// A command's arguments, walked once; a flag's value is inline (`--flag=v`, `-Hv`) or the
+/// next argument.
+struct ArgCursor<'a> {
+    args: &'a [String],
+    next: usize,
+}
+
+impl<'a> ArgCursor<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Self { args, next: 0 }
+    }
+
+    fn next_arg(&mut self) -> Option<&'a String> {
+        let arg = self.args.get(self.next)?;
+        self.next += 1;
+        Some(arg)
+    }
+
+    /// The value of the flag just read: `inline` if given, else the next argument.
+    fn value(&mut self, inline: Option<&str>) -> Option<String> {
+        match inline.filter(|v| !v.is_empty()) {
+            Some(value) => Some(value.to_string()),
+            None => self.next_arg().cloned(),
+        }
+    }
+}
+
+/// `--flag` or `--flag=value` split into the flag and its inline value.
+fn long_flag(arg: &str) -> Option<(&str, Option<&str>)> {
+    let long = arg.strip_prefix("--")?;
+    Some(long.split_once('=').map_or((long, None), |(flag, value)| (flag, Some(value))))
+}
+
 /// The URL and headers of a `curl` call that fails on HTTP errors; `None` otherwise.
 fn curl(args: &[String]) -> Option<UrlAndHeaders> {
     let (mut fail, mut url, mut headers) = (false, None, Vec::new());
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let take = |inline: Option<&str>, i: &mut usize| -> Option<String> {
-            if let Some(v) = inline.filter(|v| !v.is_empty()) {
-                return Some(v.to_string());
-            }
-            let v = args.get(*i).cloned();
-            *i += 1;
-            v
-        };
-        if let Some(long) = arg.strip_prefix("--") {
-            let (flag, inline) = long.split_once('=').map_or((long, None), |(f, v)| (f, Some(v)));
+    let mut cursor = ArgCursor::new(args);
+    while let Some(arg) = cursor.next_arg() {
+        if let Some((flag, inline)) = long_flag(arg) {
             match flag {
                 "fail" | "fail-with-body" => fail = true,
                 "silent" | "show-error" | "location" | "insecure" | "no-progress-meter" | "compressed"
                 | "ipv4" | "ipv6" | "http1.1" | "no-buffer" | "verbose" => {}
                 "output" | "max-time" | "connect-timeout" | "write-out" | "retry" | "retry-delay"
                 | "retry-max-time" => {
-                    take(inline, &mut i)?;
+                    cursor.value(inline)?;
                 }
-                "header" => headers.push(header(&take(inline, &mut i)?)?),
-                "user-agent" => headers.push(("User-Agent".into(), take(inline, &mut i)?)),
+                "header" => headers.push(header(&cursor.value(inline)?)?),
+                "user-agent" => headers.push(("User-Agent".into(), cursor.value(inline)?)),
                 "request" => {
-                    if take(inline, &mut i)? != "GET" {
+                    if cursor.value(inline)? != "GET" {
                         return None;
                     }
                 }
-                "url" => url = Some(take(inline, &mut i)?),
+                "url" => url = Some(cursor.value(inline)?),
                 _ => return None,
             }
         } else if let Some(letters) = arg.strip_prefix('-').filter(|l| !l.is_empty()) {
@@ -162,8 +184,7 @@ fn curl(args: &[String]) -> Option<UrlAndHeaders> {
                     'f' => fail = true,
                     's' | 'S' | 'L' | 'k' | 'q' | 'v' | '4' | '6' => {}
                     'o' | 'm' | 'w' | 'H' | 'X' | 'A' => {
-                        let rest = &letters[j + 1..];
-                        let value = take(Some(rest), &mut i)?;
+                        let value = cursor.value(Some(&letters[j + 1..]))?;
                         match c {
                             'H' => headers.push(header(&value)?),
                             'A' => headers.push(("User-Agent".into(), value)),
@@ -186,20 +207,9 @@ fn curl(args: &[String]) -> Option<UrlAndHeaders> {
 /// The URL and headers of a `wget` call (wget fails on HTTP errors by itself).
 fn wget(args: &[String]) -> Option<UrlAndHeaders> {
     let (mut url, mut headers) = (None, Vec::new());
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let take = |inline: Option<&str>, i: &mut usize| -> Option<String> {
-            if let Some(v) = inline.filter(|v| !v.is_empty()) {
-                return Some(v.to_string());
-            }
-            let v = args.get(*i).cloned();
-            *i += 1;
-            v
-        };
-        if let Some(long) = arg.strip_prefix("--") {
-            let (flag, inline) = long.split_once('=').map_or((long, None), |(f, v)| (f, Some(v)));
+    let mut cursor = ArgCursor::new(args);
+    while let Some(arg) = cursor.next_arg() {
+        if let Some((flag, inline)) = long_flag(arg) {
             match flag {
                 "spider"
                 | "quiet"
@@ -209,10 +219,10 @@ fn wget(args: &[String]) -> Option<UrlAndHeaders> {
                 | "inet4-only"
                 | "inet6-only" => {}
                 "output-document" | "timeout" | "tries" | "output-file" | "wait" => {
-                    take(inline, &mut i)?;
+                    cursor.value(inline)?;
                 }
-                "header" => headers.push(header(&take(inline, &mut i)?)?),
-                "user-agent" => headers.push(("User-Agent".into(), take(inline, &mut i)?)),
+                "header" => headers.push(header(&cursor.value(inline)?)?),
+                "user-agent" => headers.push(("User-Agent".into(), cursor.value(inline)?)),
                 _ => return None,
             }
         } else if arg == "-nv" {
@@ -221,7 +231,7 @@ fn wget(args: &[String]) -> Option<UrlAndHeaders> {
                 match c {
                     'q' | 'S' | '4' | '6' => {}
                     'O' | 'T' | 't' | 'U' | 'o' => {
-                        let value = take(Some(&letters[j + 1..]), &mut i)?;
+                        let value = cursor.value(Some(&letters[j + 1..]))?;
                         if c == 'U' {
                             headers.push(("User-Agent".into(), value));
                         }
