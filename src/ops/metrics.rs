@@ -11,7 +11,7 @@
 //! pre-initialised to zero so every family is present in the exposition from the first scrape
 //! and `rate()` sees the first increase. Only the per-object families of [`super::objects`]
 //! appear with their first object. The registry also carries the standard process metrics of
-//! [`super::process`].
+//! `ops::process`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
