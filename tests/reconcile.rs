@@ -614,6 +614,10 @@ async fn a_crash_loop_shows_the_reason_and_the_log_tail_read_once_per_pod() {
         ],
         "one Warning Event per pod, naming it"
     );
+    // A reconcile that still reads the status from before that write (the cache lags)
+    // announces nothing again.
+    let stale = step(&mut h, &rs, false).await;
+    assert!(failure_events(&stale, "CrashLoopBackOff").is_empty(), "announced twice: {:#?}", summary(&stale));
     let rs = with_patched_status(rs, &calls);
     let status = rs.status.as_ref().unwrap();
     let failure = status.pods[0].failure.clone().unwrap();

@@ -1,6 +1,6 @@
 //! Shared state of the reconcilers: the client, reflector caches, the event recorder.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -165,6 +165,31 @@ impl ReloadState {
     }
 }
 
+/// The pod problems each service has announced with a Warning Event (pod UID → reason).
+///
+/// Status remembers them too, but a reconcile can start before the previous one's status
+/// write has reached the cache; this memory keeps that reconcile from announcing again.
+#[derive(Debug, Default)]
+pub struct AnnouncedProblems(Mutex<HashMap<String, BTreeMap<String, String>>>);
+
+impl AnnouncedProblems {
+    /// Replace what `service` has announced with its pods' problems now (pod UID → reason)
+    /// and return the UIDs whose problem was not announced before.
+    pub fn record(&self, service: &str, problems: BTreeMap<String, String>) -> BTreeSet<String> {
+        let mut all = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = all.remove(service).unwrap_or_default();
+        let fresh = problems
+            .iter()
+            .filter(|(uid, reason)| before.get(*uid) != Some(*reason))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        if !problems.is_empty() {
+            all.insert(service.to_owned(), problems);
+        }
+        fresh
+    }
+}
+
 /// The reconcilers' source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -178,7 +203,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Refuse to create pods for images with mutable tags.
     pub require_pinned_images: bool,
-    /// Client of the one-off health fetches on pods that turned unready.
+    /// Client of the one-off health fetches on pods that fail their readiness check.
     pub health_client: reqwest::Client,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
@@ -186,6 +211,8 @@ pub struct Context {
     pub reload: ReloadOptions,
     /// State of the reload phase (when each desired hash was first seen).
     pub reload_state: ReloadState,
+    /// Pod problems already announced with a Warning Event.
+    pub announced: AnnouncedProblems,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -211,6 +238,7 @@ impl Context {
             metrics,
             reload,
             reload_state: ReloadState::default(),
+            announced: AnnouncedProblems::default(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }
@@ -259,6 +287,26 @@ pub fn backoff(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn problems_are_announced_once_per_pod_and_reason() {
+        let announced = super::AnnouncedProblems::default();
+        let now =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(u, r)| (u.to_string(), r.to_string())).collect();
+        let fresh = announced.record("ns/web", now(&[("u0", "ErrImagePull"), ("u1", "CrashLoopBackOff")]));
+        assert_eq!(fresh.len(), 2);
+        assert!(
+            announced.record("ns/web", now(&[("u0", "ErrImagePull"), ("u1", "CrashLoopBackOff")])).is_empty()
+        );
+        // A new reason, a recovered pod that fails again, another service: announced.
+        let fresh = announced.record("ns/web", now(&[("u0", "ImagePullBackOff")]));
+        assert_eq!(fresh.into_iter().collect::<Vec<_>>(), ["u0"]);
+        assert_eq!(
+            announced.record("ns/web", now(&[("u0", "ImagePullBackOff"), ("u1", "CrashLoopBackOff")])).len(),
+            1
+        );
+        assert_eq!(announced.record("ns/api", now(&[("u0", "ImagePullBackOff")])).len(), 1);
+    }
+
     use super::{ReloadState, backoff};
     use k8s_openapi::api::core::v1::Pod;
     use std::time::Duration;

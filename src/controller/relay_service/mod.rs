@@ -136,6 +136,8 @@ async fn diagnose_pods(
     let namespace = reference.namespace.as_deref().unwrap_or_default();
     let previous_pods = previous.map(|s| s.pods.as_slice()).unwrap_or_default();
     let mut failures = BTreeMap::new();
+    let mut to_announce = Vec::new();
+    let mut problems = BTreeMap::new();
     // In name order, so the Events of one pass come out in a stable order.
     let mut ordered: Vec<&Pod> = pods.iter().collect();
     ordered.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -151,15 +153,24 @@ async fn diagnose_pods(
             }
             None => {}
         }
+        // The UID tells a recreated pod from the one it replaces.
+        let uid = pod.uid().unwrap_or_else(|| name.clone());
+        problems.insert(uid.clone(), failure.reason.clone());
         if new {
-            let note = health_detail::truncate(
-                &format!("pod {name}: {}", failure.message),
-                health_detail::MAX_SHOWN_BYTES,
-            );
-            publish_about_pod(ctx, reference, &name, EventType::Warning, &failure.reason, "Diagnose", note)
-                .await;
+            to_announce.push((uid, name.clone()));
         }
         failures.insert(name, failure);
+    }
+    // New by the status read *and* not announced by an earlier pass of this process.
+    let service = format!("{namespace}/{}", reference.name.as_deref().unwrap_or_default());
+    let fresh = ctx.announced.record(&service, problems);
+    for (_, name) in to_announce.into_iter().filter(|(uid, _)| fresh.contains(uid)) {
+        let Some(failure) = failures.get(&name) else { continue };
+        let note = health_detail::truncate(
+            &format!("pod {name}: {}", failure.message),
+            health_detail::MAX_SHOWN_BYTES,
+        );
+        publish_about_pod(ctx, reference, &name, EventType::Warning, &failure.reason, "Diagnose", note).await;
     }
     failures
 }
