@@ -246,9 +246,15 @@ fn healthchecks_in_every_form() {
     let objects = self::objects(&imported);
     assert_eq!(
         find(&objects, "HealthPolicy", "api-health")["spec"],
-        json!({"http": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "interval": "15s", "timeout": "3s", "retries": 4, "startPeriod": "20s"})
+        json!({"http": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "interval": "15s", "timeout": "3s", "retries": 4, "startPeriod": "20s", "startInterval": "2s"})
     );
-    assert_eq!(line(&imported, "api.healthcheck.start_interval").outcome, Outcome::Unsupported);
+    let start_interval = line(&imported, "api.healthcheck.start_interval");
+    assert_eq!(start_interval.outcome, Outcome::Mapped);
+    assert!(
+        start_interval.detail.contains("takes effect with restartUnhealthy: true"),
+        "{}",
+        start_interval.detail
+    );
     assert_eq!(find(&objects, "HealthPolicy", "web-health")["spec"]["http"]["path"], "/ready");
     assert_eq!(
         find(&objects, "HealthPolicy", "db-health")["spec"]["exec"]["command"],

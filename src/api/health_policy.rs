@@ -47,6 +47,11 @@ pub struct HealthPolicySpec {
     /// Grace period after start during which failures do not count (Docker `--start-period`).
     #[serde(default = "default_start_period")]
     pub start_period: Duration,
+    /// Time between two checks during the start period (Docker `--start-interval`): the
+    /// startup probe's period, which exists with `restartUnhealthy` and a `startPeriod`.
+    /// Defaults to `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<Duration>,
     /// Consecutive failures before the container counts as unhealthy (Docker `--retries`).
     #[serde(default = "default_retries")]
     #[schemars(range(min = 1, max = 100))]

@@ -4,8 +4,9 @@
 //! |---------------|--------------------|------------------------------------|------------------------------------------------------|
 //! | `interval`    | `periodSeconds`    | `periodSeconds`                    | `periodSeconds`                                      |
 //! | `timeout`     | `timeoutSeconds`   | `timeoutSeconds`                   | `timeoutSeconds`                                     |
-//! | `retries`     | `failureThreshold` | `failureThreshold`                 | `failureThreshold` = ⌈startPeriod / interval⌉ + retries |
+//! | `retries`     | `failureThreshold` | `failureThreshold`                 | `failureThreshold` = ⌈startPeriod / its period⌉ + retries |
 //! | `startPeriod` | —                  | —                                  | (see above)                                          |
+//! | `startInterval` | —                | —                                  | `periodSeconds` (instead of `interval`)              |
 
 use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, HTTPHeader, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -43,9 +44,12 @@ pub fn probes_for(check: &HealthPolicySpec) -> ProbeSet {
         ..handler(check)
     };
     let liveness = check.restart_unhealthy.then(|| base.clone());
+    let start_interval = check.start_interval.map_or(period, |i| seconds(i).max(1));
     let startup = (check.restart_unhealthy && start_period > 0).then(|| Probe {
+        period_seconds: Some(start_interval),
         failure_threshold: Some(
-            (start_period.unsigned_abs().div_ceil(period.unsigned_abs()) as i32).saturating_add(retries),
+            (start_period.unsigned_abs().div_ceil(start_interval.unsigned_abs()) as i32)
+                .saturating_add(retries),
         ),
         ..base.clone()
     });
@@ -102,6 +106,7 @@ mod tests {
             interval: interval.parse().unwrap(),
             timeout: timeout.parse().unwrap(),
             start_period: start.parse().unwrap(),
+            start_interval: None,
             retries,
             restart_unhealthy: restart,
         }
@@ -110,6 +115,18 @@ mod tests {
     /// (period, timeout, failureThreshold) of a probe.
     fn timing(p: &Probe) -> (Option<i32>, Option<i32>, Option<i32>) {
         (p.period_seconds, p.timeout_seconds, p.failure_threshold)
+    }
+
+    #[test]
+    fn start_interval_is_the_startup_probes_period() {
+        let mut with_interval = check("30s", "5s", "1m", 3, true);
+        with_interval.start_interval = Some("5s".parse().unwrap());
+        let probes = probes_for(&with_interval);
+        // 60 s of start period checked every 5 s, then the usual 3 retries.
+        assert_eq!(probes.startup.as_ref().map(timing), Some((Some(5), Some(5), Some(15))));
+        assert_eq!(timing(&probes.readiness), (Some(30), Some(5), Some(3)), "readiness keeps interval");
+        with_interval.restart_unhealthy = false;
+        assert_eq!(probes_for(&with_interval).startup, None, "no startup probe without restarts");
     }
 
     /// The README's mapping table, row by row.

@@ -355,8 +355,18 @@ pub fn map(ctx: &mut Ctx<'_>, value: &Value, policy_name: &str) -> Option<Value>
         let report_key = format!("healthcheck.{key}");
         match key.as_str() {
             "test" | "disable" => {}
-            "interval" | "timeout" | "start_period" => {
-                let field = if key == "start_period" { "startPeriod" } else { key.as_str() };
+            "interval" | "timeout" | "start_period" | "start_interval" => {
+                let field = match key.as_str() {
+                    "start_period" => "startPeriod",
+                    "start_interval" => "startInterval",
+                    other => other,
+                };
+                // The startup probe that uses it exists only when unhealthy containers restart.
+                let effect = if key == "start_interval" {
+                    " (the startup probe's period; it takes effect with restartUnhealthy: true)"
+                } else {
+                    ""
+                };
                 let parsed = item.as_str().and_then(duration);
                 match (&check, parsed) {
                     (None, _) => {
@@ -367,7 +377,7 @@ pub fn map(ctx: &mut Ctx<'_>, value: &Value, policy_name: &str) -> Option<Value>
                             &report_key,
                             Some(item),
                             Outcome::Mapped,
-                            format!("HealthPolicy {policy_name} {field} {d}"),
+                            format!("HealthPolicy {policy_name} {field} {d}{effect}"),
                         );
                         spec.insert(field.into(), Value::String(d));
                     }
@@ -406,12 +416,6 @@ pub fn map(ctx: &mut Ctx<'_>, value: &Value, policy_name: &str) -> Option<Value>
                     ),
                 }
             }
-            "start_interval" => ctx.line(
-                &report_key,
-                Some(item),
-                Outcome::Unsupported,
-                "no equivalent: probes use one period (interval) during the start period too",
-            ),
             _ => {
                 ctx.line(&report_key, Some(item), Outcome::Unsupported, "unknown healthcheck key: not mapped")
             }
