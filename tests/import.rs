@@ -562,29 +562,26 @@ fn cli_import_piped_into_render() {
     assert_eq!(scheduler["spec"]["containers"][0]["args"], json!(["python", "-m", "src.scheduler"]));
 
     // stdin in, and unreadable input is the only failure.
-    let mut from_stdin = binary()
-        .args(["import", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    from_stdin.stdin.take().unwrap().write_all(b"services: {web: {image: 'web:1', bogus: 1}}").unwrap();
-    let out = from_stdin.wait_with_output().unwrap();
+    let out = import_stdin(b"services: {web: {image: 'web:1', bogus: 1}}");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("web.bogus 1: unsupported"));
     let missing = binary().args(["import", "-f", "/nonexistent/compose.yml"]).output().unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
-    let mut bad = binary()
+    assert!(!import_stdin(b"- just\n- a list\n").status.success());
+}
+
+/// `relay-operator import -f -` with `input` on stdin.
+fn import_stdin(input: &[u8]) -> std::process::Output {
+    let mut child = binary()
         .args(["import", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    bad.stdin.take().unwrap().write_all(b"- just\n- a list\n").unwrap();
-    assert!(!bad.wait_with_output().unwrap().status.success());
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]
