@@ -92,8 +92,9 @@ async fn patch_config(client: &Client, ns: &str, name: &str, data: Value) {
 
 pub(crate) async fn desired_hash(client: &Client, ns: &str, name: &str) -> String {
     let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = cm.get(&format!("{name}-config")).await.unwrap();
-    cm.data.unwrap_or_default().get("config-hash").cloned().unwrap_or_default()
+    // Empty until the operator has written the ConfigMap.
+    let cm = cm.get_opt(&format!("{name}-config")).await.unwrap();
+    cm.and_then(|cm| cm.data).unwrap_or_default().get("config-hash").cloned().unwrap_or_default()
 }
 
 /// Pod name → UID for the service's pods, from the API server.
