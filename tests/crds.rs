@@ -277,7 +277,7 @@ fn pod_template_metadata_cannot_take_the_operators_keys() {
         secrets: &SecretData::new(),
     })
     .unwrap();
-    let pod = &rendered.pods[0].metadata;
+    let pod = &rendered.pods()[0].metadata;
     let labels = pod.labels.clone().unwrap();
     let annotations = pod.annotations.clone().unwrap();
     assert!(labels.len() >= 7 && !annotations.is_empty());

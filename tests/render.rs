@@ -54,7 +54,7 @@ storage:
 "#;
 
 fn pod_names(rendered: &RenderedService) -> Vec<String> {
-    rendered.pods.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+    rendered.pods().iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
 }
 
 fn template_hash(pod: &Pod) -> String {
@@ -65,7 +65,7 @@ fn template_hash(pod: &Pod) -> String {
 fn one_pod_per_ordinal_with_labels_and_owner() {
     let rendered = render(&spec(RELAY));
     assert_eq!(pod_names(&rendered), ["relay-0", "relay-1"]);
-    for (ordinal, pod) in rendered.pods.iter().enumerate() {
+    for (ordinal, pod) in rendered.pods().iter().enumerate() {
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!(labels["app.kubernetes.io/name"], "relay");
         assert_eq!(labels["app.kubernetes.io/instance"], "relay");
@@ -88,7 +88,7 @@ fn suspend_and_zero_replicas_render_no_pods_but_keep_the_rest() {
     let mut suspended = spec(RELAY);
     suspended.suspend = true;
     let rendered = render(&suspended);
-    assert!(rendered.pods.is_empty());
+    assert!(rendered.pods().is_empty());
     assert!(rendered.config_map.is_some());
     assert!(rendered.service.is_some());
     assert_eq!(rendered.claims.len(), 3, "claims are kept while suspended");
@@ -121,7 +121,7 @@ fn claims_follow_scope_and_retention() {
     for retained in &rendered.claims[1..] {
         assert!(retained.metadata.owner_references.is_none(), "Retain claims carry no owner reference");
     }
-    let pod0 = rendered.pods[0].spec.clone().unwrap();
+    let pod0 = rendered.pods()[0].spec.clone().unwrap();
     let claims: Vec<String> = pod0
         .volumes
         .unwrap()
@@ -157,14 +157,14 @@ fn test_deployment_children_have_their_own_names_and_ephemeral_storage() {
 #[test]
 fn config_map_holds_the_file_and_its_hash_but_no_secret() {
     let rendered = render(&spec(RELAY));
-    let data = rendered.config_map.unwrap().data.unwrap();
+    let data = rendered.config_map.clone().unwrap().data.unwrap();
     assert_eq!(data[".env"], "BATCH_SIZE=10\nHEALTH_PORT=8000\nWS_URI=wss://stream.example.invalid/ws\n");
     assert_eq!(data[CONFIG_HASH_KEY], rendered.config_hash);
     assert_eq!(rendered.config_hash.len(), 64);
     assert!(!format!("{data:?}").contains("very-secret-token"));
 
     // The secret key reaches the pod as an env var from the Secret and as a projected file.
-    let pod = rendered.pods[0].spec.clone().unwrap();
+    let pod = rendered.pods()[0].spec.clone().unwrap();
     let env = pod.containers[0].env.clone().unwrap();
     let webhook = env.iter().find(|e| e.name == "N8N_WEBHOOK_URL").unwrap();
     let selector = webhook.value_from.clone().unwrap().secret_key_ref.unwrap();
@@ -223,7 +223,7 @@ fn restart_key_must_name_a_config_key() {
 #[test]
 fn restricted_pod_security_defaults_and_overrides() {
     let rendered = render(&spec(RELAY));
-    let pod = rendered.pods[0].spec.clone().unwrap();
+    let pod = rendered.pods()[0].spec.clone().unwrap();
     let pod_sc = pod.security_context.unwrap();
     assert_eq!(pod_sc.run_as_non_root, Some(true));
     assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
@@ -234,7 +234,7 @@ fn restricted_pod_security_defaults_and_overrides() {
     let overridden = render(&spec(
         "image: postgres:16.4\npodSecurityContext: {runAsUser: 999, fsGroup: 999}\nsecurityContext: {readOnlyRootFilesystem: true}\n",
     ));
-    let pod = overridden.pods[0].spec.clone().unwrap();
+    let pod = overridden.pods()[0].spec.clone().unwrap();
     let pod_sc = pod.security_context.unwrap();
     assert_eq!(
         (pod_sc.run_as_user, pod_sc.fs_group, pod_sc.run_as_non_root),
@@ -253,7 +253,7 @@ fn probes_come_from_the_health_check() {
     .unwrap();
     let rendered =
         render_with(&owner(OwnerKind::RelayService, "relay"), &spec(RELAY), Some(&health), &secrets());
-    let container = rendered.pods[0].spec.clone().unwrap().containers[0].clone();
+    let container = rendered.pods()[0].spec.clone().unwrap().containers[0].clone();
     let readiness = container.readiness_probe.unwrap();
     assert_eq!(
         (readiness.period_seconds, readiness.timeout_seconds, readiness.failure_threshold),
@@ -261,7 +261,7 @@ fn probes_come_from_the_health_check() {
     );
     assert!(container.liveness_probe.is_some());
     assert_eq!(container.startup_probe.unwrap().failure_threshold, Some(6));
-    assert!(render(&spec(RELAY)).pods[0].spec.clone().unwrap().containers[0].readiness_probe.is_none());
+    assert!(render(&spec(RELAY)).pods()[0].spec.clone().unwrap().containers[0].readiness_probe.is_none());
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn pod_template_hash_changes_only_for_pod_spec_or_restart_keys() {
     let hot = render(&hot);
     assert_ne!(hot.config_hash, base.config_hash);
     assert_eq!(hot.pod_template_hash, base.pod_template_hash, "non-restart key: same template");
-    assert_eq!(template_hash(&hot.pods[0]), template_hash(&base.pods[0]));
+    assert_eq!(template_hash(&hot.pods()[0]), template_hash(&base.pods()[0]));
 
     let mut restart = spec(RELAY);
     restart.config.as_mut().unwrap().data.insert("HEALTH_PORT".into(), "9000".into());
@@ -326,9 +326,9 @@ fn pod_template_hash_changes_only_for_pod_spec_or_restart_keys() {
 
 #[test]
 fn output_is_deterministic() {
-    let first = serde_saphyr::to_string(&render(&spec(RELAY)).pods).unwrap();
+    let first = serde_saphyr::to_string(&render(&spec(RELAY)).pods()).unwrap();
     for _ in 0..5 {
-        assert_eq!(serde_saphyr::to_string(&render(&spec(RELAY)).pods).unwrap(), first);
+        assert_eq!(serde_saphyr::to_string(&render(&spec(RELAY)).pods()).unwrap(), first);
     }
 }
 
@@ -367,7 +367,7 @@ fn digest_of_children(rendered: &RenderedService) -> String {
     for object in [serde_json::to_vec(&rendered.config_map), serde_json::to_vec(&rendered.service)]
         .into_iter()
         .chain(rendered.claims.iter().map(serde_json::to_vec))
-        .chain(rendered.pods.iter().map(serde_json::to_vec))
+        .chain(rendered.pods().iter().map(serde_json::to_vec))
     {
         hasher.update(object.unwrap());
     }
@@ -420,7 +420,7 @@ topologySpreadConstraints:
   - {maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {tier: edge}}}
 "#,
     ));
-    let pod = rendered.pods[0].spec.clone().unwrap();
+    let pod = rendered.pods()[0].spec.clone().unwrap();
     let pull: Vec<String> = pod.image_pull_secrets.unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(pull, ["ghcr-credentials"]);
     assert_eq!(pod.service_account_name.as_deref(), Some("relay"));
@@ -486,7 +486,7 @@ fn pod_template_metadata_is_added_but_never_replaces_the_operators_own() {
     let rendered = render(&spec(&format!(
         "{RELAY}podTemplate:\n  metadata:\n    labels: {{team: payments, app.kubernetes.io/part-of: coin}}\n    annotations: {{prometheus.io/scrape: \"true\"}}\n"
     )));
-    for pod in &rendered.pods {
+    for pod in &rendered.pods() {
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!(labels["team"], "payments");
         assert_eq!(labels["app.kubernetes.io/part-of"], "coin");
@@ -506,7 +506,7 @@ fn pod_template_metadata_is_added_but_never_replaces_the_operators_own() {
         .unwrap(),
     );
     let rendered = render(&sneaky);
-    let pod = &rendered.pods[0].metadata;
+    let pod = &rendered.pods()[0].metadata;
     assert_eq!(pod.labels.as_ref().unwrap()["relayops.io/service"], "relay");
     assert_eq!(pod.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"], "relay-operator");
     assert_eq!(pod.annotations.as_ref().unwrap()[ANNOTATION_CONFIG_HASH], rendered.config_hash);
@@ -592,11 +592,11 @@ fn test_deployments_copy_no_exposure() {
     let effective = render::effective_spec(&td, Some(&source)).unwrap();
     let rendered = render_with(&owner(OwnerKind::TestDeployment, "pr-1"), &effective, None, &secrets());
     assert!(rendered.ingress.is_none(), "a copy must not claim the production host");
-    let service = rendered.service.unwrap();
+    let service = rendered.service.clone().unwrap();
     assert_eq!(service.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
     assert!(service.metadata.annotations.is_none());
     assert_eq!(
-        rendered.pods[0].spec.as_ref().unwrap().service_account_name.as_deref(),
+        rendered.pods()[0].spec.as_ref().unwrap().service_account_name.as_deref(),
         Some("relay"),
         "pod settings are copied"
     );
@@ -604,7 +604,7 @@ fn test_deployments_copy_no_exposure() {
 
 #[test]
 fn command_and_args_stay_apart() {
-    let container = |yaml: &str| render(&spec(yaml)).pods[0].spec.clone().unwrap().containers[0].clone();
+    let container = |yaml: &str| render(&spec(yaml)).pods()[0].spec.clone().unwrap().containers[0].clone();
     let args = container("image: a:1\nargs: [python, -m, worker]\n");
     assert_eq!((args.command, args.args), (None, Some(vec!["python".into(), "-m".into(), "worker".into()])));
     let command = container("image: a:1\ncommand: [/bin/tini, --]\n");

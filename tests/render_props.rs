@@ -85,8 +85,8 @@ proptest! {
         let input = ServiceInput { owner: &owner, spec: &spec, health: health.as_ref(), secrets: &secrets };
         if let Ok(rendered) = render_service(input) {
             let expected = if spec.suspend { 0 } else { spec.replicas.max(0) as usize };
-            prop_assert_eq!(rendered.pods.len(), expected);
-            prop_assert!(rendered.pods.iter().all(|p| p.metadata.labels.as_ref().unwrap()["relayops.io/pod-template-hash"] == rendered.pod_template_hash));
+            prop_assert_eq!(rendered.pods().len(), expected);
+            prop_assert!(rendered.pods().iter().all(|p| p.metadata.labels.as_ref().unwrap()["relayops.io/pod-template-hash"] == rendered.pod_template_hash));
             // Deterministic: a second render is identical.
             prop_assert_eq!(render_service(input).ok(), Some(rendered.clone()));
             // No secret value of 8+ bytes ever lands in the ConfigMap.

@@ -130,9 +130,12 @@ impl ReloadState {
     }
 
     /// The last results this process produced for `pods`, by pod name.
-    pub fn remembered_results(&self, pods: &[Pod]) -> BTreeMap<String, ReloadResult> {
+    pub fn remembered_results<'p>(
+        &self,
+        pods: impl IntoIterator<Item = &'p Pod>,
+    ) -> BTreeMap<String, ReloadResult> {
         let results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pods.iter()
+        pods.into_iter()
             .filter_map(|p| {
                 Some((p.metadata.name.clone()?, results.get(p.metadata.uid.as_deref()?)?.clone()))
             })
@@ -147,7 +150,10 @@ impl ReloadState {
 
     /// The records of `pods` (name → hash) this process made but the cache does not show yet.
     /// Records the cache shows, and old ones, are forgotten.
-    pub fn unobserved_records(&self, pods: &[Pod]) -> BTreeMap<String, String> {
+    pub fn unobserved_records<'p>(
+        &self,
+        pods: impl IntoIterator<Item = &'p Pod>,
+    ) -> BTreeMap<String, String> {
         let mut recorded = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         recorded.retain(|_, (_, at)| at.elapsed() < RECORD_EXPECTATION_TTL);
         let mut unobserved = BTreeMap::new();

@@ -4,6 +4,7 @@
 //! write through [`super::writes`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -37,7 +38,7 @@ pub async fn converge(
     ctx: &Context,
     target: &Target<'_>,
     rendered: &RenderedService,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     may_start: bool,
 ) -> Result<(), Error> {
     apply_children(ctx, target.owner, rendered).await?;
@@ -100,7 +101,7 @@ async fn execute_plan(
     ctx: &Context,
     target: &Target<'_>,
     rendered: &RenderedService,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     replicas: i32,
     may_start: bool,
 ) -> Result<(), Error> {
@@ -117,14 +118,8 @@ async fn execute_plan(
     for action in actions {
         match action {
             PodAction::Create(ordinal) => {
-                let Some(pod) = rendered
-                    .pods
-                    .iter()
-                    .find(|p| p.metadata.name.as_deref() == Some(&owner.pod_name(ordinal)))
-                else {
-                    continue;
-                };
-                if !create_pod(ctx, pod).await? {
+                let Some(pod) = rendered.pod(ordinal) else { continue };
+                if !create_pod(ctx, &pod).await? {
                     // It exists; the cache has not seen it yet.
                     continue;
                 }
@@ -179,7 +174,7 @@ async fn execute_plan(
 async fn delete_scaled_claims(
     ctx: &Context,
     target: &Target<'_>,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     replicas: i32,
 ) -> Result<(), Error> {
     let owner = target.owner;

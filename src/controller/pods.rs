@@ -55,12 +55,12 @@ pub struct LogRequest {
 
 /// Why `pod` fails, and which log explains it, if it does.
 pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let status = pod.status.as_ref()?;
     let containers =
         status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
     for container in containers {
-        if let Some(found) = container_failure(&name, container) {
+        if let Some(found) = container_failure(name, container) {
             return Some(found);
         }
     }
@@ -70,7 +70,7 @@ pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
     let detail = FailureDetail {
         reason: "Unschedulable".into(),
         message: unschedulable.message.clone().unwrap_or_else(|| format!("pod {name} cannot be scheduled")),
-        pod: Some(name),
+        pod: Some(name.to_owned()),
         ..FailureDetail::default()
     };
     Some((detail, None))
@@ -131,7 +131,7 @@ pub fn health_url(pod: &Pod) -> Option<url::Url> {
 /// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
 /// image digest (no reload result or failure).
 pub fn pod_entry(pod: &Pod) -> PodEntry {
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
     PodEntry {
         name: pod.metadata.name.clone().unwrap_or_default(),
         ready: is_ready(pod),

@@ -2,6 +2,7 @@
 //! services for dependencies), resolved into what rendering and status need. No writes.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -53,18 +54,18 @@ pub fn resolve_and_render(
     Ok(rendered)
 }
 
-/// The pods of `owner`, from the cache.
-pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Pod> {
+/// The pods of `owner`, from the cache (shared with it: a reconcile copies only the pods it
+/// changes locally).
+pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<Pod>> {
     let base = owner.base_name();
     ctx.caches
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| {
             p.namespace().as_deref() == Some(owner.namespace.as_str())
                 && p.labels().get(LABEL_SERVICE) == Some(&base)
         })
-        .map(|p| (**p).clone())
         .collect()
 }
 

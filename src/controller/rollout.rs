@@ -4,6 +4,8 @@
 //! Deterministic names make every step idempotent: re-planning after a crash at any point
 //! yields the remaining steps, never a duplicate.
 
+use std::collections::HashSet;
+
 /// What the planner needs to know about one existing pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedPod {
@@ -80,10 +82,9 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
     if !input.may_start {
         return actions;
     }
-    for ordinal in 0..input.replicas {
-        if !wanted.iter().any(|p| p.ordinal == ordinal) {
-            actions.push(PodAction::Create(ordinal));
-        }
+    let existing: HashSet<i32> = wanted.iter().map(|p| p.ordinal).collect();
+    for ordinal in (0..input.replicas).filter(|o| !existing.contains(o)) {
+        actions.push(PodAction::Create(ordinal));
     }
 
     let available = wanted.iter().filter(|p| p.ready && !p.terminating && !p.finished).count() as i32;

@@ -523,7 +523,7 @@ impl Resolver<'_> {
         values.extend(rendered.claims.iter().map(serde_json::to_value));
         values.extend(rendered.service.iter().map(serde_json::to_value));
         values.extend(rendered.ingress.iter().map(serde_json::to_value));
-        values.extend(rendered.pods.iter().map(serde_json::to_value));
+        values.extend(rendered.pods().iter().map(serde_json::to_value));
         for value in values {
             match value {
                 Ok(value) => {

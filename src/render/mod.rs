@@ -25,7 +25,7 @@ pub use labels::{
     ANNOTATION_CONFIG_HASH, LABEL_OWNER_KIND, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, LABEL_SERVICE,
     LABEL_VOLUME, MANAGER, selector_string,
 };
-pub use pod::{CONTAINER_NAME, image_is_pinned};
+pub use pod::{CONTAINER_NAME, PodTemplate, image_is_pinned};
 pub use probes::{ProbeSet, probes_for};
 pub use template::effective_spec;
 
@@ -123,8 +123,10 @@ pub struct RenderedService {
     pub ingress: Option<Ingress>,
     /// Claims: shared ones, then per-replica ones by ordinal.
     pub claims: Vec<PersistentVolumeClaim>,
-    /// One pod per ordinal `0..replicas` (empty when suspended).
-    pub pods: Vec<Pod>,
+    /// The pods' template; [`RenderedService::pod`] makes the pod of one ordinal.
+    pub template: PodTemplate,
+    /// Pods wanted: ordinals `0..replicas` (0 when suspended).
+    pub replicas: i32,
     /// sha256 of the canonical configuration (a service without `config` has one too).
     pub config_hash: String,
     /// Short hash of the pod template and of the values of restart keys.
@@ -190,15 +192,29 @@ pub fn render_service(input: ServiceInput<'_>) -> Result<RenderedService, Render
     let probes = input.health.map(probes_for);
     let template = pod::PodTemplate::new(input, &config, probes.as_ref())?;
     let replicas = if input.spec.suspend { 0 } else { input.spec.replicas.max(0) };
-    let pods = (0..replicas).map(|ordinal| template.pod(ordinal)).collect();
     Ok(RenderedService {
         config_map: config.config_map.clone(),
         service: service::render_service_object(input.owner, input.spec),
         ingress: ingress::render_ingress(input.owner, input.spec),
         claims: storage::render_claims(input.owner, input.spec, input.spec.replicas.max(0)),
-        pods,
         config_hash: config.hash.clone(),
         pod_template_hash: template.hash().to_string(),
         selector: labels::selector_string(input.owner),
+        template,
+        replicas,
     })
+}
+
+impl RenderedService {
+    /// The pod of `ordinal`, if the service wants it. Pods are made on demand: a
+    /// reconcile creates a few, and rendering all of a large service's pods each pass
+    /// would cost more than the rest of the reconcile.
+    pub fn pod(&self, ordinal: i32) -> Option<Pod> {
+        (0..self.replicas).contains(&ordinal).then(|| self.template.pod(ordinal))
+    }
+
+    /// Every wanted pod, by ordinal (empty when suspended).
+    pub fn pods(&self) -> Vec<Pod> {
+        (0..self.replicas).map(|ordinal| self.template.pod(ordinal)).collect()
+    }
 }

@@ -26,6 +26,7 @@ pub const CONTAINER_NAME: &str = "app";
 const CONFIG_VOLUME: &str = "config";
 
 /// The ordinal-independent pod spec of a service and its hash.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PodTemplate {
     owner: Owner,
     /// The user's extra labels and annotations.

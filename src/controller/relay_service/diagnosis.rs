@@ -100,8 +100,8 @@ fn probe_budget_secs(probe: &Probe) -> i64 {
 
 /// How long until the earliest readiness deadline of a running, not-Ready pod that has no
 /// diagnosis yet: the reconcile to come back then, since no watch event will announce it.
-pub fn next_deadline(pods: &[Pod], now: Timestamp) -> Option<Duration> {
-    pods.iter()
+pub fn next_deadline<'p>(pods: impl IntoIterator<Item = &'p Pod>, now: Timestamp) -> Option<Duration> {
+    pods.into_iter()
         .filter(|p| !is_ready(p) && !is_terminating(p))
         .filter_map(readiness_deadline)
         .filter(|deadline| *deadline > now)

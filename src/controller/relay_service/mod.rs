@@ -26,7 +26,7 @@ use super::writes::{apply_status, publish, publish_about_pod};
 use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
-use status::{StatusInput, compute};
+use status::{StatusInput, compute, entries_by_name};
 
 use crate::api::{
     ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceStatus, find_condition,
@@ -120,7 +120,8 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     // The reload phase may need to come back sooner (settle delay, a newer configuration),
     // and so may a pod whose readiness check should have passed by then (no watch event
     // announces that it did not).
-    let sooner = [reloads.requeue, next_deadline(&pods, ctx.now())].into_iter().flatten().min();
+    let sooner =
+        [reloads.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now())].into_iter().flatten().min();
     Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
 }
 
@@ -130,21 +131,22 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
 async fn diagnose_pods(
     ctx: &Context,
     reference: &ObjectReference,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     previous: Option<&RelayServiceStatus>,
 ) -> BTreeMap<String, FailureDetail> {
     let namespace = reference.namespace.as_deref().unwrap_or_default();
-    let previous_pods = previous.map(|s| s.pods.as_slice()).unwrap_or_default();
+    let previous_pods = entries_by_name(previous);
     let mut failures = BTreeMap::new();
     let mut to_announce = Vec::new();
     let mut problems = BTreeMap::new();
     // In name order, so the Events of one pass come out in a stable order.
-    let mut ordered: Vec<&Pod> = pods.iter().collect();
+    let mut ordered: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
     ordered.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let now = ctx.now();
     for pod in ordered {
+        let entry = pod.metadata.name.as_deref().and_then(|name| previous_pods.get(name).copied());
+        let Some(Diagnosis { mut failure, lookup, new }) = diagnose(pod, entry, now) else { continue };
         let name = pod.name_any();
-        let entry = previous_pods.iter().find(|p| p.name == name);
-        let Some(Diagnosis { mut failure, lookup, new }) = diagnose(pod, entry, ctx.now()) else { continue };
         match lookup {
             Some(Lookup::Log(request)) => failure.log_tail = Some(read_log(ctx, namespace, &request).await),
             Some(Lookup::Health(url)) => {

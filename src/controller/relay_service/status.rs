@@ -1,6 +1,7 @@
 //! Pure status computation of a RelayService from its pods and what reconcile found.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -46,7 +47,7 @@ pub struct StatusInput<'a> {
     /// `spec.suspend`.
     pub suspended: bool,
     /// The owned pods as they are.
-    pub pods: &'a [Pod],
+    pub pods: &'a [Arc<Pod>],
     /// Current template hash and config hash (absent when rendering failed).
     pub hashes: Option<(&'a str, &'a str)>,
     /// Pod selector string.
@@ -67,12 +68,20 @@ pub struct StatusInput<'a> {
     pub now: Timestamp,
 }
 
+/// The pod entries of a status by pod name.
+pub fn entries_by_name(status: Option<&RelayServiceStatus>) -> BTreeMap<&str, &PodEntry> {
+    status.map(|s| s.pods.iter().map(|p| (p.name.as_str(), p)).collect()).unwrap_or_default()
+}
+
 /// Compute the status.
-pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
-    let live: Vec<&Pod> = input.pods.iter().filter(|p| !is_terminating(p)).collect();
-    let label = |pod: &Pod, key: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
-    let annotation =
-        |pod: &Pod| pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned();
+pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
+    let live: Vec<&Pod> = input.pods.iter().map(|p| &**p).filter(|p| !is_terminating(p)).collect();
+    let annotation = |pod: &'a Pod| {
+        pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).map(String::as_str)
+    };
+    let template_label = |pod: &'a Pod| {
+        pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).map(String::as_str)
+    };
     let (template_hash, config_hash) = match input.hashes {
         Some((t, c)) => (Some(t.to_string()), Some(c.to_string())),
         None => (None, None),
@@ -80,27 +89,29 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     let ready = live.iter().filter(|p| is_ready(p)).count() as i32;
     let updated = live
         .iter()
-        .filter(|p| template_hash.is_some() && label(p, LABEL_POD_TEMPLATE_HASH) == template_hash)
+        .filter(|p| template_hash.is_some() && template_label(p) == template_hash.as_deref())
         .count() as i32;
-    let synced = live.iter().filter(|p| config_hash.is_some() && annotation(p) == config_hash).count() as i32;
+    let synced =
+        live.iter().filter(|p| config_hash.is_some() && annotation(p) == config_hash.as_deref()).count()
+            as i32;
 
-    let previous_pods = input.previous.map(|s| s.pods.as_slice()).unwrap_or_default();
+    let previous_pods = entries_by_name(input.previous);
     let mut pods: Vec<PodEntry> = live
         .iter()
         .map(|pod| {
             let entry = pod_entry(pod);
-            let name = entry.name.clone();
-            let previous = previous_pods.iter().find(|p| p.name == name);
+            let name = entry.name.as_str();
+            let previous = previous_pods.get(name).copied();
+            let last_reload = input.reloads.get(name).or_else(|| {
+                // A failure the pod has since recovered from (e.g. restarted with the new
+                // configuration) is no longer reported.
+                previous.and_then(|p| p.last_reload.as_ref()).filter(|r| {
+                    !(r.result == ReloadOutcome::Failed && annotation(pod) == Some(r.config_hash.as_str()))
+                })
+            });
             PodEntry {
-                last_reload: input.reloads.get(&name).cloned().or_else(|| {
-                    // A failure the pod has since recovered from (e.g. restarted with the
-                    // new configuration) is no longer reported.
-                    previous.and_then(|p| p.last_reload.clone()).filter(|r| {
-                        !(r.result == ReloadOutcome::Failed
-                            && annotation(pod).as_deref() == Some(r.config_hash.as_str()))
-                    })
-                }),
-                failure: input.failures.get(&name).cloned(),
+                last_reload: last_reload.cloned(),
+                failure: input.failures.get(name).cloned(),
                 ..entry
             }
         })
@@ -108,7 +119,7 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     let image_digest = live
         .iter()
-        .filter(|p| label(p, LABEL_POD_TEMPLATE_HASH) == template_hash)
+        .filter(|p| template_label(p) == template_hash.as_deref())
         .filter_map(|p| Some(p.status.as_ref()?.container_statuses.as_ref()?.first()?.image_id.clone()))
         .find(|i| !i.is_empty());
 

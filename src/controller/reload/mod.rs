@@ -31,7 +31,7 @@
 //! a second writer of status for the same guarantees.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -47,7 +47,7 @@ pub mod plan;
 use super::Error;
 use super::context::Context;
 use super::converge::Target;
-use super::pods::health_url;
+use super::pods::{health_url, ordinal_of};
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish, publish_about_pod};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
@@ -78,16 +78,21 @@ pub struct ReloadRound {
 }
 
 impl ReloadRound {
-    /// Reflect the round's writes in local copies of the pods (the cache lags behind).
-    pub fn apply_to(&self, pods: &mut [Pod]) {
+    /// Reflect the round's writes in local copies of the pods (the cache lags behind);
+    /// only the pods written are copied.
+    pub fn apply_to(&self, pods: &mut [Arc<Pod>]) {
+        if self.applied.is_empty() {
+            return;
+        }
         for pod in pods {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            if let Some(hash) = self.applied.get(&name) {
-                pod.metadata
-                    .annotations
-                    .get_or_insert_default()
-                    .insert(ANNOTATION_CONFIG_HASH.into(), hash.clone());
-            }
+            let Some(hash) = pod.metadata.name.as_ref().and_then(|name| self.applied.get(name)) else {
+                continue;
+            };
+            Arc::make_mut(pod)
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(ANNOTATION_CONFIG_HASH.into(), hash.clone());
         }
     }
 }
@@ -99,7 +104,7 @@ pub async fn propagate(
     target: &Target<'_>,
     generation: Option<i64>,
     rendered: &RenderedService,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     previous: Option<&RelayServiceStatus>,
 ) -> Result<ReloadRound, Error> {
     let (Some(reload), Some(_)) = (&target.spec.reload, &target.spec.config) else {
@@ -112,22 +117,24 @@ pub async fn propagate(
         ctx.reload_state.written_at(&service_key(owner), desired, config_map_time(ctx, owner, desired), now);
     // Records this process wrote that the cache does not show yet count as written: a
     // reconcile that runs before its own writes come back never calls a pod twice.
-    let unobserved = ctx.reload_state.unobserved_records(pods);
+    let unobserved = ctx.reload_state.unobserved_records(pods.iter().map(|p| &**p));
     let mut pods = pods.to_vec();
     ReloadRound { applied: unobserved.clone(), ..ReloadRound::default() }.apply_to(&mut pods);
     // Only the pods the service keeps: a pod being scaled away is not reloaded.
-    let kept: BTreeSet<&str> = rendered.pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
-    let views: Vec<PodView> =
-        pods.iter().map(PodView::of).filter(|p| kept.contains(p.name.as_str())).collect();
+    let base = owner.base_name();
+    let kept = |view: &PodView| ordinal_of(&base, &view.name).is_some_and(|o| o < rendered.replicas);
+    let views: Vec<PodView> = pods.iter().map(|p| PodView::of(p)).filter(kept).collect();
+    let by_name: BTreeMap<&str, &Pod> =
+        pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &**p))).collect();
     let uids: BTreeMap<&str, &str> =
-        pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p.metadata.uid.as_deref()?))).collect();
+        by_name.iter().filter_map(|(name, p)| Some((*name, p.metadata.uid.as_deref()?))).collect();
     // The last results this process produced count over the status it reads: a reconcile
     // that runs before its own status write comes back must not lose or repeat them.
-    let remembered = ctx.reload_state.remembered_results(&pods);
-    let mut last_reload: BTreeMap<String, ReloadResult> = previous
-        .map(|s| s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect())
+    let remembered = ctx.reload_state.remembered_results(pods.iter().map(|p| &**p));
+    let mut last_reload: BTreeMap<&str, &ReloadResult> = previous
+        .map(|s| s.pods.iter().filter_map(|p| Some((p.name.as_str(), p.last_reload.as_ref()?))).collect())
         .unwrap_or_default();
-    last_reload.extend(remembered.clone());
+    last_reload.extend(remembered.iter().map(|(name, result)| (name.as_str(), result)));
     let steps = plan(&ReloadInput {
         desired_hash: desired,
         template_hash: &rendered.pod_template_hash,
@@ -170,12 +177,9 @@ pub async fn propagate(
     // process stopped: if its health endpoint reports the hash, it is recorded, not called.
     let mut to_call = Vec::new();
     for (name, ip) in steps.call {
-        let inherited = views.iter().any(|v| {
-            v.name == name
-                && v.nudge.as_ref().is_some_and(|n| n.hash == desired)
-                && uids.get(name.as_str()).is_some_and(|uid| !ctx.reload_state.nudged_here(uid, desired))
-        });
-        let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+        let pod = by_name.get(name.as_str()).copied();
+        let inherited = pod.and_then(Nudge::of).is_some_and(|n| n.hash == desired)
+            && uids.get(name.as_str()).is_some_and(|uid| !ctx.reload_state.nudged_here(uid, desired));
         if inherited
             && let Some(url) = pod.and_then(health_url)
             && reported_hash(&ctx.health_client, url).await.as_deref() == Some(desired)
@@ -285,8 +289,7 @@ pub async fn propagate(
         }
         // A hook that answered too late may still have reloaded the app: if the app reports
         // the desired hash on its health endpoint, that is recorded and nothing is restarted.
-        let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
-        if let Some(url) = pod.and_then(health_url)
+        if let Some(url) = by_name.get(name.as_str()).and_then(|p| health_url(p))
             && reported_hash(&ctx.health_client, url).await.as_deref() == Some(desired)
         {
             let late = HookReport { outcome: HookOutcome::AppliedUnverified, ..report };

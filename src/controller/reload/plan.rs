@@ -38,6 +38,11 @@ impl Nudge {
         format!("{} {}", self.hash, self.at)
     }
 
+    /// The pod's nudge annotation, parsed.
+    pub fn of(pod: &Pod) -> Option<Self> {
+        pod.metadata.annotations.as_ref()?.get(ANNOTATION_CONFIG_NUDGE).and_then(|v| Self::parse(v))
+    }
+
     /// Parse an annotation value; `None` when it is not `<hash> <time>`.
     pub fn parse(value: &str) -> Option<Self> {
         let (hash, at) = value.split_once(' ')?;
@@ -78,7 +83,7 @@ impl PodView {
             terminating: is_terminating(pod),
             template_hash: pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).cloned(),
             config_hash: annotation(ANNOTATION_CONFIG_HASH),
-            nudge: annotation(ANNOTATION_CONFIG_NUDGE).as_deref().and_then(Nudge::parse),
+            nudge: Nudge::of(pod),
             reload_result: annotation(ANNOTATION_RELOAD_RESULT).as_deref().and_then(ReloadOutcome::parse),
             ip: status.and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()),
         }
@@ -96,7 +101,7 @@ pub struct ReloadInput<'a> {
     pub pods: &'a [PodView],
     /// The last reload result per pod (from status), so a pod whose hook failed for the
     /// desired hash with `onFailure: Ignore` is not called again and again.
-    pub last_reload: &'a BTreeMap<String, ReloadResult>,
+    pub last_reload: &'a BTreeMap<&'a str, &'a ReloadResult>,
     /// `reload.settleDelay`.
     pub settle_delay: Duration,
     /// Now.
@@ -121,7 +126,7 @@ pub struct ReloadPlan {
 pub fn needs_reload(pod: &PodView, input: &ReloadInput<'_>) -> bool {
     let failed_for_desired = input
         .last_reload
-        .get(&pod.name)
+        .get(pod.name.as_str())
         .is_some_and(|r| r.result == ReloadOutcome::Failed && r.config_hash == input.desired_hash);
     pod.ready
         && !pod.terminating
@@ -189,7 +194,7 @@ mod tests {
 
     fn input<'a>(
         pods: &'a [PodView],
-        last: &'a BTreeMap<String, ReloadResult>,
+        last: &'a BTreeMap<&'a str, &'a ReloadResult>,
         now: &str,
     ) -> ReloadInput<'a> {
         ReloadInput {
@@ -256,23 +261,17 @@ mod tests {
 
     #[test]
     fn pods_not_taking_part() {
-        let mut last = BTreeMap::new();
-        last.insert(
-            "failed".to_string(),
-            ReloadResult {
-                result: ReloadOutcome::Failed,
-                config_hash: "new".into(),
-                ..ReloadResult::default()
-            },
-        );
-        last.insert(
-            "failed-before".to_string(),
-            ReloadResult {
-                result: ReloadOutcome::Failed,
-                config_hash: "old".into(),
-                ..ReloadResult::default()
-            },
-        );
+        let failed = ReloadResult {
+            result: ReloadOutcome::Failed,
+            config_hash: "new".into(),
+            ..ReloadResult::default()
+        };
+        let failed_before = ReloadResult {
+            result: ReloadOutcome::Failed,
+            config_hash: "old".into(),
+            ..ReloadResult::default()
+        };
+        let last = BTreeMap::from([("failed", &failed), ("failed-before", &failed_before)]);
         let pods = [
             PodView { ready: false, ..pod("unready") },
             PodView { terminating: true, ..pod("terminating") },

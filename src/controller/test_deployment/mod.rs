@@ -112,7 +112,7 @@ pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Act
     };
     let outcome = phase::compute(&input);
     let mut status = outcome.status;
-    status.pods = pods.iter().filter(|p| !is_terminating(p)).map(pod_entry).collect();
+    status.pods = pods.iter().filter(|p| !is_terminating(p)).map(|p| pod_entry(p)).collect();
     status.pods.sort_by(|a, b| a.name.cmp(&b.name));
     if let (Some(request), Some(failure)) = (&outcome.log_request, status.failure.as_mut()) {
         failure.log_tail = Some(read_log(&ctx, &namespace, request).await);

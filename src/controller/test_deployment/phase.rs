@@ -18,6 +18,7 @@
 //! 5. `Deploying` when pods exist, `Pending` otherwise (nothing created yet, or a problem
 //!    such as a missing source RelayService, shown in the `Ready` condition).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -51,7 +52,7 @@ pub struct PhaseInput<'a> {
     /// In-cluster URL of the Service (see [`service_url`]).
     pub url: Option<String>,
     /// The owned pods, as cached.
-    pub pods: &'a [Pod],
+    pub pods: &'a [Arc<Pod>],
     /// Why the children cannot be rendered or created, if so.
     pub problem: Option<&'a Problem>,
     /// The status as it is now.
@@ -148,7 +149,8 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
         return PhaseOutcome { status, log_request: None };
     }
 
-    let live: Vec<&Pod> = input.pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let live: Vec<&Pod> =
+        input.pods.iter().map(|p| &**p).filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
     let ready = live.iter().filter(|p| is_ready(p)).count() as i32;
     let existing = live.len() as i32;
     if status.started_at.is_none() && !live.is_empty() {
@@ -285,8 +287,8 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn pod(name: &str, ready: bool, containers: Vec<ContainerStatus>) -> Pod {
-        Pod {
+    fn pod(name: &str, ready: bool, containers: Vec<ContainerStatus>) -> Arc<Pod> {
+        Arc::new(Pod {
             metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
@@ -298,7 +300,7 @@ mod tests {
                 ..PodStatus::default()
             }),
             ..Pod::default()
-        }
+        })
     }
 
     fn waiting(reason: &str, message: &str) -> ContainerStatus {
@@ -315,7 +317,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(spec: &'a TestDeploymentSpec, pods: &'a [Pod], now: Timestamp) -> PhaseInput<'a> {
+    fn input<'a>(spec: &'a TestDeploymentSpec, pods: &'a [Arc<Pod>], now: Timestamp) -> PhaseInput<'a> {
         PhaseInput {
             spec,
             generation: Some(1),
@@ -438,7 +440,7 @@ mod tests {
         assert_eq!(outcome.log_request.map(|r| r.previous), Some(false));
 
         let mut unschedulable = pod("t-td-0", false, vec![]);
-        if let Some(status) = unschedulable.status.as_mut() {
+        if let Some(status) = Arc::make_mut(&mut unschedulable).status.as_mut() {
             status.conditions = Some(vec![PodCondition {
                 type_: "PodScheduled".into(),
                 status: "False".into(),
