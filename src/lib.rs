@@ -8,6 +8,7 @@ pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod deps;
+pub mod history;
 pub mod hook;
 pub mod import;
 pub mod manifest;

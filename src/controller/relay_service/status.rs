@@ -263,5 +263,7 @@ pub fn compute(input: &StatusInput<'_>) -> RelayServiceStatus {
         image_digest,
         pods,
         conditions,
+        // The revision fields are the revision history's (`super::revisions`).
+        ..RelayServiceStatus::default()
     }
 }
