@@ -14,3 +14,4 @@ pub mod import;
 pub mod manifest;
 pub mod ops;
 pub mod render;
+pub mod rollback;

@@ -2,7 +2,8 @@
 //! (writes reach the caches at once) and real hook servers on 127.0.0.x: revisions kept as
 //! ControllerRevisions and listed in status, the rollback annotation restoring an earlier
 //! configuration through the hook without replacing pods, the pin surviving a restart and a
-//! scale and ending with the user's next change, refused requests, pruning to the limit.
+//! scale and ending with the user's next change, refused requests, pruning to the limit;
+//! and the `relay-operator rollback` command against the fake API on a socket.
 
 mod support;
 
@@ -238,4 +239,54 @@ async fn revisions_beyond_the_limit_are_deleted_oldest_first() {
         .collect();
     assert_eq!(deleted, [first.as_str()]);
     assert_eq!(svc.revisions(), revisions(&[(2, "Applied"), (3, "Current")]));
+}
+
+/// Run `relay-operator rollback ARGS` against the fake API at `server`: (success, stdout, stderr).
+fn rollback_command(server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        .arg("rollback")
+        .args(args)
+        .env("KUBECONFIG", support::process::kubeconfig(server))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_command_checks_the_target_and_sets_the_annotation() {
+    let mut api = FakeApi::new();
+    let mut rs = web(8080, "b").build();
+    rs.status = Some(
+        serde_json::from_value(json!({
+            "currentRevision": 2,
+            "revisions": [{"revision": 1, "hash": "aaaaaaaaaa", "outcome": "Applied"},
+                          {"revision": 2, "hash": "bbbbbbbbbb", "outcome": "Current"}],
+        }))
+        .unwrap(),
+    );
+    api.put(&rs);
+    let server = support::process::serve(api.clone()).await;
+    let run = |args: &'static [&'static str]| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || rollback_command(&server, args))
+    };
+
+    let (ok, _, stderr) = run(&["web", "-n", "demo", "--to-revision", "9"]).await.unwrap();
+    assert!(
+        !ok && stderr.contains("RelayService demo/web: revision 9 is not kept (kept: [1, 2])"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["nope", "-n", "demo"]).await.unwrap();
+    assert!(!ok && stderr.contains("RelayService demo/nope not found"), "{stderr}");
+    assert!(api.calls().iter().all(|c| c.method == "GET"), "nothing written for a refused target");
+
+    let (ok, stdout, stderr) = run(&["web", "-n", "demo", "--timeout", "0s"]).await.unwrap();
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rollback from revision 2 to revision 1 requested"), "{stdout}");
+    let patch = api.calls().into_iter().find(|c| c.method == "PATCH").expect("the annotation was set");
+    let value = patch.body["metadata"]["annotations"][ROLLBACK_TO].as_str().unwrap().to_owned();
+    assert!(value.starts_with("previous@"), "{value}");
+    assert!(stdout.contains(&value), "{stdout}");
 }
