@@ -33,6 +33,8 @@ use crate::render::{LABEL_SERVICE, Owner, render_revision};
 pub struct History {
     /// The revision content of the user's spec (absent if it cannot be serialized).
     own: Option<Snapshot>,
+    /// The service's ControllerRevisions in the cache.
+    found: Vec<Arc<ControllerRevision>>,
     /// Kept revisions, in order of application.
     entries: Vec<RevisionEntry>,
     /// The last handled rollback request.
@@ -50,6 +52,51 @@ impl History {
     /// Whether a rollback pins the rendered spec.
     pub fn pinned(&self) -> bool {
         self.pinned.is_some()
+    }
+
+    /// The kept revisions, in order of application (the current one last).
+    pub fn entries(&self) -> &[RevisionEntry] {
+        &self.entries
+    }
+
+    /// Pin the revision `target` means — [`RollbackTarget::Previous`]: the one applied before
+    /// the one the pods run — as the handling of rollback request `request`, recorded in
+    /// `status.rollback`. [`prepare`] renders from a pin made by the annotation at once; a pin
+    /// made later in a reconcile (an automatic revert) takes effect from the next one. Either
+    /// way it lasts until the spec's revision content changes. Returns the revision, or why
+    /// none (recorded as the request's `message` too).
+    pub fn pin(
+        &mut self,
+        owner: &Owner,
+        request: &str,
+        target: RollbackTarget,
+        now: &str,
+    ) -> Result<RevisionEntry, String> {
+        let pinned = self.rollback.as_ref().and_then(|r| r.hash.clone());
+        let running = pinned.or_else(|| current(&self.entries).map(|e| e.hash.clone()));
+        let chosen =
+            choose(&self.entries, running.as_deref(), target).map_err(|e| e.to_string()).and_then(|entry| {
+                match snapshot_of(&self.found, &entry.hash) {
+                    Some(_) => Ok(entry.clone()),
+                    None => Err(format!(
+                        "ControllerRevision {} of revision {} not found",
+                        revision_name(&owner.base_name(), &entry.hash),
+                        entry.revision
+                    )),
+                }
+            });
+        let handled =
+            RollbackStatus { request: request.to_owned(), time: Some(now.to_owned()), ..Default::default() };
+        self.rollback = Some(match &chosen {
+            Ok(entry) => RollbackStatus {
+                revision: Some(entry.revision),
+                hash: Some(entry.hash.clone()),
+                spec_hash: self.own.as_ref().map(Snapshot::hash),
+                ..handled
+            },
+            Err(message) => RollbackStatus { message: Some(message.clone()), ..handled },
+        });
+        chosen
     }
 
     /// Put the history into `status`: the revisions `kept` after this reconcile applied
@@ -76,12 +123,13 @@ pub async fn prepare(
     let own = Snapshot::of(&service.spec)
         .inspect_err(|e| warn!(error = %e, "cannot take the revision content of the spec"))
         .ok();
-    let own_hash = own.as_ref().map(Snapshot::hash);
-    let mut rollback = status.and_then(|s| s.rollback.clone());
+    let rollback = status.and_then(|s| s.rollback.clone());
+    let mut history = History { own, found, entries, rollback, pinned: None };
+    let own_hash = history.own.as_ref().map(Snapshot::hash);
     let now = ctx.now().to_string();
 
     // The user changed the configuration or pod template: the rollback is over.
-    if let Some(ended) = rollback.as_mut().filter(|r| r.hash.is_some() && r.spec_hash != own_hash) {
+    if let Some(ended) = history.rollback.as_mut().filter(|r| r.hash.is_some() && r.spec_hash != own_hash) {
         let note = format!(
             "rollback to revision {} ended: the spec's configuration or pod template changed (generation {})",
             ended.revision.unwrap_or_default(),
@@ -91,72 +139,58 @@ pub async fn prepare(
         publish(ctx, reference, EventType::Normal, "RollbackEnded", "Rollback", note).await;
     }
 
-    let request = service.annotations().get(ANNOTATION_ROLLBACK_TO);
-    if let Some(request) = request.filter(|r| rollback.as_ref().is_none_or(|h| &h.request != *r)) {
-        let pinned = rollback.as_ref().and_then(|r| r.hash.clone());
-        let running = pinned.or_else(|| current(&entries).map(|e| e.hash.clone()));
-        let chosen = RollbackTarget::parse(request)
-            .and_then(|target| choose(&entries, running.as_deref(), target))
-            .map_err(|e| e.to_string())
-            .and_then(|entry| match snapshot_of(&found, &entry.hash) {
-                Some(_) => Ok(entry),
-                None => Err(format!(
-                    "ControllerRevision {} of revision {} not found",
-                    revision_name(&owner.base_name(), &entry.hash),
-                    entry.revision
-                )),
-            });
-        let from = current(&entries).map_or_else(|| "none".to_owned(), |e| e.revision.to_string());
-        let handled =
-            RollbackStatus { request: request.clone(), time: Some(now.clone()), ..Default::default() };
-        rollback = Some(match chosen {
+    let handled = history.rollback.as_ref().map(|r| r.request.as_str());
+    if let Some(request) =
+        service.annotations().get(ANNOTATION_ROLLBACK_TO).filter(|r| Some(r.as_str()) != handled)
+    {
+        let from = current(&history.entries).map_or_else(|| "none".to_owned(), |e| e.revision.to_string());
+        let pinned = match RollbackTarget::parse(request) {
+            Ok(target) => history.pin(owner, request, target, &now),
+            Err(e) => {
+                let message = e.to_string();
+                history.rollback = Some(RollbackStatus {
+                    request: request.clone(),
+                    time: Some(now.clone()),
+                    message: Some(message.clone()),
+                    ..Default::default()
+                });
+                Err(message)
+            }
+        };
+        match pinned {
             Ok(entry) => {
                 let note = format!(
-                    "rolling back from revision {from} to revision {} ({ANNOTATION_ROLLBACK_TO}={request}); \
-                     the spec is left as it is and rendered from revision {} until its configuration \
+                    "rolling back from revision {from} to revision {n} ({ANNOTATION_ROLLBACK_TO}={request}); \
+                     the spec is left as it is and rendered from revision {n} until its configuration \
                      or pod template changes",
-                    entry.revision, entry.revision
+                    n = entry.revision
                 );
                 publish(ctx, reference, EventType::Normal, "RollingBack", "Rollback", note).await;
-                RollbackStatus {
-                    revision: Some(entry.revision),
-                    hash: Some(entry.hash.clone()),
-                    spec_hash: own_hash.clone(),
-                    ..handled
-                }
             }
             Err(message) => {
                 let note = format!("{ANNOTATION_ROLLBACK_TO}={request}: {message}");
                 publish(ctx, reference, EventType::Warning, "RollbackFailed", "Rollback", note).await;
-                RollbackStatus { message: Some(message), ..handled }
-            }
-        });
-    }
-
-    let pinned = match rollback.as_mut().filter(|r| r.hash.is_some()) {
-        Some(active) => {
-            let hash = active.hash.clone().unwrap_or_default();
-            match snapshot_of(&found, &hash).map(|s| s.restore(&service.spec)) {
-                Some(Ok(spec)) => Some((hash, spec)),
-                unusable => {
-                    let why = match unusable {
-                        Some(Err(e)) => e.to_string(),
-                        _ => format!(
-                            "ControllerRevision {} not found",
-                            revision_name(&owner.base_name(), &hash)
-                        ),
-                    };
-                    let note =
-                        format!("rollback to revision {} ended: {why}", active.revision.unwrap_or_default());
-                    (active.hash, active.spec_hash, active.message) = (None, None, Some(note.clone()));
-                    publish(ctx, reference, EventType::Warning, "RollbackFailed", "Rollback", note).await;
-                    None
-                }
             }
         }
-        None => None,
-    };
-    History { own, entries, rollback, pinned }
+    }
+
+    if let Some(active) = history.rollback.as_mut().filter(|r| r.hash.is_some()) {
+        let hash = active.hash.clone().unwrap_or_default();
+        match snapshot_of(&history.found, &hash).map(|s| s.restore(&service.spec)) {
+            Some(Ok(spec)) => history.pinned = Some((hash, spec)),
+            unusable => {
+                let why = match unusable {
+                    Some(Err(e)) => e.to_string(),
+                    _ => format!("ControllerRevision {} not found", revision_name(&owner.base_name(), &hash)),
+                };
+                let note =
+                    format!("rollback to revision {} ended: {why}", active.revision.unwrap_or_default());
+                (active.hash, active.spec_hash, active.message) = (None, None, Some(note.clone()));
+                publish(ctx, reference, EventType::Warning, "RollbackFailed", "Rollback", note).await;
+            }
+        }
+    }
+    history
 }
 
 /// Keep the revision just applied (the pinned one, or the spec's, created as a
@@ -173,8 +207,8 @@ pub async fn keep_applied(
         (None, Some(own)) => (own.hash(), Some(own)),
         (None, None) => return Ok(history.entries.clone()),
     };
-    let found = stored(ctx, owner);
-    let mut number = history.entries.iter().find(|e| e.hash == hash).map(|e| e.revision);
+    let found = &history.found;
+    let mut number = history.entries().iter().find(|e| e.hash == hash).map(|e| e.revision);
     if let Some(snapshot) = snapshot.filter(|_| !found.iter().any(|r| hash_of(r) == Some(hash.as_str()))) {
         let known = history.entries.iter().map(|e| e.revision).chain(found.iter().map(|r| r.revision));
         let floor = known.max().unwrap_or(0) + 1;
