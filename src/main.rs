@@ -1,4 +1,4 @@
-//! The `relay-operator` binary: `run`, `crd`, `render`, `import`, `version`.
+//! The `relay-operator` binary: `run`, `crd`, `render`, `import`, `rollback`, `version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,9 @@ enum Command {
     /// Convert a docker-compose file into RelayServices, HealthPolicies and Secret templates
     /// (stdout) with a report of every compose key (stderr).
     Import(ImportArgs),
+    /// Roll a RelayService back to a kept revision (through the kubeconfig's cluster): sets
+    /// the annotation relayops.io/rollback-to and waits for the operator to apply it.
+    Rollback(RollbackArgs),
     /// Print the version.
     Version,
 }
@@ -85,6 +88,24 @@ struct ImportArgs {
     /// apply) or `env` (container environment variables, as compose sets them).
     #[arg(long, value_enum, default_value_t = EnvTarget::Config)]
     env_into: EnvTarget,
+}
+
+/// Options of `relay-operator rollback`.
+#[derive(clap::Args)]
+struct RollbackArgs {
+    /// The RelayService.
+    service: String,
+    /// Its namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// The revision to restore (see `status.revisions`); default: the one applied before
+    /// the current one.
+    #[arg(long = "to-revision", value_parser = clap::value_parser!(i64).range(1..))]
+    to_revision: Option<i64>,
+    /// How long to wait for the operator to apply it, e.g. `60s` or `2m`; `0s` returns once
+    /// the request is set.
+    #[arg(long, default_value = "60s")]
+    timeout: relay_operator::api::Duration,
 }
 
 /// Options of `relay-operator run` (each also settable by environment variable).
@@ -258,6 +279,7 @@ fn main() -> ExitCode {
         }
         Command::Render(args) => render(&args),
         Command::Import(args) => import_compose(args),
+        Command::Rollback(args) => rollback(args),
         Command::Version => write_stdout(&format!("relay-operator {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
@@ -313,6 +335,25 @@ fn render(args: &RenderArgs) -> Result<(), String> {
         eprintln!("warning: {warning}");
     }
     write_stdout(&out)
+}
+
+/// `rollback SERVICE`: set the annotation and wait for the operator's answer.
+fn rollback(args: RollbackArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        // As in `run`: pick the TLS provider before building the client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client =
+            kube::Client::try_default().await.map_err(|e| format!("cannot build Kubernetes client: {e}"))?;
+        let request = relay_operator::rollback::RollbackRequest {
+            namespace: args.namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
+            name: args.service,
+            to_revision: args.to_revision,
+            timeout: args.timeout.into(),
+        };
+        let done = relay_operator::rollback::rollback(client, &request).await.map_err(|e| e.to_string())?;
+        write_stdout(&format!("{done}\n"))
+    })
 }
 
 /// Reads `env_file:` entries relative to the compose file's directory.

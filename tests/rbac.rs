@@ -86,9 +86,33 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     relay_operator::controller::health_policy::reconcile(Arc::new(policy), h.ctx.clone()).await.unwrap();
     calls.extend(h.take_calls());
     calls.extend(ingress_added_then_removed().await);
+    calls.extend(revisions_pruned().await);
     calls.extend(test_deployment_lifecycle().await);
     calls.extend(reload_through_the_api_proxy().await);
     calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
+}
+
+/// A service keeping one revision: its second configuration deletes the first revision.
+async fn revisions_pruned() -> Vec<Call> {
+    let mut h = Harness::new();
+    let service = |value| {
+        RelayServiceFixture::new("web")
+            .image("a:1.0.0")
+            .config([("A", value)])
+            .spec(json!({"revisionHistoryLimit": 1}))
+    };
+    let mut calls = Vec::new();
+    for rs in [service("1"), service("2")] {
+        reconcile(Arc::new(rs.build()), h.ctx.clone()).await.unwrap();
+        calls.extend(h.take_calls());
+        h.sync(true);
+    }
+    assert!(
+        calls.iter().any(|c| c.method == "DELETE" && c.path.contains("/controllerrevisions/")),
+        "the first revision was deleted: {:#?}",
+        summary(&calls)
+    );
+    calls
 }
 
 /// A service given an Ingress, which is deleted when `spec.ingress` is removed again.

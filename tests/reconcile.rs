@@ -213,10 +213,16 @@ async fn step(h: &mut Harness, rs: &RelayService, ready: bool) -> Vec<Call> {
     calls
 }
 
+/// Writes to children (revisions aside: tests/revisions.rs).
 fn writes(calls: &[Call]) -> Vec<String> {
     summary(calls)
         .into_iter()
-        .filter(|c| !c.contains("/events") && !c.ends_with("/status") && !c.starts_with("GET"))
+        .filter(|c| {
+            !c.contains("/events")
+                && !c.ends_with("/status")
+                && !c.starts_with("GET")
+                && !c.contains("/controllerrevisions")
+        })
         .collect()
 }
 

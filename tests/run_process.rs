@@ -73,8 +73,9 @@ async fn one_watch_per_kind_and_every_controller_runs() {
         .collect();
     watches.sort();
     let unique: std::collections::BTreeSet<&String> = watches.iter().collect();
-    assert_eq!(unique.len(), 8, "{watches:#?}");
+    assert_eq!(unique.len(), 9, "{watches:#?}");
     assert!(unique.iter().any(|w| w.ends_with("/networking.k8s.io/v1/ingresses")), "{watches:#?}");
+    assert!(unique.iter().any(|w| w.ends_with("/apps/v1/controllerrevisions")), "{watches:#?}");
     assert_eq!(watches.len(), unique.len(), "a kind is watched twice: {watches:#?}");
     assert!(
         !api.calls().iter().any(|c| c.path.contains("/secrets")),

@@ -35,6 +35,7 @@ use super::health_policy::HealthPolicySpec;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Ready pods / desired pods"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Config", type_ = "string", json_path = ".status.conditions[?(@.type==\"ConfigInSync\")].reason", description = "Whether every pod runs the desired configuration"),
+    printcolumn(name = "Revision", type_ = "integer", json_path = ".status.currentRevision", description = "The revision the pods run (see status.revisions)"),
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 52").message("name must be at most 52 characters (pod and claim names are derived from it)"),
@@ -139,11 +140,19 @@ pub struct RelayServiceSpec {
     /// An Ingress routing a host and path to a port of the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// How many revisions (applied combinations of configuration and pod template) are
+    /// kept for rollback, the current one included (default 10). A TestDeployment keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub revision_history_limit: Option<i32>,
 }
 
 fn default_replicas() -> i32 {
     1
 }
+
+/// Revisions kept when `revisionHistoryLimit` is unset.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
 
 /// Image pull policy of the container.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -488,6 +497,15 @@ pub struct RelayServiceStatus {
     /// One entry per pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodEntry>,
+    /// The revision the pods run (`kubectl get` column `Revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<i64>,
+    /// The kept revisions, oldest application first; the last one is the current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<RevisionEntry>,
+    /// The last rollback request handled (annotation `relayops.io/rollback-to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
     /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -567,6 +585,63 @@ pub struct ReloadResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
     /// Detail, e.g. the HTTP status or error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One kept revision: an applied combination of configuration and pod template, stored as
+/// the ControllerRevision `NAME-HASH`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionEntry {
+    /// Revision number (1, 2, …; a number always names the same content).
+    pub revision: i64,
+    /// Hash of the revision's content (the ControllerRevision is `NAME-HASH`).
+    pub hash: String,
+    /// The `metadata.generation` whose spec produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// When it was last applied (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// What became of it.
+    #[serde(default)]
+    pub outcome: RevisionOutcome,
+}
+
+/// What became of a revision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RevisionOutcome {
+    /// The pods run it now.
+    Current,
+    /// It was applied, then superseded by a change of the spec.
+    #[default]
+    Applied,
+    /// A rollback replaced it with an earlier revision.
+    RolledBack,
+}
+
+/// A handled rollback request. While the spec's configuration and pod template stay as they
+/// were when it was made (`specHash`), the operator renders from revision `revision` instead
+/// of the spec; a change to them ends the rollback.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// The annotation value handled (each distinct value is handled once).
+    pub request: String,
+    /// The revision rolled back to (absent when the request failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Hash of that revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Revision hash of the spec when the rollback was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    /// When the request was handled (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Why the request failed, or that the rollback ended because the spec changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

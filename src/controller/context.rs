@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
@@ -39,6 +40,8 @@ pub struct Caches {
     pub secrets: SecretCaches,
     /// TestDeployments.
     pub test_deployments: Store<TestDeployment>,
+    /// The kept revisions of RelayServices.
+    pub revisions: Store<ControllerRevision>,
 }
 
 /// The Secret caches: one per namespace whose Secrets the operator may read (the watched
@@ -196,6 +199,23 @@ impl AnnouncedProblems {
     }
 }
 
+/// The highest revision number this process gave each service (`namespace/name`): a
+/// reconcile that runs before the cache shows a revision just created must not give its
+/// number again.
+#[derive(Debug, Default)]
+pub struct RevisionNumbers(Mutex<HashMap<String, i64>>);
+
+impl RevisionNumbers {
+    /// The number of a new revision of `service`: at least `floor` (one above every number
+    /// known from the cache and status), above every number given before.
+    pub fn next(&self, service: &str, floor: i64) -> i64 {
+        let mut given = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = given.entry(service.to_owned()).or_insert(0);
+        *last = (*last + 1).max(floor);
+        *last
+    }
+}
+
 /// The reconcilers' source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -219,6 +239,8 @@ pub struct Context {
     pub reload_state: ReloadState,
     /// Pod problems already announced with a Warning Event.
     pub announced: AnnouncedProblems,
+    /// Revision numbers given by this process.
+    pub revision_numbers: RevisionNumbers,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -245,6 +267,7 @@ impl Context {
             reload,
             reload_state: ReloadState::default(),
             announced: AnnouncedProblems::default(),
+            revision_numbers: RevisionNumbers::default(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }
@@ -351,6 +374,16 @@ mod tests {
         // The watch delivered it: nothing left to remember.
         assert!(state.unobserved_records(&[pod("web-0", "uid-0", Some("b"))]).is_empty());
         assert!(state.unobserved_records(&lagging).is_empty(), "forgotten once observed");
+    }
+
+    #[test]
+    fn revision_numbers_are_never_given_twice() {
+        let numbers = super::RevisionNumbers::default();
+        assert_eq!(numbers.next("ns/web", 3), 3);
+        // The cache has not caught up: the floor is still 3.
+        assert_eq!(numbers.next("ns/web", 3), 4);
+        assert_eq!(numbers.next("ns/web", 7), 7);
+        assert_eq!(numbers.next("ns/api", 1), 1);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Target<'a> {
     pub reference: ObjectReference,
     /// The (effective) service spec.
     pub spec: &'a RelayServiceSpec,
+    /// The spec is a rolled-back revision's, not the resource's: only a new generation
+    /// supersedes what it renders.
+    pub pinned: bool,
 }
 
 /// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim

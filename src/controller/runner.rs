@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
@@ -30,8 +31,9 @@ use crate::ops::metrics::Metrics;
 use crate::render::MANAGER;
 
 /// Every cache whose initial list must complete before the operator reports ready.
-const CACHES: [&str; 9] = [
+const CACHES: [&str; 10] = [
     "Pod",
+    "ControllerRevision",
     "ConfigMap",
     "Service",
     "PersistentVolumeClaim",
@@ -267,6 +269,7 @@ pub async fn run(
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
     // Only RelayServices have Ingresses: no TestDeployment owner to wake.
     let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
+    let (revisions, revision_stream) = cached!(ControllerRevision, managed.clone());
     // Children of TestDeployments come through the same watches: their events wake the
     // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
     let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();
@@ -320,6 +323,7 @@ pub async fn run(
         ingresses,
         secrets,
         test_deployments: test_deployments.clone(),
+        revisions,
     };
     let readiness = {
         let sync = sync.clone();
@@ -368,6 +372,7 @@ pub async fn run(
         .owns_stream(svc_stream)
         .owns_stream(pvc_stream)
         .owns_stream(ingress_stream)
+        .owns_stream(revision_stream)
         .watches_stream(policy_stream, move |policy: HealthPolicy| {
             services_using_policy(&services_for_policies, &policy)
         })

@@ -80,6 +80,18 @@ pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
     }
 }
 
+/// Create a namespaced object; `false` when one of that name already exists (left as it is).
+pub async fn create<K: Namespaced>(ctx: &Context, object: &K) -> Result<bool, Error> {
+    let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    match api.create(&params, object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(write::<K>("create", &namespace, &name).failed(e)),
+    }
+}
+
 /// Delete a namespaced object; a missing object is not an error.
 pub async fn delete<K: Namespaced>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);

@@ -8,6 +8,7 @@ mod ingress;
 mod labels;
 mod pod;
 mod probes;
+mod revision;
 mod service;
 mod storage;
 mod template;
@@ -27,6 +28,7 @@ pub use labels::{
 };
 pub use pod::{CONTAINER_NAME, PodTemplate, image_is_pinned};
 pub use probes::{ProbeSet, probes_for};
+pub use revision::render_revision;
 pub use template::effective_spec;
 
 /// Which kind of resource owns the rendered objects.

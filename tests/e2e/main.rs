@@ -16,6 +16,7 @@ mod kubelet;
 mod leader;
 mod node_logs;
 mod proxy;
+mod revisions;
 mod secrets;
 mod standin;
 mod status_why;

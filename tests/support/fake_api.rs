@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerStatus, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
 };
@@ -288,6 +289,7 @@ struct Writers {
     /// One per namespace of [`SECRET_NAMESPACES`]; Secrets elsewhere reach no cache.
     secrets: BTreeMap<String, Writer<Secret>>,
     test_deployments: Writer<TestDeployment>,
+    revisions: Writer<ControllerRevision>,
 }
 
 /// The namespaces whose Secrets the operator may read (`--secret-namespace`).
@@ -310,6 +312,7 @@ fn caches() -> (Caches, Writers) {
         })
         .unzip();
     let (td_r, test_deployments) = reflector::store();
+    let (cr_r, revisions) = reflector::store();
     let caches = Caches {
         services: rs_r,
         policies: hp_r,
@@ -320,6 +323,7 @@ fn caches() -> (Caches, Writers) {
         ingresses: ing_r,
         secrets: SecretCaches::new(secret_stores),
         test_deployments: td_r,
+        revisions: cr_r,
     };
     let writers = Writers {
         pods,
@@ -331,6 +335,7 @@ fn caches() -> (Caches, Writers) {
         policies,
         secrets,
         test_deployments,
+        revisions,
     };
     (caches, writers)
 }
@@ -681,6 +686,7 @@ impl State {
                 }
             }
             Some("testdeployments") => event(&mut w.test_deployments, object, deleted),
+            Some("controllerrevisions") => event(&mut w.revisions, object, deleted),
             _ => {}
         }
     }

@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 
 pub mod diagnosis;
 pub mod health_detail;
+pub mod revisions;
 pub mod status;
 
 use super::Error;
@@ -46,22 +47,27 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         // Owned children are garbage-collected; retained claims stay by design.
         return Ok(Action::await_change());
     }
-    let spec = &service.spec;
     let owner = Owner {
         kind: OwnerKind::RelayService,
         name: name.clone(),
         namespace: namespace.clone(),
         uid: service.uid(),
     };
+    let reference = service.object_ref(&());
+    // A rollback renders a kept revision instead of the spec (see `revisions`).
+    let history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    let spec = history.spec(&service.spec);
+    let mut kept_revisions = None;
     let dependencies = dependencies(&ctx, &service, &namespace);
     let rendered = resolve_and_render(&ctx, &owner, spec);
     let mut pods = owned_pods(&ctx, &owner);
-    let reference = service.object_ref(&());
     let mut reloads = ReloadRound::default();
     match &rendered {
         Ok(rendered) => {
-            let target = Target { owner: &owner, reference: reference.clone(), spec };
+            let target =
+                Target { owner: &owner, reference: reference.clone(), spec, pinned: history.pinned() };
             converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
+            kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
             let previous = service.status.as_ref();
             reloads =
                 propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
@@ -91,7 +97,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     let problem = rendered.as_ref().err().map(|p| (p.reason, p.message.clone()));
     let rendered = rendered.ok();
 
-    let status = compute(&StatusInput {
+    let mut status = compute(&StatusInput {
         generation: service.metadata.generation,
         desired: if spec.suspend { 0 } else { spec.replicas },
         suspended: spec.suspend,
@@ -106,6 +112,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         reloads: &reloads.results,
         now: ctx.now(),
     });
+    history.fill(&mut status, kept_revisions);
     // Dependents are woken by this write's watch event (see `dependents_of`), so they read
     // the new status from the cache rather than a stale one.
     apply_status(&ctx, &*service, service.status.as_ref(), &status).await?;

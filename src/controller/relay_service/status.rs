@@ -274,5 +274,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         image_digest,
         pods,
         conditions,
+        // The revision fields are the revision history's (`super::revisions`).
+        ..RelayServiceStatus::default()
     }
 }

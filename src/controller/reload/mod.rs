@@ -171,7 +171,7 @@ pub async fn propagate(
     if steps.call.is_empty() {
         return Ok(round);
     }
-    let fresh = Freshness { ctx, owner, generation, sent: desired };
+    let fresh = Freshness { ctx, owner, generation, pinned: target.pinned, sent: desired };
     let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
     // A pod an earlier operator process nudged for this hash may have been called before that
     // process stopped: if its health endpoint reports the hash, it is recorded, not called.
@@ -405,18 +405,24 @@ struct Freshness<'a> {
     ctx: &'a Context,
     owner: &'a Owner,
     generation: Option<i64>,
+    /// The configuration comes from a rolled-back revision, not from the spec.
+    pinned: bool,
     sent: &'a str,
 }
 
 impl Freshness<'_> {
     /// The service in the cache has another generation, or its configuration now renders
-    /// to another hash (spec or Secret changed). A service missing from the cache is
-    /// judged by the spec this reconcile started with, i.e. not superseded.
+    /// to another hash (spec or Secret changed; a rolled-back configuration is not the
+    /// spec's, so only the generation counts). A service missing from the cache is judged
+    /// by the spec this reconcile started with, i.e. not superseded.
     fn superseded(&self) -> bool {
         let key = ObjectRef::new(&self.owner.name).within(&self.owner.namespace);
         let Some(service) = self.ctx.caches.services.get(&key) else { return false };
         if service.metadata.generation != self.generation {
             return true;
+        }
+        if self.pinned {
+            return false;
         }
         let secrets = secret_data(self.ctx, &self.owner.namespace, &service.spec);
         match render_config(self.owner, &service.spec, &secrets) {

@@ -1,0 +1,349 @@
+//! Revision history and rollback in the RelayService reconciler, against the fake API
+//! (writes reach the caches at once) and real hook servers on 127.0.0.x: revisions kept as
+//! ControllerRevisions and listed in status, the rollback annotation restoring an earlier
+//! configuration through the hook without replacing pods, the pin surviving a restart and a
+//! scale and ending with the user's next change, refused requests, pruning to the limit;
+//! and the `relay-operator rollback` command against the fake API on a socket.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_operator::api::RelayService;
+use relay_operator::controller::context::Context;
+use relay_operator::controller::relay_service::reconcile;
+use serde_json::{Value, json};
+use support::hook_servers::{Behavior, HookServers};
+use support::{Call, FakeApi, RelayServiceFixture};
+
+const ROLLBACK_TO: &str = "relayops.io/rollback-to";
+
+/// `web`: two replicas, configuration `GREETING`, hooks on `port` (the app echoes the hash).
+fn web(port: u16, greeting: &str) -> RelayServiceFixture {
+    RelayServiceFixture::new("web")
+        .image("ghcr.io/example/relay:1.4.2")
+        .replicas(2)
+        .config([("GREETING", greeting)])
+        .reload(json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s"}))
+}
+
+struct Svc {
+    rs: RelayService,
+}
+
+impl Svc {
+    /// A spec change: new generation.
+    fn change(&mut self, api: &mut FakeApi, service: RelayServiceFixture) {
+        self.rs.spec = service.build().spec;
+        self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
+        api.put(&self.rs);
+    }
+
+    /// Set the rollback annotation (no new generation, as on a real API server).
+    fn annotate(&mut self, api: &mut FakeApi, value: &str) {
+        self.rs.metadata.annotations.get_or_insert_default().insert(ROLLBACK_TO.into(), value.into());
+        api.put(&self.rs);
+    }
+
+    /// One reconcile; the patched status is applied to our copy.
+    async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> Vec<Call> {
+        api.put(&self.rs);
+        reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
+        let calls = api.take_calls();
+        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
+            self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+            api.put(&self.rs);
+        }
+        calls
+    }
+
+    fn status(&self) -> Value {
+        serde_json::to_value(self.rs.status.clone().unwrap_or_default()).unwrap()
+    }
+
+    fn hash(&self) -> String {
+        self.status()["configHash"].as_str().unwrap().to_string()
+    }
+
+    /// `(revision, outcome)` of each kept revision, in order of application.
+    fn revisions(&self) -> Vec<(i64, String)> {
+        let status = self.status();
+        status["revisions"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|r| (r["revision"].as_i64().unwrap(), r["outcome"].as_str().unwrap().into()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn revisions(expected: &[(i64, &str)]) -> Vec<(i64, String)> {
+    expected.iter().map(|(n, o)| (*n, o.to_string())).collect()
+}
+
+/// Requests that create or delete pods.
+fn pod_replacements(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| matches!(c.method.as_str(), "POST" | "DELETE") && c.path.contains("/pods"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+fn events(calls: &[Call], reason: &str) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.contains("/events") && c.body["reason"] == reason)
+        .map(|c| c.body["note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn echoing(replicas: usize) -> (FakeApi, HookServers, Arc<Context>) {
+    let api = FakeApi::new();
+    let mounted = api.mounted.clone();
+    let servers =
+        HookServers::start(replicas, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
+    let ctx = Arc::new(api.context());
+    (api, servers, ctx)
+}
+
+#[tokio::test]
+async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec_changes() {
+    let (mut api, servers, ctx) = echoing(2).await;
+    let port = servers.port;
+    let mut svc = Svc { rs: web(port, "a").build() };
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    let a = svc.hash();
+    let created: Vec<&Call> =
+        calls.iter().filter(|c| c.method == "POST" && c.path.contains("/controllerrevisions")).collect();
+    assert_eq!(created.len(), 1, "one revision kept");
+    let revision = &created[0].body;
+    let name = revision["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("web-") && name.len() == "web-".len() + 10, "{name}");
+    assert_eq!(revision["revision"], 1);
+    assert_eq!(revision["metadata"]["ownerReferences"][0]["kind"], "RelayService");
+    assert_eq!(revision["data"]["config"]["data"]["GREETING"], "a");
+    assert!(revision["data"].get("replicas").is_none(), "scale is not part of a revision");
+    assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));
+    assert_eq!(svc.status()["currentRevision"], 1);
+
+    svc.change(&mut api, web(port, "b"));
+    svc.reconcile(&mut api, &ctx).await;
+    let b = svc.hash();
+    assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1)]));
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+    assert_eq!(svc.status()["revisions"][1]["generation"], 2);
+
+    // The annotation asks for the previous revision: A comes back through the hook.
+    svc.annotate(&mut api, "previous");
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(svc.hash(), a, "the configuration of revision 1 is rendered");
+    assert_eq!(servers.calls_for(&a), BTreeMap::from([(0, 1), (1, 1)]), "one hook call per pod");
+    assert_eq!(pod_replacements(&calls), Vec::<String>::new(), "no pod replaced");
+    assert_eq!(svc.revisions(), revisions(&[(2, "RolledBack"), (1, "Current")]));
+    assert_eq!(svc.status()["currentRevision"], 1);
+    assert_eq!(svc.status()["rollback"]["request"], "previous");
+    assert_eq!(svc.status()["rollback"]["revision"], 1);
+    let notes = events(&calls, "RollingBack");
+    assert!(notes.len() == 1 && notes[0].contains("from revision 2 to revision 1"), "{notes:?}");
+    assert_eq!(svc.rs.spec.config.as_ref().unwrap().data["GREETING"], "b", "the spec stays the user's");
+    assert_eq!(svc.status()["configSyncedReplicas"], 2);
+
+    // Converged on the rollback: nothing more, even for a restarted operator (the pin is in status).
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(calls.iter().filter(|c| !c.path.contains("/events")).count(), 0, "{calls:#?}");
+    let restarted = Arc::new(api.context());
+    let calls = svc.reconcile(&mut api, &restarted).await;
+    assert_eq!(svc.hash(), a);
+    assert_eq!(calls.iter().filter(|c| !c.path.contains("/events")).count(), 0, "{calls:#?}");
+
+    // Scaling is not a change of configuration or template: the rollback holds.
+    svc.change(&mut api, web(port, "b").replicas(2).spec(json!({"revisionHistoryLimit": 5})));
+    svc.reconcile(&mut api, &restarted).await;
+    assert_eq!(svc.hash(), a, "a live field changed: still rolled back");
+
+    // The user's fix ends it: C is applied as usual and becomes revision 3.
+    svc.change(&mut api, web(port, "c"));
+    let calls = svc.reconcile(&mut api, &restarted).await;
+    let c = svc.hash();
+    assert_ne!(c, a);
+    assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1)]));
+    assert_eq!(svc.revisions(), revisions(&[(2, "RolledBack"), (1, "Applied"), (3, "Current")]));
+    let rollback = &svc.status()["rollback"];
+    assert!(rollback.get("hash").is_none(), "{rollback}");
+    assert!(rollback["message"].as_str().unwrap().contains("ended"), "{rollback}");
+    assert_eq!(events(&calls, "RollbackEnded").len(), 1);
+    assert_eq!(pod_replacements(&calls), Vec::<String>::new());
+
+    // The handled annotation is not handled again; a new value is: back to a numbered revision.
+    svc.annotate(&mut api, "2@again");
+    svc.reconcile(&mut api, &restarted).await;
+    assert_eq!(svc.hash(), b);
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (3, "RolledBack"), (2, "Current")]));
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_served_are_reported_and_change_nothing() {
+    let (mut api, servers, ctx) = echoing(1).await;
+    let mut svc = Svc { rs: web(servers.port, "a").replicas(1).build() };
+    svc.reconcile(&mut api, &ctx).await;
+    let a = svc.hash();
+
+    svc.annotate(&mut api, "previous");
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(svc.status()["rollback"]["message"], "no revision before the current one is kept");
+    assert_eq!(events(&calls, "RollbackFailed").len(), 1);
+    assert_eq!(svc.hash(), a);
+
+    svc.change(&mut api, web(servers.port, "b").replicas(1));
+    svc.reconcile(&mut api, &ctx).await;
+    for (value, message) in [
+        ("7", "revision 7 is not kept (kept: [1, 2])"),
+        ("latest", "relayops.io/rollback-to: \"latest\" is neither \"previous\" nor a revision number"),
+    ] {
+        svc.annotate(&mut api, value);
+        let calls = svc.reconcile(&mut api, &ctx).await;
+        assert_eq!(svc.status()["rollback"]["message"], message);
+        assert!(svc.status()["rollback"].get("revision").is_none());
+        // The recorder folds a repeated reason into the first Event (a PATCH of its series).
+        assert!(calls.iter().any(|c| c.path.contains("/events")), "{value}: an Event");
+        assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+    }
+}
+
+#[tokio::test]
+async fn revisions_beyond_the_limit_are_deleted_oldest_first() {
+    let (mut api, servers, ctx) = echoing(1).await;
+    let service =
+        |greeting: &str| web(servers.port, greeting).replicas(1).spec(json!({"revisionHistoryLimit": 2}));
+    let mut svc = Svc { rs: service("a").build() };
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    let first = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path.contains("/controllerrevisions"))
+        .map(|c| c.body["metadata"]["name"].as_str().unwrap().to_owned())
+        .unwrap();
+    svc.change(&mut api, service("b"));
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert!(calls.iter().all(|c| c.method != "DELETE"));
+    svc.change(&mut api, service("c"));
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    let deleted: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.path.contains("/controllerrevisions/"))
+        .map(|c| c.path.rsplit('/').next().unwrap().split('?').next().unwrap())
+        .collect();
+    assert_eq!(deleted, [first.as_str()]);
+    assert_eq!(svc.revisions(), revisions(&[(2, "Applied"), (3, "Current")]));
+}
+
+/// Run `relay-operator rollback ARGS` against the fake API at `server`: (success, stdout, stderr).
+fn rollback_command(server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        .arg("rollback")
+        .args(args)
+        .env("KUBECONFIG", support::process::kubeconfig(server))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_command_checks_the_target_and_sets_the_annotation() {
+    let mut api = FakeApi::new();
+    let mut rs = web(8080, "b").build();
+    rs.status = Some(
+        serde_json::from_value(json!({
+            "currentRevision": 2,
+            "revisions": [{"revision": 1, "hash": "aaaaaaaaaa", "outcome": "Applied"},
+                          {"revision": 2, "hash": "bbbbbbbbbb", "outcome": "Current"}],
+        }))
+        .unwrap(),
+    );
+    api.put(&rs);
+    let server = support::process::serve(api.clone()).await;
+    let run = |args: &'static [&'static str]| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || rollback_command(&server, args))
+    };
+
+    let (ok, _, stderr) = run(&["web", "-n", "demo", "--to-revision", "9"]).await.unwrap();
+    assert!(
+        !ok && stderr.contains("RelayService demo/web: revision 9 is not kept (kept: [1, 2])"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["nope", "-n", "demo"]).await.unwrap();
+    assert!(!ok && stderr.contains("RelayService demo/nope not found"), "{stderr}");
+    assert!(api.calls().iter().all(|c| c.method == "GET"), "nothing written for a refused target");
+
+    let (ok, stdout, stderr) = run(&["web", "-n", "demo", "--timeout", "0s"]).await.unwrap();
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rollback from revision 2 to revision 1 requested"), "{stdout}");
+    let patch = api.calls().into_iter().find(|c| c.method == "PATCH").expect("the annotation was set");
+    let value = patch.body["metadata"]["annotations"][ROLLBACK_TO].as_str().unwrap().to_owned();
+    assert!(value.starts_with("previous@"), "{value}");
+    assert!(stdout.contains(&value), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_lost_status_is_rebuilt_from_the_stored_revisions() {
+    let (mut api, servers, ctx) = echoing(1).await;
+    let mut svc = Svc { rs: web(servers.port, "a").replicas(1).build() };
+    svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, web(servers.port, "b").replicas(1));
+    svc.reconcile(&mut api, &ctx).await;
+    // The status is gone (restored from a backup without it, say): the ControllerRevisions remain.
+    svc.rs.status = None;
+    let restarted = Arc::new(api.context());
+    let calls = svc.reconcile(&mut api, &restarted).await;
+    assert!(calls.iter().all(|c| !c.path.contains("/controllerrevisions")), "no revision made or deleted");
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+    assert_eq!(
+        svc.status()["revisions"][0]["generation"],
+        1,
+        "the generation comes from the stored revision"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_another_image_replaces_the_pods_like_any_template_change() {
+    let (mut api, servers, ctx) = echoing(2).await;
+    let mut svc = Svc { rs: web(servers.port, "a").build() };
+    svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, web(servers.port, "a").image("ghcr.io/example/relay:1.5.0"));
+    svc.reconcile(&mut api, &ctx).await;
+    let rolled = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.method == "DELETE" && c.path.contains("/pods/"))
+            .map(|c| c.path.clone())
+            .collect()
+    };
+    // Wait for the roll to the new image to finish (instant pods: a few passes).
+    for _ in 0..6 {
+        svc.reconcile(&mut api, &ctx).await;
+    }
+    assert_eq!(svc.status()["updatedReplicas"], 2);
+
+    svc.annotate(&mut api, "previous");
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(rolled(&calls).len(), 1, "rolling, maxUnavailable 1: {:#?}", rolled(&calls));
+    for _ in 0..6 {
+        svc.reconcile(&mut api, &ctx).await;
+    }
+    let images: Vec<String> = api
+        .caches
+        .pods
+        .state()
+        .iter()
+        .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap())
+        .collect();
+    assert_eq!(images, ["ghcr.io/example/relay:1.4.2", "ghcr.io/example/relay:1.4.2"]);
+    assert_eq!(svc.revisions(), revisions(&[(2, "RolledBack"), (1, "Current")]));
+}
