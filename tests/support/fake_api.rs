@@ -363,6 +363,7 @@ fn client(state: Arc<Mutex<State>>) -> Client {
     let service = tower::service_fn(move |request: Request<Body>| {
         let state = state.clone();
         async move {
+            let started = std::time::Instant::now();
             let method = request.method().to_string();
             let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
             let content_type = request
@@ -381,6 +382,7 @@ fn client(state: Arc<Mutex<State>>) -> Client {
                 Reply::Text(text) => Response::new(Body::from(text.into_bytes())),
                 Reply::Watch => futures::future::pending().await,
             };
+            state.lock().unwrap().serving += started.elapsed();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
         }
     });
@@ -388,7 +390,6 @@ fn client(state: Arc<Mutex<State>>) -> Client {
 }
 
 async fn answer(state: &Mutex<State>, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
-    let started = std::time::Instant::now();
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let stall = {
         let mut state = state.lock().unwrap();
@@ -406,10 +407,7 @@ async fn answer(state: &Mutex<State>, method: &str, path: &str, content_type: &s
     if stall {
         futures::future::pending::<()>().await;
     }
-    let mut state = state.lock().unwrap();
-    let reply = state.handle(method, path, content_type, body);
-    state.serving += started.elapsed();
-    reply
+    state.lock().unwrap().handle(method, path, content_type, body)
 }
 
 /// A request's target: `/api/v1/namespaces/demo/pods/web-0/log`.
