@@ -240,7 +240,7 @@ async fn a_new_service_whose_first_pods_never_turn_ready_is_stuck_too() {
 }
 
 #[tokio::test]
-async fn rollback_auto_names_the_template_to_go_back_to_in_the_condition_and_the_event() {
+async fn rollback_auto_restores_the_previous_revision_once_the_rollout_is_stuck() {
     let mut h = Harness::new();
     let rs = converged(&mut h, "ghcr.io/example/web:1.0.0").await;
     let good_hash = rs.status.as_ref().unwrap().pod_template_hash.clone().unwrap();
@@ -251,14 +251,46 @@ async fn rollback_auto_names_the_template_to_go_back_to_in_the_condition_and_the
     next.status = rs.status;
     let (rs, _, _) = step(&mut h, next, false).await;
     let (rs, _, _) = step(&mut h, rs, false).await;
+    let bad_hash = rs.status.as_ref().unwrap().pod_template_hash.clone().unwrap();
     kubelet(&mut h, "web-2", at(100), waiting("ErrImagePull", "failed to pull image: not found", None));
     h.set_time(at(200));
     let (rs, calls, _) = step(&mut h, rs, false).await;
     let (_, reason, message) = progressing(&rs);
-    let said =
-        format!("rollback: auto requested, back to pod template {good_hash} (the last completed rollout)");
     assert_eq!(reason, "ProgressDeadlineExceeded");
-    assert!(message.ends_with(&said), "{message}");
-    let events = warnings(&calls, "ProgressDeadlineExceeded");
-    assert!(events.len() == 1 && events[0].1.ends_with(&said), "{events:#?}");
+    assert!(
+        message.ends_with(&format!(
+            "rollback: auto: rolling back, towards pod template {good_hash} (the last completed rollout)"
+        )),
+        "{message}"
+    );
+    assert_eq!(warnings(&calls, "ProgressDeadlineExceeded").len(), 1);
+
+    // The stuck status is read back: the revision before the current one is pinned, once.
+    let (rs, calls, _) = step(&mut h, rs, false).await;
+    let rollback = rs.status.as_ref().unwrap().rollback.clone().expect("status.rollback");
+    assert_eq!((rollback.request, rollback.revision), (format!("previous@auto-{bad_hash}"), Some(1)));
+    let rolling = warnings(&calls, "RollingBack");
+    assert!(rolling.len() == 1 && rolling[0].1.contains("rolling back to revision 1"), "{rolling:#?}");
+    assert!(
+        progressing(&rs).2.ends_with("rollback: auto: rolling back to revision 1"),
+        "{:?}",
+        progressing(&rs)
+    );
+
+    // From the next reconcile the pinned revision renders: the stuck pod goes at once and
+    // comes back with the previous image; nobody touched the spec.
+    let (rs, calls, _) = step(&mut h, rs, true).await;
+    assert_eq!(pod_writes(&calls), ["DELETE /api/v1/namespaces/demo/pods/web-2"]);
+    let (rs, calls, _) = step(&mut h, rs, true).await;
+    let created = calls.iter().find(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-2").unwrap();
+    assert_eq!(created.body["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.0.0");
+    let (rs, calls, _) = step(&mut h, rs, true).await;
+    assert!(warnings(&calls, "RollingBack").is_empty(), "rolled back once");
+    let status = rs.status.as_ref().unwrap();
+    assert_eq!(rs.spec.image, "ghcr.io/example/web:2.0.0", "the spec is left as it is");
+    assert_eq!(
+        (status.ready.as_deref(), status.pod_template_hash.as_deref()),
+        (Some("3/3"), Some(good_hash.as_str()))
+    );
+    assert_eq!(progressing(&rs).1, "UpToDate");
 }

@@ -203,3 +203,52 @@ async fn a_new_pod_failing_its_health_check_is_stuck_with_the_health_answer() {
     assert_eq!(ready, [("sickly-0", true), ("sickly-1", false)], "the old pod still serves");
     s.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_auto_brings_the_previous_image_back_when_a_bad_image_is_stuck() {
+    let s = Scenario::new("e2e-deadline-auto").await;
+    let _operator = s.operator("operator.log");
+    let (client, ns) = (&s.client, s.namespace.as_str());
+    let mut service = standin_service("auto", 3, json!({}));
+    service["spec"]["updateStrategy"] = json!({"progressDeadline": "5s", "rollback": "auto"});
+    s.apply(&service.to_string());
+    wait_converged(client, ns, "auto", Duration::from_secs(90)).await;
+    let api: Api<RelayService> = Api::namespaced(client.clone(), ns);
+    eventually("the first rollout completed", Duration::from_secs(30), || rolled_out(&api, "auto")).await;
+    let good = api.get("auto").await.unwrap().status.unwrap().pod_template_hash.unwrap();
+    let before = pod_uids(client, ns, "auto").await;
+
+    set_image(&api, "auto", "e2e.invalid/pull-error:2.0.0").await;
+    let changed = Instant::now();
+    eventually("rolled back to the previous template", Duration::from_secs(90), || async {
+        rolled_out(&api, "auto").await
+            && api.get("auto").await.ok().and_then(|s| s.status).is_some_and(|s| {
+                s.pod_template_hash.as_deref() == Some(good.as_str())
+                    && s.rollback
+                        .is_some_and(|r| r.request.starts_with("previous@auto-") && r.revision == Some(1))
+            })
+    })
+    .await;
+    eprintln!(
+        "e2e: bad image → rolled back, 3/3 Ready on the previous template in {:.1} s (deadline 5 s)",
+        changed.elapsed().as_secs_f64()
+    );
+    let service = api.get("auto").await.unwrap();
+    assert_eq!(service.spec.image, "e2e.invalid/pull-error:2.0.0", "the spec is left as it is");
+    let after = pod_uids(client, ns, "auto").await;
+    for pod in ["auto-0", "auto-1"] {
+        assert_eq!(after.get(pod), before.get(pod), "{pod} never left the previous template");
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .filter(|r| ["ProgressDeadlineExceeded", "RollingBack"].contains(&r.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "one Event each: {reasons:?}");
+    s.cleanup().await;
+}

@@ -25,11 +25,14 @@ use super::converge::{Target, converge};
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
 use super::writes::{apply_status, publish, publish_about_pod};
+use crate::api::RollbackPolicy;
+use crate::history::RollbackTarget;
 use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 use progress::{
-    PROGRESS_DEADLINE_EXCEEDED, Progress, assess, failure_of, requeue_after, rollback_note, stuck_condition,
+    AUTO_ROLLBACK_PREFIX, PROGRESS_DEADLINE_EXCEEDED, Progress, assess, failure_of, requeue_after,
+    rollback_note, stuck_condition,
 };
 use status::{StatusInput, compute, entries_by_name};
 
@@ -59,7 +62,10 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     };
     let reference = service.object_ref(&());
     // A rollback renders a kept revision instead of the spec (see `revisions`).
-    let history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    let mut history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    if service.spec.update_strategy.rollback == RollbackPolicy::Auto {
+        roll_back_if_stuck(&ctx, &service, &owner, &reference, &mut history).await;
+    }
     let spec = history.spec(&service.spec);
     let mut kept_revisions = None;
     let dependencies = dependencies(&ctx, &service, &namespace);
@@ -110,7 +116,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     let stuck = match &progress {
         Some(stuck @ Progress::Stuck { pod, .. }) => {
             let failure = failure_of(stuck, &failures);
-            let rollback = rollback_note(strategy.rollback, completed);
+            let rollback = rollback_note(strategy.rollback, completed, history.rollback());
             Some(stuck_condition(pod, strategy.progress_deadline, failure, rollback.as_deref()))
         }
         _ => None,
@@ -212,6 +218,41 @@ async fn diagnose_pods(
         publish_about_pod(ctx, reference, &name, EventType::Warning, &failure.reason, "Diagnose", note).await;
     }
     failures
+}
+
+/// `rollback: auto`: once the status says the rollout to its `podTemplateHash` is stuck, pin
+/// the revision applied before the current one, as the rollback request
+/// `previous@auto-HASH` would (once per stuck template). The pin renders from the next
+/// reconcile on and lasts until the spec's configuration or pod template changes.
+async fn roll_back_if_stuck(
+    ctx: &Context,
+    service: &RelayService,
+    owner: &Owner,
+    reference: &ObjectReference,
+    history: &mut revisions::History,
+) {
+    let Some(status) = service.status.as_ref() else { return };
+    let Some(stuck) = status.pod_template_hash.as_deref() else { return };
+    let request = format!("previous@{AUTO_ROLLBACK_PREFIX}{stuck}");
+    let stuck_now = has_condition_reason(service, ConditionType::Progressing, PROGRESS_DEADLINE_EXCEEDED);
+    if !stuck_now || history.rollback().is_some_and(|r| r.request == request) {
+        return;
+    }
+    match history.pin(owner, &request, RollbackTarget::Previous, &ctx.now().to_string()) {
+        Ok(entry) => {
+            let note = format!(
+                "rollback: auto: pod template {stuck} exceeded its progress deadline; rolling back to \
+                 revision {} until the spec's configuration or pod template changes",
+                entry.revision
+            );
+            publish(ctx, reference, EventType::Warning, "RollingBack", "Rollback", note).await;
+        }
+        Err(message) => {
+            let note =
+                format!("rollback: auto: pod template {stuck} exceeded its progress deadline: {message}");
+            publish(ctx, reference, EventType::Warning, "RollbackFailed", "Rollback", note).await;
+        }
+    }
 }
 
 /// One Warning Event per stuck pod (`stuck`: name, UID, condition message): not when the

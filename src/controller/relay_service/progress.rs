@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConditionType, FailureDetail, RollbackPolicy};
+use crate::api::{ConditionType, FailureDetail, RollbackPolicy, RollbackStatus};
 use crate::controller::conditions::NewCondition;
 use crate::controller::pods::{is_ready, is_terminating};
 use crate::controller::relay_service::health_detail::truncate;
@@ -120,18 +120,34 @@ pub fn stuck_condition(
     )
 }
 
-/// What `rollback: auto` asks for when the rollout is stuck: the pod template of the last
-/// completed rollout (`completed`), said in the condition message; `None` with `manual`.
-pub fn rollback_note(policy: RollbackPolicy, completed: Option<&str>) -> Option<String> {
-    match (policy, completed) {
-        (RollbackPolicy::Manual, _) => None,
-        (RollbackPolicy::Auto, Some(hash)) => Some(format!(
-            "rollback: auto requested, back to pod template {hash} (the last completed rollout)"
-        )),
-        (RollbackPolicy::Auto, None) => {
-            Some("rollback: auto has nothing to go back to: no rollout of this service completed yet".into())
-        }
+/// Token of the rollback requests `rollback: auto` makes (`previous@auto-HASH`, HASH the
+/// stuck pod template).
+pub const AUTO_ROLLBACK_PREFIX: &str = "auto-";
+
+/// What `rollback: auto` does about a stuck rollout, said in the condition message: the
+/// revision it rolls back to once the request is handled (`handled`: the last rollback
+/// request), or that it is about to; `None` with `manual`.
+pub fn rollback_note(
+    policy: RollbackPolicy,
+    completed: Option<&str>,
+    handled: Option<&RollbackStatus>,
+) -> Option<String> {
+    if policy == RollbackPolicy::Manual {
+        return None;
     }
+    let auto = handled.filter(|r| r.request.contains(&format!("@{AUTO_ROLLBACK_PREFIX}")));
+    Some(match (auto, completed) {
+        (Some(RollbackStatus { revision: Some(n), hash: Some(_), .. }), _) => {
+            format!("rollback: auto: rolling back to revision {n}")
+        }
+        (Some(RollbackStatus { message: Some(why), .. }), _) => format!("rollback: auto failed: {why}"),
+        (_, Some(hash)) => {
+            format!("rollback: auto: rolling back, towards pod template {hash} (the last completed rollout)")
+        }
+        (_, None) => {
+            "rollback: auto has nothing to go back to: no rollout of this service completed yet".into()
+        }
+    })
 }
 
 /// The stuck pod's failure among this pass's diagnoses, if it has one.
@@ -261,13 +277,36 @@ mod tests {
     }
 
     #[test]
-    fn auto_rollback_names_the_last_completed_template() {
-        assert_eq!(rollback_note(RollbackPolicy::Manual, Some("a1")), None);
+    fn auto_rollback_says_where_it_goes() {
+        assert_eq!(rollback_note(RollbackPolicy::Manual, Some("a1"), None), None);
         assert_eq!(
-            rollback_note(RollbackPolicy::Auto, Some("a1")).as_deref(),
-            Some("rollback: auto requested, back to pod template a1 (the last completed rollout)")
+            rollback_note(RollbackPolicy::Auto, Some("a1"), None).as_deref(),
+            Some("rollback: auto: rolling back, towards pod template a1 (the last completed rollout)")
         );
-        let first = rollback_note(RollbackPolicy::Auto, None).unwrap_or_default();
+        let first = rollback_note(RollbackPolicy::Auto, None, None).unwrap_or_default();
         assert!(first.contains("nothing to go back to"), "{first}");
+        let pinned = RollbackStatus {
+            request: "previous@auto-b2".into(),
+            revision: Some(3),
+            hash: Some("c3".into()),
+            ..RollbackStatus::default()
+        };
+        assert_eq!(
+            rollback_note(RollbackPolicy::Auto, Some("a1"), Some(&pinned)).as_deref(),
+            Some("rollback: auto: rolling back to revision 3")
+        );
+        let failed = RollbackStatus {
+            request: "previous@auto-b2".into(),
+            message: Some("no revision before revision 1".into()),
+            ..RollbackStatus::default()
+        };
+        assert_eq!(
+            rollback_note(RollbackPolicy::Auto, Some("a1"), Some(&failed)).as_deref(),
+            Some("rollback: auto failed: no revision before revision 1")
+        );
+        // A rollback the user asked for is not the automatic one.
+        let manual = RollbackStatus { request: "previous".into(), ..pinned };
+        let note = rollback_note(RollbackPolicy::Auto, Some("a1"), Some(&manual)).unwrap_or_default();
+        assert!(note.contains("towards"), "{note}");
     }
 }

@@ -54,6 +54,11 @@ impl History {
         self.pinned.is_some()
     }
 
+    /// The last handled rollback request.
+    pub fn rollback(&self) -> Option<&RollbackStatus> {
+        self.rollback.as_ref()
+    }
+
     /// The kept revisions, in order of application (the current one last).
     pub fn entries(&self) -> &[RevisionEntry] {
         &self.entries
