@@ -294,3 +294,42 @@ async fn rollback_auto_restores_the_previous_revision_once_the_rollout_is_stuck(
     );
     assert_eq!(progressing(&rs).1, "UpToDate");
 }
+
+#[tokio::test]
+async fn an_automatic_rollback_does_not_make_an_old_rollback_annotation_count_again() {
+    let mut h = Harness::new();
+    let rs = converged(&mut h, "ghcr.io/example/web:1.0.0").await;
+    let mut next = service("ghcr.io/example/web:2.0.0")
+        .spec(json!({"updateStrategy": {"progressDeadline": "30s", "rollback": "auto"}}))
+        .generation(2)
+        .build();
+    // A rollback the user asked for long ago (it found nothing to go back to): handled once.
+    next.metadata.annotations =
+        Some([("relayops.io/rollback-to".to_owned(), "previous@old".to_owned())].into());
+    next.status = rs.status;
+    let (rs, _, _) = step(&mut h, next, false).await;
+    assert_eq!(
+        rs.status.as_ref().unwrap().rollback.as_ref().map(|r| r.request.as_str()),
+        Some("previous@old")
+    );
+    let (rs, _, _) = step(&mut h, rs, false).await;
+    kubelet(&mut h, "web-2", at(100), waiting("ErrImagePull", "failed to pull image: not found", None));
+    h.set_time(at(200));
+    let (rs, _, _) = step(&mut h, rs, false).await;
+    let (rs, calls, _) = step(&mut h, rs, false).await;
+    assert_eq!(warnings(&calls, "RollingBack").len(), 1);
+
+    // The automatic pin holds: the old annotation is not handled again.
+    let (rs, calls, _) = step(&mut h, rs, true).await;
+    let rollback_events: Vec<&Call> = calls
+        .iter()
+        .filter(|c| {
+            c.path.contains("/events")
+                && ["RollingBack", "RollbackFailed"].contains(&c.body["reason"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert!(rollback_events.is_empty(), "{rollback_events:#?}");
+    assert_eq!(pod_writes(&calls), ["DELETE /api/v1/namespaces/demo/pods/web-2"]);
+    let rollback = rs.status.as_ref().unwrap().rollback.clone().unwrap();
+    assert!(rollback.request.starts_with("previous@auto-") && rollback.revision == Some(1), "{rollback:?}");
+}

@@ -676,4 +676,9 @@ pub struct RollbackStatus {
     /// Why the request failed, or that the rollback ended because the spec changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The value of the annotation `relayops.io/rollback-to` last handled (`request` when
+    /// unset). An automatic rollback (`updateStrategy.rollback: auto`) keeps it, so the
+    /// annotation still counts as handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }
