@@ -448,16 +448,43 @@ pub struct UpdateStrategy {
     #[serde(default = "default_max_unavailable")]
     #[schemars(range(min = 1))]
     pub max_unavailable: i32,
+    /// How long a pod of a new pod template may take to become Ready, from its creation,
+    /// before the rollout is reported stuck (`Progressing=False/ProgressDeadlineExceeded`).
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline: Duration,
+    /// What happens when a rollout exceeds its progress deadline: `manual` reports it and
+    /// waits for a fixed spec; `auto` also asks for the previous pod template back.
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
 }
 
 impl Default for UpdateStrategy {
     fn default() -> Self {
-        Self { max_unavailable: default_max_unavailable() }
+        Self {
+            max_unavailable: default_max_unavailable(),
+            progress_deadline: default_progress_deadline(),
+            rollback: RollbackPolicy::default(),
+        }
     }
 }
 
 fn default_max_unavailable() -> i32 {
     1
+}
+
+fn default_progress_deadline() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// What happens when a rollout exceeds its progress deadline.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackPolicy {
+    /// Report it (condition and Event) and wait for the spec to be fixed.
+    #[default]
+    Manual,
+    /// Report it and restore the pod template of the last completed rollout.
+    Auto,
 }
 
 /// Observed state of a RelayService.
@@ -491,6 +518,11 @@ pub struct RelayServiceStatus {
     /// Current pod-template hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template_hash: Option<String>,
+    /// Pod-template hash of the last rollout that completed (every desired pod ran it and
+    /// was Ready). While `podTemplateHash` differs, a rollout is in progress and
+    /// `updateStrategy.progressDeadline` applies to its new pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_pod_template_hash: Option<String>,
     /// Image digest the pods run (from `containerStatuses[].imageID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
@@ -644,4 +676,9 @@ pub struct RollbackStatus {
     /// Why the request failed, or that the rollback ended because the spec changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The value of the annotation `relayops.io/rollback-to` last handled (`request` when
+    /// unset). An automatic rollback (`updateStrategy.rollback: auto`) keeps it, so the
+    /// annotation still counts as handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }

@@ -32,6 +32,8 @@ pub struct Target<'a> {
     /// The spec is a rolled-back revision's, not the resource's: only a new generation
     /// supersedes what it renders.
     pub pinned: bool,
+    /// The rollout is stuck past its progress deadline: replace no outdated pod.
+    pub hold_outdated: bool,
 }
 
 /// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim
@@ -117,6 +119,7 @@ async fn execute_plan(
         pods: &observed,
         max_unavailable: target.spec.update_strategy.max_unavailable,
         may_start,
+        hold_outdated: target.hold_outdated,
     });
     for action in actions {
         match action {

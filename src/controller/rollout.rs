@@ -37,6 +37,9 @@ pub struct PlanInput<'a> {
     /// Whether new pods may be created and outdated ones replaced (dependencies Ready;
     /// always for TestDeployments).
     pub may_start: bool,
+    /// The rollout to `template_hash` is stuck (a new pod missed its progress deadline):
+    /// outdated pods stay, even unready ones, so the stuck template spreads no further.
+    pub hold_outdated: bool,
 }
 
 /// Why a pod is deleted.
@@ -66,7 +69,8 @@ pub enum PodAction {
 
 /// Plan the next steps. Deletions of scaled-down pods come highest ordinal first; outdated
 /// pods are replaced one budget at a time, highest ordinal first, and a replacement only
-/// proceeds once the previous one is Ready again (unavailable pods use up the budget).
+/// proceeds once the previous one is Ready again (unavailable pods use up the budget);
+/// none is replaced while the rollout is held (stuck past its progress deadline).
 pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
     let mut actions = Vec::new();
     let mut pods: Vec<&ObservedPod> = input.pods.iter().collect();
@@ -92,7 +96,7 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
     let outdated = |p: &&&ObservedPod| {
         p.template_hash.as_deref() != Some(input.template_hash) && !p.terminating && !p.finished
     };
-    for pod in wanted.iter().filter(outdated) {
+    for pod in wanted.iter().filter(outdated).filter(|_| !input.hold_outdated) {
         if !pod.ready {
             // Already unavailable: replacing it costs no availability.
             actions.push(PodAction::Delete { name: pod.name.clone(), reason: DeleteReason::Outdated });
@@ -120,7 +124,14 @@ mod tests {
     }
 
     fn input<'a>(replicas: i32, pods: &'a [ObservedPod], max_unavailable: i32) -> PlanInput<'a> {
-        PlanInput { replicas, template_hash: "new", pods, max_unavailable, may_start: true }
+        PlanInput {
+            replicas,
+            template_hash: "new",
+            pods,
+            max_unavailable,
+            may_start: true,
+            hold_outdated: false,
+        }
     }
 
     fn delete(ordinal: i32, reason: DeleteReason) -> PodAction {
@@ -187,6 +198,31 @@ mod tests {
     fn unready_outdated_pods_are_replaced_without_budget() {
         let pods = [pod(0, "old", true), pod(1, "old", false)];
         assert_eq!(plan(&input(2, &pods, 1)), vec![delete(1, DeleteReason::Outdated)]);
+    }
+
+    #[test]
+    fn a_fixed_spec_replaces_the_stuck_pod_at_once_and_nothing_else() {
+        // Template "bad" got stuck on web-2 (never Ready); the spec is fixed to "new".
+        let pods = [pod(0, "old", true), pod(1, "old", true), pod(2, "bad", false)];
+        assert_eq!(plan(&input(3, &pods, 1)), vec![delete(2, DeleteReason::Outdated)]);
+        // While "bad" was current, the stuck pod held the budget: no other pod moved.
+        let stuck = PlanInput { template_hash: "bad", ..input(3, &pods, 1) };
+        assert_eq!(plan(&stuck), vec![]);
+    }
+
+    #[test]
+    fn a_stuck_rollout_replaces_no_outdated_pod_not_even_an_unready_one() {
+        let pods = [pod(0, "old", false), pod(1, "old", true), pod(2, "new", false)];
+        assert_eq!(
+            plan(&input(3, &pods, 3)),
+            vec![delete(1, DeleteReason::Outdated), delete(0, DeleteReason::Outdated)]
+        );
+        let held = PlanInput { hold_outdated: true, ..input(3, &pods, 3) };
+        assert_eq!(plan(&held), vec![]);
+        // Missing ordinals are still created.
+        let pods = [pod(0, "old", true)];
+        let held = PlanInput { hold_outdated: true, ..input(2, &pods, 1) };
+        assert_eq!(plan(&held), vec![PodAction::Create(1)]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 
 pub mod diagnosis;
 pub mod health_detail;
+pub mod progress;
 pub mod revisions;
 pub mod status;
 
@@ -24,9 +25,15 @@ use super::converge::{Target, converge};
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
 use super::writes::{apply_status, publish, publish_about_pod};
+use crate::api::RollbackPolicy;
+use crate::history::RollbackTarget;
 use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
+use progress::{
+    AUTO_ROLLBACK_PREFIX, PROGRESS_DEADLINE_EXCEEDED, Progress, assess, failure_of, requeue_after,
+    rollback_note, stuck_condition,
+};
 use status::{StatusInput, compute, entries_by_name};
 
 use crate::api::{
@@ -55,17 +62,27 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     };
     let reference = service.object_ref(&());
     // A rollback renders a kept revision instead of the spec (see `revisions`).
-    let history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    let mut history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    if service.spec.update_strategy.rollback == RollbackPolicy::Auto {
+        roll_back_if_stuck(&ctx, &service, &owner, &reference, &mut history).await;
+    }
     let spec = history.spec(&service.spec);
     let mut kept_revisions = None;
     let dependencies = dependencies(&ctx, &service, &namespace);
     let rendered = resolve_and_render(&ctx, &owner, spec);
     let mut pods = owned_pods(&ctx, &owner);
+    let strategy = &spec.update_strategy;
+    let completed = service.status.as_ref().and_then(|s| s.completed_pod_template_hash.as_deref());
+    let progress = rendered.as_ref().ok().map(|r| {
+        let pods = pods.iter().map(|p| &**p);
+        assess(pods, &r.pod_template_hash, completed, strategy.progress_deadline.get(), ctx.now())
+    });
     let mut reloads = ReloadRound::default();
     match &rendered {
         Ok(rendered) => {
-            let target =
-                Target { owner: &owner, reference: reference.clone(), spec, pinned: history.pinned() };
+            let hold_outdated = matches!(progress, Some(Progress::Stuck { .. }));
+            let pinned = history.pinned();
+            let target = Target { owner: &owner, reference: reference.clone(), spec, pinned, hold_outdated };
             converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
             kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
             let previous = service.status.as_ref();
@@ -96,6 +113,14 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     let failures = diagnose_pods(&ctx, &reference, &pods, service.status.as_ref()).await;
     let problem = rendered.as_ref().err().map(|p| (p.reason, p.message.clone()));
     let rendered = rendered.ok();
+    let stuck = match &progress {
+        Some(stuck @ Progress::Stuck { pod, .. }) => {
+            let failure = failure_of(stuck, &failures);
+            let rollback = rollback_note(strategy.rollback, completed, history.rollback());
+            Some(stuck_condition(pod, strategy.progress_deadline, failure, rollback.as_deref()))
+        }
+        _ => None,
+    };
 
     let mut status = compute(&StatusInput {
         generation: service.metadata.generation,
@@ -110,12 +135,20 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         failures: &failures,
         previous: service.status.as_ref(),
         reloads: &reloads.results,
+        stuck: stuck.clone(),
         now: ctx.now(),
     });
     history.fill(&mut status, kept_revisions);
     // Dependents are woken by this write's watch event (see `dependents_of`), so they read
     // the new status from the cache rather than a stale one.
     apply_status(&ctx, &*service, service.status.as_ref(), &status).await?;
+    let stuck_pod = match (&progress, &stuck) {
+        (Some(Progress::Stuck { pod, uid }), Some(condition)) => {
+            Some((pod.as_str(), uid.as_deref().unwrap_or(pod), condition.message.as_str()))
+        }
+        _ => None,
+    };
+    announce_stuck(&ctx, &service, &reference, stuck_pod).await;
     let wait = match problem {
         // Invalid input: wait for the next change instead of requeueing hot.
         Some(_) => return Ok(Action::await_change()),
@@ -127,8 +160,11 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     // The reload phase may need to come back sooner (settle delay, a newer configuration),
     // and so may a pod whose readiness check should have passed by then (no watch event
     // announces that it did not).
-    let sooner =
-        [reloads.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now())].into_iter().flatten().min();
+    let rollout = progress.as_ref().and_then(|p| requeue_after(p, ctx.now()));
+    let sooner = [reloads.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now()), rollout]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
 }
 
@@ -182,6 +218,69 @@ async fn diagnose_pods(
         publish_about_pod(ctx, reference, &name, EventType::Warning, &failure.reason, "Diagnose", note).await;
     }
     failures
+}
+
+/// `rollback: auto`: once the status says the rollout to its `podTemplateHash` is stuck, pin
+/// the revision applied before the current one, as the rollback request
+/// `previous@auto-HASH` would (once per stuck template). The pin renders from the next
+/// reconcile on and lasts until the spec's configuration or pod template changes.
+async fn roll_back_if_stuck(
+    ctx: &Context,
+    service: &RelayService,
+    owner: &Owner,
+    reference: &ObjectReference,
+    history: &mut revisions::History,
+) {
+    let Some(status) = service.status.as_ref() else { return };
+    let Some(stuck) = status.pod_template_hash.as_deref() else { return };
+    let request = format!("previous@{AUTO_ROLLBACK_PREFIX}{stuck}");
+    let stuck_now = has_condition_reason(service, ConditionType::Progressing, PROGRESS_DEADLINE_EXCEEDED);
+    if !stuck_now || history.rollback().is_some_and(|r| r.request == request) {
+        return;
+    }
+    match history.pin(owner, &request, RollbackTarget::Previous, &ctx.now().to_string()) {
+        Ok(entry) => {
+            let note = format!(
+                "rollback: auto: pod template {stuck} exceeded its progress deadline; rolling back to \
+                 revision {} until the spec's configuration or pod template changes",
+                entry.revision
+            );
+            publish(ctx, reference, EventType::Warning, "RollingBack", "Rollback", note).await;
+        }
+        Err(message) => {
+            let note =
+                format!("rollback: auto: pod template {stuck} exceeded its progress deadline: {message}");
+            publish(ctx, reference, EventType::Warning, "RollbackFailed", "Rollback", note).await;
+        }
+    }
+}
+
+/// One Warning Event per stuck pod (`stuck`: name, UID, condition message): not when the
+/// status read already said the rollout was stuck (a restarted operator), nor when an
+/// earlier pass of this process announced it.
+async fn announce_stuck(
+    ctx: &Context,
+    service: &RelayService,
+    reference: &ObjectReference,
+    stuck: Option<(&str, &str, &str)>,
+) {
+    let key = format!("{}/{}/rollout", service.namespace().unwrap_or_default(), service.name_any());
+    let problem = stuck.iter().map(|(_, uid, _)| ((*uid).to_owned(), PROGRESS_DEADLINE_EXCEEDED.to_owned()));
+    let fresh = !ctx.announced.record(&key, problem.collect()).is_empty();
+    let Some((pod, _, message)) = stuck.filter(|_| fresh) else { return };
+    if !has_condition_reason(service, ConditionType::Progressing, PROGRESS_DEADLINE_EXCEEDED) {
+        let note = message.to_owned();
+        publish_about_pod(
+            ctx,
+            reference,
+            pod,
+            EventType::Warning,
+            PROGRESS_DEADLINE_EXCEEDED,
+            "Rollout",
+            note,
+        )
+        .await;
+    }
 }
 
 /// The services in `service`'s namespace that depend on it, when it is Ready: the event of

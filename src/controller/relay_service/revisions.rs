@@ -54,6 +54,11 @@ impl History {
         self.pinned.is_some()
     }
 
+    /// The last handled rollback request.
+    pub fn rollback(&self) -> Option<&RollbackStatus> {
+        self.rollback.as_ref()
+    }
+
     /// The kept revisions, in order of application (the current one last).
     pub fn entries(&self) -> &[RevisionEntry] {
         &self.entries
@@ -85,8 +90,14 @@ impl History {
                     )),
                 }
             });
-        let handled =
-            RollbackStatus { request: request.to_owned(), time: Some(now.to_owned()), ..Default::default() };
+        // The annotation last handled stays handled whatever this request is.
+        let annotation = self.rollback.as_ref().and_then(|r| r.annotation.clone());
+        let handled = RollbackStatus {
+            request: request.to_owned(),
+            time: Some(now.to_owned()),
+            annotation,
+            ..Default::default()
+        };
         self.rollback = Some(match &chosen {
             Ok(entry) => RollbackStatus {
                 revision: Some(entry.revision),
@@ -139,7 +150,7 @@ pub async fn prepare(
         publish(ctx, reference, EventType::Normal, "RollbackEnded", "Rollback", note).await;
     }
 
-    let handled = history.rollback.as_ref().map(|r| r.request.as_str());
+    let handled = history.rollback.as_ref().map(|r| r.annotation.as_deref().unwrap_or(&r.request));
     if let Some(request) =
         service.annotations().get(ANNOTATION_ROLLBACK_TO).filter(|r| Some(r.as_str()) != handled)
     {
@@ -157,6 +168,9 @@ pub async fn prepare(
                 Err(message)
             }
         };
+        if let Some(handled) = history.rollback.as_mut() {
+            handled.annotation = Some(request.clone());
+        }
         match pinned {
             Ok(entry) => {
                 let note = format!(

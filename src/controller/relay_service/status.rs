@@ -64,6 +64,8 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a RelayServiceStatus>,
     /// Reload results of this reconcile by pod (they replace the previous ones).
     pub reloads: &'a BTreeMap<String, ReloadResult>,
+    /// `Progressing=False/ProgressDeadlineExceeded` when the rollout is stuck (see `progress`).
+    pub stuck: Option<NewCondition>,
     /// Current time.
     pub now: Timestamp,
 }
@@ -166,6 +168,8 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
     };
     let progressing = if converged || input.suspended && existing == 0 {
         NewCondition::new(ConditionType::Progressing, false, "UpToDate", "all pods run the current template")
+    } else if let Some(stuck) = &input.stuck {
+        stuck.clone()
     } else if !input.dependencies.ready() {
         NewCondition::new(
             ConditionType::Progressing,
@@ -261,6 +265,12 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         input.now,
     );
 
+    // A rollout completes once every desired pod runs the template Ready (no pods prove nothing).
+    let completed_pod_template_hash = match template_hash.as_ref() {
+        Some(hash) if converged && desired > 0 => Some(hash.clone()),
+        _ => input.previous.and_then(|s| s.completed_pod_template_hash.clone()),
+    };
+
     RelayServiceStatus {
         observed_generation: input.generation,
         replicas: existing,
@@ -271,6 +281,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         config_hash,
         config_synced_replicas: synced,
         pod_template_hash: template_hash,
+        completed_pod_template_hash,
         image_digest,
         pods,
         conditions,

@@ -89,7 +89,14 @@ pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Act
     let pods = owned_pods(&ctx, &owner);
     match (&spec, &rendered) {
         (Ok(spec), Ok(rendered)) => {
-            let target = Target { owner: &owner, reference: reference.clone(), spec, pinned: false };
+            // A TestDeployment's deadline fails it instead (see `phase`).
+            let target = Target {
+                owner: &owner,
+                reference: reference.clone(),
+                spec,
+                pinned: false,
+                hold_outdated: false,
+            };
             converge(&ctx, &target, rendered, &pods, true).await?;
         }
         (_, Err(problem)) if !ready_reason_is(previous, problem.reason) => {
