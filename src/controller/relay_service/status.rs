@@ -6,7 +6,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult};
+use crate::api::{
+    CanaryStatus, ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult,
+};
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{is_ready, is_terminating, pod_entry};
 use crate::controller::relay_service::health_detail::truncate;
@@ -64,6 +66,10 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a RelayServiceStatus>,
     /// Reload results of this reconcile by pod (they replace the previous ones).
     pub reloads: &'a BTreeMap<String, ReloadResult>,
+    /// The canary configuration rollout (`status.canary`).
+    pub canary: Option<&'a CanaryStatus>,
+    /// The `ConfigRolledBack` condition, when there is one to set.
+    pub rolled_back: Option<NewCondition>,
     /// Current time.
     pub now: Timestamp,
 }
@@ -254,12 +260,10 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         }
     };
     let previous_conditions = input.previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let conditions = merge(
-        previous_conditions,
-        vec![ready_condition, progressing, degraded, config, input.dependencies.condition(), image],
-        input.generation,
-        input.now,
-    );
+    let mut updates =
+        vec![ready_condition, progressing, degraded, config, input.dependencies.condition(), image];
+    updates.extend(input.rolled_back.clone());
+    let conditions = merge(previous_conditions, updates, input.generation, input.now);
 
     RelayServiceStatus {
         observed_generation: input.generation,
@@ -273,6 +277,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         pod_template_hash: template_hash,
         image_digest,
         pods,
+        canary: input.canary.cloned(),
         conditions,
         // The revision fields are the revision history's (`super::revisions`).
         ..RelayServiceStatus::default()
