@@ -277,6 +277,10 @@ async fn a_canary_turning_unready_during_the_hold_reverts() {
     svc.reconcile(&mut api, &ctx).await;
     assert_eq!(svc.status()["canary"]["reason"], "CanaryNotReady");
     assert_eq!(*api.mounted.lock().unwrap(), good);
+    // Unready as it is, the canary is reloaded back.
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(calls_for(&servers, &good), BTreeMap::from([(3, 1)]));
+    assert_eq!(api.annotation("web-3", HASH), Some(good.clone()));
     assert!(servers.hits().iter().all(|h| h.pod == 3));
     assert_eq!(calls_for(&servers, &next_hash), BTreeMap::from([(3, 1)]));
 }

@@ -117,15 +117,21 @@ pub async fn prepare<'a>(
         }
         Stage::Continue => {
             let only = prepared.state.as_ref().map(|s| s.pods.iter().cloned().collect());
-            prepared.scope = ReloadScope { spec_hash: None, only, canary: true };
+            prepared.scope = ReloadScope { only, canary: true, ..ReloadScope::default() };
         }
         Stage::Reverted => {
             let previous =
                 prepared.state.as_ref().map(|s| s.previous_config_hash.clone()).unwrap_or_default();
             let copy = last_good(ctx, owner, &previous).await?;
             prepared.rendered = Cow::Owned(with_config(owner, rendered, &previous, copy));
-            prepared.scope =
-                ReloadScope { spec_hash: Some(prepared.spec_hash.clone()), only: None, canary: false };
+            let even_unready =
+                prepared.state.as_ref().map(|s| s.pods.iter().cloned().collect()).unwrap_or_default();
+            prepared.scope = ReloadScope {
+                spec_hash: Some(prepared.spec_hash.clone()),
+                only: None,
+                canary: false,
+                even_unready,
+            };
         }
         Stage::Start { previous, copy_live } => {
             let views: Vec<PodView> = pods.iter().map(|p| PodView::of(p)).collect();
@@ -166,7 +172,7 @@ pub async fn prepare<'a>(
                 info!(pods = %state.pods.join(","), hash = %short(&state.config_hash), "canary started");
                 publish(ctx, &target.reference, EventType::Normal, "CanaryStarted", "Reload", note).await;
                 let only = state.pods.iter().cloned().collect();
-                prepared.scope = ReloadScope { spec_hash: None, only: Some(only), canary: true };
+                prepared.scope = ReloadScope { only: Some(only), canary: true, ..ReloadScope::default() };
                 prepared.state = Some(state);
             }
         }

@@ -109,6 +109,9 @@ pub struct ReloadScope {
     /// A failing hook never restarts the pod (`onFailure` is not applied): a canary's
     /// failure reverts the configuration instead.
     pub canary: bool,
+    /// Pods called even when not Ready: reverted canaries, often unready because of the
+    /// very configuration being reverted.
+    pub even_unready: BTreeSet<String>,
 }
 
 /// Run the reload phase for a converged service. `generation` is the service's
@@ -142,7 +145,12 @@ pub async fn propagate(
         ordinal_of(&base, &view.name).is_some_and(|o| o < rendered.replicas)
             && scope.only.as_ref().is_none_or(|only| only.contains(&view.name))
     };
-    let views: Vec<PodView> = pods.iter().map(|p| PodView::of(p)).filter(kept).collect();
+    let views: Vec<PodView> = pods
+        .iter()
+        .map(|p| PodView::of(p))
+        .filter(kept)
+        .map(|p| PodView { ready: p.ready || scope.even_unready.contains(&p.name), ..p })
+        .collect();
     let by_name: BTreeMap<&str, &Pod> =
         pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &**p))).collect();
     let uids: BTreeMap<&str, &str> =
