@@ -69,7 +69,9 @@ pub enum Error {
     #[error("object has no namespace")]
     MissingNamespace,
     /// A rolled back configuration cannot be reverted: its last good copy is gone.
-    #[error("ConfigMap {namespace}/{name} with the last good configuration {hash} not found; cannot revert")]
+    #[error(
+        "ConfigMap {namespace}/{name} with the last good configuration {hash} not found (yet); cannot revert"
+    )]
     MissingLastGoodConfig {
         /// Namespace.
         namespace: String,

@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 pub mod plan;
 
+use super::Error;
 use super::context::Context;
 use super::converge::Target;
 use super::pods::{health_url, is_ready, is_terminating};
@@ -30,7 +30,6 @@ use super::relay_service::health_detail;
 use super::reload::plan::PodView;
 use super::reload::{ReloadRound, ReloadScope};
 use super::writes::{apply_if_changed, apply_status, publish};
-use super::{Error, Write};
 use crate::api::{CanaryPhase, CanaryStatus, RelayService, ReloadOutcome};
 use crate::render::{ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, Owner, RenderedService, owned_config_map};
 use plan::{Health, Observation, Stage, Verdict, judge, short, stage};
@@ -103,8 +102,9 @@ pub async fn prepare<'a>(
         Prepared { rendered: Cow::Borrowed(rendered), scope: ReloadScope::default(), state, spec_hash };
     let canary = target.spec.reload.as_ref().and_then(|r| r.canary.as_ref());
     let Some(canary) = canary.filter(|_| target.spec.config.is_some()) else {
-        prepared.state = None;
-        ctx.canaries.set(&key, None);
+        if prepared.state.take().is_some() {
+            ctx.canaries.set(&key, None);
+        }
         return Ok(prepared);
     };
     let live = ctx.caches.config_maps.get(&ObjectRef::new(&owner.config_map_name()).within(&owner.namespace));
@@ -122,7 +122,7 @@ pub async fn prepare<'a>(
         Stage::Reverted => {
             let previous =
                 prepared.state.as_ref().map(|s| s.previous_config_hash.clone()).unwrap_or_default();
-            let copy = last_good(ctx, owner, &previous).await?;
+            let copy = last_good(ctx, owner, &previous)?;
             prepared.rendered = Cow::Owned(with_config(owner, rendered, &previous, copy));
             let even_unready =
                 prepared.state.as_ref().map(|s| s.pods.iter().cloned().collect()).unwrap_or_default();
@@ -299,32 +299,20 @@ async fn observe(
 /// the canaries with it).
 async fn revert(ctx: &Context, target: &Target<'_>, state: &CanaryStatus) -> Result<(), Error> {
     let owner = target.owner;
-    let data = last_good(ctx, owner, &state.previous_config_hash).await?;
+    let data = last_good(ctx, owner, &state.previous_config_hash)?;
     let restored = owned_config_map(owner, owner.config_map_name(), data);
     apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, restored).await?;
     Ok(())
 }
 
-/// The data of the last good ConfigMap copy holding `hash`: from the cache, else read once.
-async fn last_good(ctx: &Context, owner: &Owner, hash: &str) -> Result<BTreeMap<String, String>, Error> {
+/// The data of the last good ConfigMap copy holding `hash`, from the cache (written when
+/// the canary started, long before any revert; a copy not seen yet is an error, retried).
+fn last_good(ctx: &Context, owner: &Owner, hash: &str) -> Result<BTreeMap<String, String>, Error> {
     let name = last_good_name(owner);
-    let holds = |c: &ConfigMap| {
-        c.data.as_ref().and_then(|d| d.get(CONFIG_HASH_KEY)).map(String::as_str) == Some(hash)
-    };
-    if let Some(cached) = ctx.caches.config_maps.get(&ObjectRef::new(&name).within(&owner.namespace))
-        && holds(&cached)
-    {
-        return Ok(cached.data.clone().unwrap_or_default());
-    }
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let read = Write {
-        verb: "read",
-        kind: "ConfigMap".into(),
-        namespace: owner.namespace.clone(),
-        name: name.clone(),
-    };
-    match api.get_opt(&name).await.map_err(|e| read.failed(e))? {
-        Some(found) if holds(&found) => Ok(found.data.unwrap_or_default()),
+    let cached = ctx.caches.config_maps.get(&ObjectRef::new(&name).within(&owner.namespace));
+    let data = cached.and_then(|c| c.data.clone());
+    match data {
+        Some(data) if data.get(CONFIG_HASH_KEY).map(String::as_str) == Some(hash) => Ok(data),
         _ => Err(Error::MissingLastGoodConfig {
             namespace: owner.namespace.clone(),
             name,
