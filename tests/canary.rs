@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::reflector::ObjectRef;
 use relay_operator::api::RelayService;
@@ -283,4 +284,43 @@ async fn a_canary_turning_unready_during_the_hold_reverts() {
     assert_eq!(api.annotation("web-3", HASH), Some(good.clone()));
     assert!(servers.hits().iter().all(|h| h.pod == 3));
     assert_eq!(calls_for(&servers, &next_hash), BTreeMap::from([(3, 1)]));
+}
+
+#[tokio::test]
+async fn the_last_good_copy_never_holds_a_secret_value() {
+    let servers = HookServers::start(2, Duration::ZERO, |_| Behavior::Legacy).await;
+    let mut api = FakeApi::new();
+    let secret = |value: &str| {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("web-secret".into());
+        secret.metadata.namespace = Some("demo".into());
+        secret.data = Some(BTreeMap::from([("token".to_string(), ByteString(value.as_bytes().to_vec()))]));
+        secret
+    };
+    api.put(&secret("first-s3cret"));
+    let clock = Arc::new(Mutex::new(Timestamp::now()));
+    let ctx = clocked(&api, &clock);
+    let fixture = spec(servers.port, json!({"A": "1"})).replicas(2).spec(json!({"config": {
+        "data": {"A": "1"},
+        "secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "web-secret", "key": "token"}}],
+    }}));
+    let mut svc = Svc { rs: fixture.build() };
+    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
+    let first = svc.status()["configHash"].as_str().unwrap().to_string();
+
+    // A new Secret value is a new configuration: canaried, and the copy of the previous
+    // ConfigMap holds the file and its hash only.
+    api.put(&secret("second-s3cret"));
+    svc.reconcile(&mut api, &ctx).await;
+    let canary = &svc.status()["canary"];
+    assert_eq!(canary["previousConfigHash"], first.as_str(), "{canary}");
+    assert_eq!(canary["pods"], json!(["web-1"]));
+    let copy = config_map(&api, "web-config-last-good").expect("last good copy");
+    let data = copy.data.clone().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["config-hash", "config.env"]);
+    for config_map in [copy, config_map(&api, "web-config").unwrap()] {
+        let text = serde_json::to_string(&*config_map).unwrap();
+        assert!(!text.contains("s3cret"), "no Secret value in {text}");
+    }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -250,7 +251,8 @@ pub async fn conclude(
     Ok(Concluded { state: Some(state), requeue: Some(requeue) })
 }
 
-/// Look at each canary: there, Ready, applied, its hook, and (once applied) its health endpoint.
+/// Look at each canary: there, Ready, applied, its hook, and (once applied, or when it is
+/// unready) its health endpoint — the canaries' endpoints are fetched concurrently.
 async fn observe(
     ctx: &Context,
     state: &CanaryStatus,
@@ -258,12 +260,10 @@ async fn observe(
     pods: &[Arc<Pod>],
     previous: &BTreeMap<String, crate::api::ReloadResult>,
 ) -> Vec<Observation> {
-    let mut observations = Vec::new();
-    for name in &state.pods {
+    join_all(state.pods.iter().map(|name| async move {
         let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
         let Some(pod) = pod.filter(|p| !is_terminating(p)) else {
-            observations.push(Observation { name: name.clone(), ..Observation::default() });
-            continue;
+            return Observation { name: name.clone(), ..Observation::default() };
         };
         let applied = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH))
             == Some(&state.config_hash);
@@ -283,16 +283,9 @@ async fn observe(
             }
             _ => None,
         };
-        observations.push(Observation {
-            name: name.clone(),
-            present: true,
-            ready,
-            applied,
-            hook_failure,
-            health,
-        });
-    }
-    observations
+        Observation { name: name.clone(), present: true, ready, applied, hook_failure, health }
+    }))
+    .await
 }
 
 /// Put the last good configuration back into the ConfigMap now (the next reconcile reloads
