@@ -48,13 +48,16 @@ pub fn stage(state: Option<&CanaryStatus>, rendered: &str, live: Option<&str>) -
                 CanaryPhase::Reloading | CanaryPhase::Holding => return Stage::Continue,
                 CanaryPhase::Passed => {}
             }
-        } else if state.phase.in_progress() {
-            // The spec changed during the canary: the last good configuration is still the
-            // one before it (the live ConfigMap holds the abandoned trial).
-            if state.previous_config_hash == rendered {
+        } else if state.phase.in_progress() || state.phase == CanaryPhase::RolledBack {
+            // The spec changed during the canary or after a rollback: the last good
+            // configuration is still the one before (the live ConfigMap holds the abandoned
+            // trial, or — read just after a revert — the rolled back one).
+            let previous = &state.previous_config_hash;
+            if previous == rendered {
                 return Stage::Off;
             }
-            return Stage::Start { previous: state.previous_config_hash.clone(), copy_live: false };
+            let copy_live = live == Some(previous.as_str());
+            return Stage::Start { previous: previous.clone(), copy_live };
         }
     }
     match live {
@@ -247,11 +250,17 @@ mod tests {
         assert_eq!(stage(Some(&state("new", CanaryPhase::Reloading)), "new", Some("good")), Stage::Continue);
         // Rolled back: not tried again.
         assert_eq!(stage(Some(&state("bad", CanaryPhase::RolledBack)), "bad", Some("good")), Stage::Reverted);
-        // A fixed spec tries again, from the restored configuration.
+        // A fixed spec tries again, from the restored configuration — also when the cache
+        // still shows the rolled back one.
         assert_eq!(
             stage(Some(&state("bad", CanaryPhase::RolledBack)), "fixed", Some("good")),
             Stage::Start { previous: "good".into(), copy_live: true }
         );
+        assert_eq!(
+            stage(Some(&state("bad", CanaryPhase::RolledBack)), "fixed", Some("bad")),
+            Stage::Start { previous: "good".into(), copy_live: false }
+        );
+        assert_eq!(stage(Some(&state("bad", CanaryPhase::RolledBack)), "good", Some("good")), Stage::Off);
         // A change during the hold restarts the canary from the same last good configuration.
         assert_eq!(
             stage(Some(&state("new", CanaryPhase::Holding)), "newer", Some("new")),
