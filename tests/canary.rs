@@ -324,3 +324,29 @@ async fn the_last_good_copy_never_holds_a_secret_value() {
         assert!(!text.contains("s3cret"), "no Secret value in {text}");
     }
 }
+
+#[tokio::test]
+async fn a_change_during_the_hold_is_tried_on_the_canary_and_reverts_to_the_configuration_before_both() {
+    let World { mut api, ctx, servers, bad, mut svc, good, .. } = world(false).await;
+    let second = spec(servers.port, json!({"A": "2"}));
+    svc.change(&mut api, &second);
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(svc.status()["canary"]["phase"], "Holding");
+
+    let broken = spec(servers.port, json!({"A": "broken"}));
+    let bad_hash = hash_of(&broken);
+    *bad.lock().unwrap() = bad_hash.clone();
+    svc.change(&mut api, &broken);
+    svc.reconcile(&mut api, &ctx).await;
+    let canary = &svc.status()["canary"];
+    assert_eq!(
+        (canary["phase"].as_str(), canary["configHash"].as_str()),
+        (Some("RolledBack"), Some(bad_hash.as_str()))
+    );
+    assert_eq!(canary["previousConfigHash"], good.as_str(), "the last good one is from before both changes");
+    assert_eq!(*api.mounted.lock().unwrap(), good);
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(api.annotation("web-3", HASH), Some(good.clone()));
+    assert!(servers.hits().iter().all(|h| h.pod == 3), "only the canary was ever called");
+    assert_eq!(calls_for(&servers, &hash_of(&second)), BTreeMap::from([(3, 1)]));
+}
