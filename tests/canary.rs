@@ -201,6 +201,8 @@ async fn an_unhealthy_canary_reverts_the_configuration_and_the_other_pods_never_
     assert_eq!(calls_for(&servers, &bad_hash), BTreeMap::from([(3, 1)]));
     assert_eq!(*api.mounted.lock().unwrap(), good);
     assert_eq!(svc.condition("ConfigRolledBack").0, "True");
+    // The rolled back configuration never became the current revision.
+    assert_eq!(svc.status()["currentRevision"], 1, "{}", svc.status()["revisions"]);
     let others: usize = servers.hits().iter().filter(|h| h.pod != 3).count();
     assert_eq!(others, 0, "non-canary pods were never called");
 }
@@ -215,6 +217,7 @@ async fn a_good_configuration_passes_the_hold_then_reaches_every_pod() {
     assert_eq!(calls_for(&servers, &next), BTreeMap::from([(3, 1)]));
     assert_eq!(svc.status()["canary"]["phase"], "Holding");
     assert_eq!(svc.condition("ConfigRolledBack").1, "CanaryInProgress");
+    assert_eq!(svc.status()["currentRevision"], 1, "on trial, not applied yet");
 
     // During the hold (also after an operator restart) nobody else is called.
     advance(&clock, 10);
@@ -234,6 +237,7 @@ async fn a_good_configuration_passes_the_hold_then_reaches_every_pod() {
     assert_eq!(calls_for(&servers, &next), BTreeMap::from([(0, 1), (1, 1), (2, 1), (3, 1)]));
     assert_eq!(svc.condition("ConfigInSync").0, "True");
     assert_eq!(svc.condition("ConfigRolledBack").1, "CanaryPassed");
+    assert_eq!(svc.status()["currentRevision"], 2);
 }
 
 #[tokio::test]
