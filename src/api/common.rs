@@ -18,6 +18,8 @@ pub enum ConditionType {
     Degraded,
     /// RelayService: the image names a fixed version.
     ImagePinned,
+    /// RelayService: the desired configuration failed on its canaries and was reverted.
+    ConfigRolledBack,
     /// TestDeployment: it failed (image pull, crash loop, progress deadline).
     Failed,
     /// TestDeployment: its TTL ran out.
@@ -36,6 +38,7 @@ impl ConditionType {
             Self::DependenciesReady => "DependenciesReady",
             Self::Degraded => "Degraded",
             Self::ImagePinned => "ImagePinned",
+            Self::ConfigRolledBack => "ConfigRolledBack",
             Self::Failed => "Failed",
             Self::Expired => "Expired",
             Self::Accepted => "Accepted",

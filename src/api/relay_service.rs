@@ -312,6 +312,106 @@ pub struct ReloadSpec {
     /// Bearer token sent as `Authorization: Bearer …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeySelector>,
+    /// Try a new configuration on a few pods first and revert it when they fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+}
+
+/// A canary configuration rollout: the new configuration is reloaded on the canary pods
+/// (the highest ordinals) and watched for `hold` before it reaches the others; a failing
+/// hook, a canary turning unready or an unhealthy health endpoint reverts it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.pods) || string(self.pods).matches('^([1-9][0-9]{0,5}|([1-9][0-9]?|100)%)$')").message("pods must be a count of at least 1 or a percentage from 1% to 100%, such as 2 or \"25%\"").field_path(".pods"))]
+pub struct CanarySpec {
+    /// How many pods: a number (`1`) or a percentage of the replicas (`"25%"`, rounded up).
+    /// At least one pod.
+    #[serde(default)]
+    pub pods: CanaryPods,
+    /// How long the canaries must stay Ready and healthy after reloading.
+    #[serde(default = "default_canary_hold")]
+    pub hold: Duration,
+}
+
+fn default_canary_hold() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A pod count or a percentage of the replicas (`x-kubernetes-int-or-string`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanaryPods {
+    /// That many pods.
+    Count(u32),
+    /// That percentage of the replicas, rounded up.
+    Percent(u32),
+}
+
+impl Default for CanaryPods {
+    fn default() -> Self {
+        Self::Count(1)
+    }
+}
+
+impl CanaryPods {
+    /// The number of canaries among `replicas` pods: at least one, at most all.
+    pub fn of(self, replicas: usize) -> usize {
+        let wanted = match self {
+            Self::Count(n) => n as usize,
+            Self::Percent(p) => (replicas * p as usize).div_ceil(100),
+        };
+        wanted.clamp(1, replicas.max(1))
+    }
+}
+
+impl Serialize for CanaryPods {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(n) => serializer.serialize_u32(*n),
+            Self::Percent(p) => serializer.collect_str(&format_args!("{p}%")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CanaryPods {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u32),
+            Text(String),
+        }
+        let invalid = |text: &str| {
+            serde::de::Error::custom(format!(
+                "invalid canary pods {text:?}: write a count such as 1 or a percentage such as \"25%\""
+            ))
+        };
+        match Raw::deserialize(deserializer)? {
+            Raw::Int(0) => Err(invalid("0")),
+            Raw::Int(n) => Ok(Self::Count(n)),
+            // A quoted count ("2") is a count, as the schema's rule accepts it.
+            Raw::Text(text) => match text.strip_suffix('%').map(|p| p.parse::<u32>()) {
+                Some(Ok(p)) if (1..=100).contains(&p) => Ok(Self::Percent(p)),
+                None if text.parse::<u32>().is_ok_and(|n| n > 0) => {
+                    text.parse().map(Self::Count).map_err(|_| invalid(&text))
+                }
+                _ => Err(invalid(&text)),
+            },
+        }
+    }
+}
+
+impl JsonSchema for CanaryPods {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CanaryPods".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"x-kubernetes-int-or-string": true})
+    }
 }
 
 fn default_reload_path() -> String {
@@ -538,10 +638,66 @@ pub struct RelayServiceStatus {
     /// The last rollback request handled (annotation `relayops.io/rollback-to`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
-    /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned.
+    /// The last canary configuration rollout (`reload.canary`): under way, passed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+    /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned,
+    /// ConfigRolledBack.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// A canary configuration rollout, durable: a restarted operator resumes it, and a rolled
+/// back configuration is not tried again until the spec renders another one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The configuration on trial (or rolled back).
+    pub config_hash: String,
+    /// The last good configuration, kept in the ConfigMap `NAME-config-last-good`.
+    pub previous_config_hash: String,
+    /// Where the rollout stands.
+    pub phase: CanaryPhase,
+    /// The canary pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// When the rollout started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// When every canary had applied the configuration: the hold counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_since: Option<String>,
+    /// When it passed or was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// Why it was rolled back: `CanaryHookFailed`, `CanaryNotReady` or `CanaryUnhealthy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What failed, with the health endpoint's answer when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a canary configuration rollout stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CanaryPhase {
+    /// The canaries' hooks are being called.
+    #[default]
+    Reloading,
+    /// Every canary applied it; they are watched for `hold`.
+    Holding,
+    /// The hold passed: the configuration goes to every pod.
+    Passed,
+    /// A canary failed: the last good configuration was restored.
+    RolledBack,
+}
+
+impl CanaryPhase {
+    /// Still deciding (the other pods wait).
+    pub const fn in_progress(self) -> bool {
+        matches!(self, Self::Reloading | Self::Holding)
+    }
 }
 
 /// Observed state of one managed pod.
@@ -681,4 +837,24 @@ pub struct RollbackStatus {
     /// annotation still counts as handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_pods_are_a_count_or_a_percentage() {
+        let read = |v: serde_json::Value| serde_json::from_value::<CanaryPods>(v);
+        assert_eq!(read(serde_json::json!(2)).unwrap(), CanaryPods::Count(2));
+        assert_eq!(read(serde_json::json!("2")).unwrap(), CanaryPods::Count(2));
+        assert_eq!(read(serde_json::json!("25%")).unwrap(), CanaryPods::Percent(25));
+        for bad in
+            [serde_json::json!(0), serde_json::json!("0%"), serde_json::json!("101%"), serde_json::json!("a")]
+        {
+            assert!(read(bad.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::to_value(CanaryPods::Percent(25)).unwrap(), serde_json::json!("25%"));
+        assert_eq!(serde_json::to_value(CanaryPods::Count(3)).unwrap(), serde_json::json!(3));
+    }
 }

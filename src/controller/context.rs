@@ -13,7 +13,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{HealthPolicy, RelayService, ReloadResult, TestDeployment};
+use crate::api::{CanaryStatus, HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -216,6 +216,24 @@ impl RevisionNumbers {
     }
 }
 
+/// The canary state (`status.canary`) each service's last reconcile in this process
+/// decided, by service UID: a reconcile that starts before that status write reached the
+/// cache reads it here, so a canary is never forgotten or started twice.
+#[derive(Debug, Default)]
+pub struct CanaryMemory(Mutex<HashMap<String, Option<CanaryStatus>>>);
+
+impl CanaryMemory {
+    /// What this process last decided for `service`, if anything.
+    pub fn get(&self, service: &str) -> Option<Option<CanaryStatus>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(service).cloned()
+    }
+
+    /// Remember the state decided for `service`.
+    pub fn set(&self, service: &str, state: Option<CanaryStatus>) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(service.to_owned(), state);
+    }
+}
+
 /// The reconcilers' source of the current time (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -241,6 +259,8 @@ pub struct Context {
     pub announced: AnnouncedProblems,
     /// Revision numbers given by this process.
     pub revision_numbers: RevisionNumbers,
+    /// Canary states decided by this process.
+    pub canaries: CanaryMemory,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -268,6 +288,7 @@ impl Context {
             reload_state: ReloadState::default(),
             announced: AnnouncedProblems::default(),
             revision_numbers: RevisionNumbers::default(),
+            canaries: CanaryMemory::default(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }

@@ -7,6 +7,7 @@
 //! changes anything through the API; [`pods`] and [`conditions`] are pure vocabulary;
 //! [`runner`] wires watches, caches and the kube-runtime Controllers. See ARCHITECTURE.md.
 
+pub mod canary;
 pub mod conditions;
 pub mod container_log;
 pub mod context;
@@ -67,6 +68,18 @@ pub enum Error {
     /// A namespaced object came without a namespace.
     #[error("object has no namespace")]
     MissingNamespace,
+    /// A rolled back configuration cannot be reverted: its last good copy is gone.
+    #[error(
+        "ConfigMap {namespace}/{name} with the last good configuration {hash} not found (yet); cannot revert"
+    )]
+    MissingLastGoodConfig {
+        /// Namespace.
+        namespace: String,
+        /// ConfigMap name.
+        name: String,
+        /// The configuration hash it should hold.
+        hash: String,
+    },
 }
 
 impl Error {
@@ -77,6 +90,7 @@ impl Error {
             Self::Api { .. } => "api",
             Self::Serialize(_) => "serialize",
             Self::MissingNamespace => "missing_namespace",
+            Self::MissingLastGoodConfig { .. } => "missing_last_good_config",
         }
     }
 }

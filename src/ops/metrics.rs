@@ -54,6 +54,10 @@ pub const POD_STATES: &[&str] = &["ready", "unready", "pending", "failed", "term
 pub const TEST_DEPLOYMENT_PHASES: &[&str] =
     &["Pending", "Deploying", "Running", "Failed", "Stopped", "Expired"];
 
+/// Values of the `reason` label of `relay_operator_config_rollbacks_total` (the reasons of
+/// the `ConfigRolledBack` condition).
+pub const ROLLBACK_REASONS: &[&str] = &["CanaryHookFailed", "CanaryNotReady", "CanaryUnhealthy"];
+
 /// Outcome of one call of a service's config-reload hook; the `result` label of
 /// `relay_operator_reload_hook_calls_total` (a fixed set, listed in the README). Built from
 /// a hook outcome with `From<&HookOutcome>` (in [`crate::hook`]), the only mapping.
@@ -118,6 +122,7 @@ pub struct Metrics {
     reload_hook_calls: IntCounterVec,
     reload_propagation: Histogram,
     reload_restarts: IntCounter,
+    config_rollbacks: IntCounterVec,
     test_deployments: IntGaugeVec,
     test_deployment_expirations: IntCounter,
     test_deployment_time_to_running: Histogram,
@@ -229,6 +234,16 @@ impl Metrics {
                 "Pods deleted by onFailure: Restart after their reload hook kept failing.",
             )?,
         )?;
+        let config_rollbacks = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "relay_operator_config_rollbacks_total",
+                    "Configurations reverted to the last good one because a canary failed, by reason.",
+                ),
+                &["reason"],
+            )?,
+        )?;
         let test_deployments = register(
             &r,
             IntGaugeVec::new(
@@ -301,6 +316,9 @@ impl Metrics {
         for result in ReloadHookResult::ALL {
             reload_hook_calls.with_label_values(&[result.as_str()]).reset();
         }
+        for reason in ROLLBACK_REASONS {
+            config_rollbacks.with_label_values(&[*reason]).reset();
+        }
         for phase in TEST_DEPLOYMENT_PHASES {
             test_deployments.with_label_values(&[*phase]).set(0);
         }
@@ -317,6 +335,7 @@ impl Metrics {
             reload_hook_calls,
             reload_propagation,
             reload_restarts,
+            config_rollbacks,
             test_deployments,
             test_deployment_expirations,
             test_deployment_time_to_running,
@@ -413,6 +432,12 @@ impl Metrics {
         self.reload_restarts.inc();
     }
 
+    /// Counts one configuration reverted after a canary failed (`reason`: one of
+    /// [`ROLLBACK_REASONS`]).
+    pub fn config_rollback(&self, reason: &str) {
+        self.config_rollbacks.with_label_values(&[reason]).inc();
+    }
+
     /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]) seen
     /// in `scope`; the gauge is the sum over scopes.
     pub fn set_test_deployments(&self, scope: &str, phase: &str, count: i64) {
@@ -487,6 +512,7 @@ mod tests {
             ("relay_operator_reload_hook_calls_total", "counter"),
             ("relay_operator_reload_propagation_seconds", "histogram"),
             ("relay_operator_reload_restarts_total", "counter"),
+            ("relay_operator_config_rollbacks_total", "counter"),
             ("relay_operator_test_deployments", "gauge"),
             ("relay_operator_test_deployment_expirations_total", "counter"),
             ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),

@@ -69,6 +69,12 @@ pub fn render_config(
     Ok(RenderedConfig { config_map, hash, restart_digest })
 }
 
+/// A ConfigMap named `name` owned by `owner` holding `data` (the last good copy of a
+/// configuration, or that copy restored).
+pub fn owned_config_map(owner: &Owner, name: String, data: BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap { metadata: owned_meta(owner, name), data: Some(data), ..ConfigMap::default() }
+}
+
 /// Digest of what forces a pod replacement: the values of the restart keys, or the whole
 /// configuration when the service has no reload hook (nothing else could apply it).
 fn restart_digest(

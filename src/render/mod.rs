@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::api::{HealthPolicySpec, RelayServiceSpec};
 
-pub use config::{CONFIG_HASH_KEY, RenderedConfig, render_config};
+pub use config::{CONFIG_HASH_KEY, RenderedConfig, owned_config_map, render_config};
 pub use labels::{
     ANNOTATION_CONFIG_HASH, LABEL_OWNER_KIND, LABEL_POD_INDEX, LABEL_POD_TEMPLATE_HASH, LABEL_SERVICE,
     LABEL_VOLUME, MANAGER, selector_string,

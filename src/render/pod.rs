@@ -84,6 +84,12 @@ impl PodTemplate {
         &self.hash
     }
 
+    /// Annotate new pods with `hash` instead (the last good configuration after a canary
+    /// rollback: the ConfigMap they mount holds it).
+    pub fn set_config_hash(&mut self, hash: &str) {
+        hash.clone_into(&mut self.config_hash);
+    }
+
     /// The pod with the given ordinal.
     pub fn pod(&self, ordinal: i32) -> Pod {
         let name = self.owner.pod_name(ordinal);

@@ -8,6 +8,7 @@
 //! Figures are printed with an `e2e:` prefix (run with `--nocapture` to see them).
 
 mod audit;
+mod canary;
 mod cluster;
 mod faults;
 mod import;

@@ -21,6 +21,11 @@ pub enum Behavior {
     Echo(Arc<Mutex<String>>),
     /// 503 forever.
     Fail,
+    /// The stand-in of a canary: a hook call loads what the mounted file says and echoes
+    /// it; while the loaded hash is `bad`, `GET` (the health endpoint) answers 503
+    /// `{"status": "degraded", "ws_connected": false}` — or, with `hook_fails`, the hook
+    /// itself answers 503 for it.
+    Judge { mounted: Arc<Mutex<String>>, bad: Arc<Mutex<String>>, hook_fails: bool },
 }
 
 /// One received hook request.
@@ -92,10 +97,13 @@ async fn serve(
     delay: Duration,
     hits: Arc<Mutex<Vec<HookHit>>>,
 ) {
+    // What the app loaded at its last hook call (Judge).
+    let loaded = Arc::new(Mutex::new(String::new()));
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { return };
         let behavior = behavior.clone();
         let hits = hits.clone();
+        let loaded = loaded.clone();
         tokio::spawn(async move {
             loop {
                 let mut buffer = Vec::new();
@@ -127,7 +135,24 @@ async fn serve(
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
+                let health_check = head.starts_with("GET ");
                 let (status, body) = match &behavior {
+                    Behavior::Judge { bad, .. } if health_check => {
+                        if *loaded.lock().unwrap() == *bad.lock().unwrap() {
+                            (503, r#"{"status": "degraded", "ws_connected": false}"#.to_string())
+                        } else {
+                            (200, r#"{"status": "healthy", "ws_connected": true}"#.to_string())
+                        }
+                    }
+                    Behavior::Judge { mounted, bad, hook_fails } => {
+                        let now = mounted.lock().unwrap().clone();
+                        *loaded.lock().unwrap() = now.clone();
+                        if *hook_fails && now == *bad.lock().unwrap() {
+                            (503, r#"{"status":"error"}"#.to_string())
+                        } else {
+                            (200, format!(r#"{{"configHash":"{now}"}}"#))
+                        }
+                    }
                     Behavior::Legacy => {
                         (200, r#"{"status": "success", "message": "Config reloaded"}"#.to_string())
                     }
@@ -136,12 +161,14 @@ async fn serve(
                     }
                     Behavior::Fail => (503, r#"{"status":"error"}"#.to_string()),
                 };
-                hits.lock().unwrap().push(HookHit {
-                    pod,
-                    hash: header("x-config-hash").unwrap_or_default(),
-                    authorization: header("authorization"),
-                    answered: body.clone(),
-                });
+                if !health_check {
+                    hits.lock().unwrap().push(HookHit {
+                        pod,
+                        hash: header("x-config-hash").unwrap_or_default(),
+                        authorization: header("authorization"),
+                        answered: body.clone(),
+                    });
+                }
                 let response = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()

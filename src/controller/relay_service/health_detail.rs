@@ -13,24 +13,46 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Fetch `url` once (no redirects, bounded time and size) and describe the answer, truncated.
 pub async fn fetch(client: &reqwest::Client, url: url::Url) -> String {
+    check(client, url).await.detail
+}
+
+/// One answer of a health endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// The answer described, truncated: `HTTP 503: {…}`, or why there was none.
+    pub detail: String,
+}
+
+impl Answer {
+    /// Healthy as the kubelet judges an HTTP probe: a status from 200 to 399.
+    pub fn healthy(&self) -> bool {
+        self.status.is_some_and(|s| (200..400).contains(&s))
+    }
+}
+
+/// Fetch `url` once (no redirects, bounded time and size): its status and the answer described.
+pub async fn check(client: &reqwest::Client, url: url::Url) -> Answer {
     let work = async {
-        let mut response = client.get(url).send().await.map_err(|e| format!("request failed: {e}"))?;
+        let mut response =
+            client.get(url).send().await.map_err(|e| (None, format!("request failed: {e}")))?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         while body.len() < MAX_READ_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return Err(format!("HTTP {status}, body unreadable: {e}")),
+                Err(e) => return Err((Some(status), format!("HTTP {status}, body unreadable: {e}"))),
             }
         }
-        Ok(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()))
+        Ok((Some(status), format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim())))
     };
-    let detail = match tokio::time::timeout(FETCH_TIMEOUT, work).await {
-        Ok(Ok(detail)) | Ok(Err(detail)) => detail,
-        Err(_) => format!("no answer within {}s", FETCH_TIMEOUT.as_secs()),
+    let (status, detail) = match tokio::time::timeout(FETCH_TIMEOUT, work).await {
+        Ok(Ok(answer) | Err(answer)) => answer,
+        Err(_) => (None, format!("no answer within {}s", FETCH_TIMEOUT.as_secs())),
     };
-    truncate(&detail, MAX_SHOWN_BYTES)
+    Answer { status, detail: truncate(&detail, MAX_SHOWN_BYTES) }
 }
 
 /// Cut `text` to at most `max` bytes on a character boundary, marking the cut.

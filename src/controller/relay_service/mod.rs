@@ -19,6 +19,7 @@ pub mod revisions;
 pub mod status;
 
 use super::Error;
+use super::canary::{self, Concluded, plan::rolled_back_condition};
 use super::container_log::read_log;
 use super::context::Context;
 use super::converge::{Target, converge};
@@ -78,19 +79,35 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         assess(pods, &r.pod_template_hash, completed, strategy.progress_deadline.get(), ctx.now())
     });
     let mut reloads = ReloadRound::default();
+    let mut canary = Concluded::default();
+    let mut effective_hash = None;
     match &rendered {
         Ok(rendered) => {
             let hold_outdated = matches!(progress, Some(Progress::Stuck { .. }));
             let pinned = history.pinned();
             let target = Target { owner: &owner, reference: reference.clone(), spec, pinned, hold_outdated };
-            converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
-            kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
+            let prepared = canary::prepare(&ctx, &target, &service, rendered, &pods).await?;
+            let effective = prepared.rendered.as_ref();
+            effective_hash = Some(effective.config_hash.clone());
+            converge(&ctx, &target, effective, &pods, dependencies.ready()).await?;
+            // A configuration on trial or rolled back on its canaries is not (yet) applied.
+            if prepared.applies_spec() {
+                kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
+            }
             let previous = service.status.as_ref();
+            let generation = service.metadata.generation;
             reloads =
-                propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
+                propagate(&ctx, &target, generation, effective, &pods, previous, &prepared.scope).await?;
             reloads.apply_to(&mut pods);
+            let last_reload = previous
+                .map(|s| {
+                    s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect()
+                })
+                .unwrap_or_default();
+            canary = canary::conclude(&ctx, &target, prepared, &reloads, &pods, &last_reload).await?;
         }
         Err(problem) => {
+            canary.state = canary::remembered(&ctx, &owner, &service);
             publish(
                 &ctx,
                 &reference,
@@ -121,13 +138,21 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         }
         _ => None,
     };
+    // Without a rendered configuration the condition stays as it was.
+    let previous_conditions = service.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let rolled_back = rendered
+        .as_ref()
+        .and_then(|r| rolled_back_condition(canary.state.as_ref(), &r.config_hash, previous_conditions));
 
     let mut status = compute(&StatusInput {
         generation: service.metadata.generation,
         desired: if spec.suspend { 0 } else { spec.replicas },
         suspended: spec.suspend,
         pods: &pods,
-        hashes: rendered.as_ref().map(|r| (r.pod_template_hash.as_str(), r.config_hash.as_str())),
+        hashes: rendered
+            .as_ref()
+            .zip(effective_hash.as_deref())
+            .map(|(r, c)| (r.pod_template_hash.as_str(), c)),
         selector: selector_string(&owner),
         dependencies: &dependencies,
         problem: problem.clone(),
@@ -136,6 +161,8 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         previous: service.status.as_ref(),
         reloads: &reloads.results,
         stuck: stuck.clone(),
+        canary: canary.state.as_ref(),
+        rolled_back,
         now: ctx.now(),
     });
     history.fill(&mut status, kept_revisions);
@@ -161,10 +188,11 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     // and so may a pod whose readiness check should have passed by then (no watch event
     // announces that it did not).
     let rollout = progress.as_ref().and_then(|p| requeue_after(p, ctx.now()));
-    let sooner = [reloads.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now()), rollout]
-        .into_iter()
-        .flatten()
-        .min();
+    let sooner =
+        [reloads.requeue, canary.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now()), rollout]
+            .into_iter()
+            .flatten()
+            .min();
     Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
 }
 

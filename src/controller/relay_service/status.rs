@@ -6,7 +6,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult};
+use crate::api::{
+    CanaryStatus, ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult,
+};
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{is_ready, is_terminating, pod_entry};
 use crate::controller::relay_service::health_detail::truncate;
@@ -66,6 +68,10 @@ pub struct StatusInput<'a> {
     pub reloads: &'a BTreeMap<String, ReloadResult>,
     /// `Progressing=False/ProgressDeadlineExceeded` when the rollout is stuck (see `progress`).
     pub stuck: Option<NewCondition>,
+    /// The canary configuration rollout (`status.canary`).
+    pub canary: Option<&'a CanaryStatus>,
+    /// The `ConfigRolledBack` condition, when there is one to set.
+    pub rolled_back: Option<NewCondition>,
     /// Current time.
     pub now: Timestamp,
 }
@@ -258,12 +264,10 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         }
     };
     let previous_conditions = input.previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let conditions = merge(
-        previous_conditions,
-        vec![ready_condition, progressing, degraded, config, input.dependencies.condition(), image],
-        input.generation,
-        input.now,
-    );
+    let mut updates =
+        vec![ready_condition, progressing, degraded, config, input.dependencies.condition(), image];
+    updates.extend(input.rolled_back.clone());
+    let conditions = merge(previous_conditions, updates, input.generation, input.now);
 
     // A rollout completes once every desired pod runs the template Ready (no pods prove nothing).
     let completed_pod_template_hash = match template_hash.as_ref() {
@@ -284,6 +288,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         completed_pod_template_hash,
         image_digest,
         pods,
+        canary: input.canary.cloned(),
         conditions,
         // The revision fields are the revision history's (`super::revisions`).
         ..RelayServiceStatus::default()

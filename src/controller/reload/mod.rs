@@ -97,6 +97,23 @@ impl ReloadRound {
     }
 }
 
+/// Which pods a reload round reaches (a canary configuration rollout narrows it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadScope {
+    /// The hash the spec renders to, when the round sends another one (the last good
+    /// configuration after a rollback): the round is superseded when the spec renders to
+    /// anything else. `None`: the hash sent.
+    pub spec_hash: Option<String>,
+    /// Only these pods take part (the canaries); `None`: every pod.
+    pub only: Option<BTreeSet<String>>,
+    /// A failing hook never restarts the pod (`onFailure` is not applied): a canary's
+    /// failure reverts the configuration instead.
+    pub canary: bool,
+    /// Pods called even when not Ready: reverted canaries, often unready because of the
+    /// very configuration being reverted.
+    pub even_unready: BTreeSet<String>,
+}
+
 /// Run the reload phase for a converged service. `generation` is the service's
 /// `metadata.generation` this reconcile acts on; `pods` are its pods from the cache.
 pub async fn propagate(
@@ -106,6 +123,7 @@ pub async fn propagate(
     rendered: &RenderedService,
     pods: &[Arc<Pod>],
     previous: Option<&RelayServiceStatus>,
+    scope: &ReloadScope,
 ) -> Result<ReloadRound, Error> {
     let (Some(reload), Some(_)) = (&target.spec.reload, &target.spec.config) else {
         return Ok(ReloadRound::default());
@@ -122,8 +140,17 @@ pub async fn propagate(
     ReloadRound { applied: unobserved.clone(), ..ReloadRound::default() }.apply_to(&mut pods);
     // Only the pods the service keeps: a pod being scaled away is not reloaded.
     let base = owner.base_name();
-    let kept = |view: &PodView| ordinal_of(&base, &view.name).is_some_and(|o| o < rendered.replicas);
-    let views: Vec<PodView> = pods.iter().map(|p| PodView::of(p)).filter(kept).collect();
+    // A canary rollout reaches only its canaries.
+    let kept = |view: &PodView| {
+        ordinal_of(&base, &view.name).is_some_and(|o| o < rendered.replicas)
+            && scope.only.as_ref().is_none_or(|only| only.contains(&view.name))
+    };
+    let views: Vec<PodView> = pods
+        .iter()
+        .map(|p| PodView::of(p))
+        .filter(kept)
+        .map(|p| PodView { ready: p.ready || scope.even_unready.contains(&p.name), ..p })
+        .collect();
     let by_name: BTreeMap<&str, &Pod> =
         pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &**p))).collect();
     let uids: BTreeMap<&str, &str> =
@@ -171,7 +198,8 @@ pub async fn propagate(
     if steps.call.is_empty() {
         return Ok(round);
     }
-    let fresh = Freshness { ctx, owner, generation, pinned: target.pinned, sent: desired };
+    let spec_hash = scope.spec_hash.as_deref().unwrap_or(desired);
+    let fresh = Freshness { ctx, owner, generation, pinned: target.pinned, sent: desired, spec_hash };
     let finished: Mutex<Vec<(HookReport, Recorded)>> = Mutex::default();
     // A pod an earlier operator process nudged for this hash may have been called before that
     // process stopped: if its health endpoint reports the hash, it is recorded, not called.
@@ -305,7 +333,12 @@ pub async fn propagate(
             continue;
         }
         round.results.insert(name.clone(), result(ReloadOutcome::Failed, desired, message.clone()));
-        let (action, consequence) = match reload.on_failure {
+        let policy = if scope.canary { ReloadFailurePolicy::Ignore } else { reload.on_failure };
+        let (action, consequence) = match policy {
+            ReloadFailurePolicy::Ignore if scope.canary => {
+                warn!(pod = %name, %message, "canary reload failed; the configuration is reverted");
+                ("Reload", "it is a canary: the configuration is reverted")
+            }
             ReloadFailurePolicy::Restart => {
                 delete::<Pod>(ctx, &owner.namespace, &name).await?;
                 round.restarted.insert(name.clone());
@@ -408,6 +441,8 @@ struct Freshness<'a> {
     /// The configuration comes from a rolled-back revision, not from the spec.
     pinned: bool,
     sent: &'a str,
+    /// What the spec rendered to when the round started (`sent`, except during a rollback).
+    spec_hash: &'a str,
 }
 
 impl Freshness<'_> {
@@ -426,7 +461,7 @@ impl Freshness<'_> {
         }
         let secrets = secret_data(self.ctx, &self.owner.namespace, &service.spec);
         match render_config(self.owner, &service.spec, &secrets) {
-            Ok(config) => config.hash != self.sent,
+            Ok(config) => config.hash != self.spec_hash,
             Err(_) => true,
         }
     }
