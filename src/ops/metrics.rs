@@ -118,6 +118,7 @@ pub struct Metrics {
     reload_hook_calls: IntCounterVec,
     reload_propagation: Histogram,
     reload_restarts: IntCounter,
+    restarts: IntGaugeVec,
     test_deployments: IntGaugeVec,
     test_deployment_expirations: IntCounter,
     test_deployment_time_to_running: Histogram,
@@ -229,6 +230,16 @@ impl Metrics {
                 "Pods deleted by onFailure: Restart after their reload hook kept failing.",
             )?,
         )?;
+        let restarts = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "relay_operator_pod_restarts",
+                    "Pod restarts (rollouts, onFailure: Restart, rollbacks) under --max-concurrent-restarts, by state: in_flight (deleted, replacement not Ready yet) or queued (waiting for a slot).",
+                ),
+                &["state"],
+            )?,
+        )?;
         let test_deployments = register(
             &r,
             IntGaugeVec::new(
@@ -304,6 +315,9 @@ impl Metrics {
         for phase in TEST_DEPLOYMENT_PHASES {
             test_deployments.with_label_values(&[*phase]).set(0);
         }
+        for state in ["in_flight", "queued"] {
+            restarts.with_label_values(&[state]).set(0);
+        }
 
         Ok(Self {
             registry: r,
@@ -317,6 +331,7 @@ impl Metrics {
             reload_hook_calls,
             reload_propagation,
             reload_restarts,
+            restarts,
             test_deployments,
             test_deployment_expirations,
             test_deployment_time_to_running,
@@ -413,6 +428,13 @@ impl Metrics {
         self.reload_restarts.inc();
     }
 
+    /// Sets the pod restarts in flight and queued (`--max-concurrent-restarts`).
+    pub fn set_restarts(&self, in_flight: usize, queued: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.restarts.with_label_values(&["in_flight"]).set(gauge(in_flight));
+        self.restarts.with_label_values(&["queued"]).set(gauge(queued));
+    }
+
     /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]) seen
     /// in `scope`; the gauge is the sum over scopes.
     pub fn set_test_deployments(&self, scope: &str, phase: &str, count: i64) {
@@ -487,6 +509,7 @@ mod tests {
             ("relay_operator_reload_hook_calls_total", "counter"),
             ("relay_operator_reload_propagation_seconds", "histogram"),
             ("relay_operator_reload_restarts_total", "counter"),
+            ("relay_operator_pod_restarts", "gauge"),
             ("relay_operator_test_deployments", "gauge"),
             ("relay_operator_test_deployment_expirations_total", "counter"),
             ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),

@@ -20,9 +20,10 @@ pub mod status;
 use super::Error;
 use super::container_log::read_log;
 use super::context::Context;
-use super::converge::{Target, converge};
+use super::converge::{Gate, Target, converge, service_key};
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
+use super::restart_budget::QUEUED_RETRY;
 use super::writes::{apply_status, publish, publish_about_pod};
 use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;
@@ -30,10 +31,11 @@ use kube::runtime::reflector::Store;
 use status::{StatusInput, compute, entries_by_name};
 
 use crate::api::{
-    ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceStatus, find_condition,
+    ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceSpec, RelayServiceStatus,
+    find_condition,
 };
 use crate::deps::is_ready;
-use crate::render::{Owner, OwnerKind, image_is_pinned, selector_string};
+use crate::render::{CONFIG_HASH_KEY, Owner, OwnerKind, RenderedService, image_is_pinned, selector_string};
 
 /// Reconcile one RelayService.
 ///
@@ -62,16 +64,29 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     let rendered = resolve_and_render(&ctx, &owner, spec);
     let mut pods = owned_pods(&ctx, &owner);
     let mut reloads = ReloadRound::default();
+    let mut config_held = None;
+    let mut restarts_queued = 0;
     match &rendered {
         Ok(rendered) => {
             let target =
                 Target { owner: &owner, reference: reference.clone(), spec, pinned: history.pinned() };
-            converge(&ctx, &target, rendered, &pods, dependencies.ready()).await?;
-            kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
-            let previous = service.status.as_ref();
-            reloads =
-                propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
-            reloads.apply_to(&mut pods);
+            config_held = debounce_hold(&ctx, &owner, spec, rendered);
+            let gate = match (config_held, dependencies.ready()) {
+                (Some(_), _) => Gate::ConfigHeld,
+                (None, true) => Gate::Open,
+                (None, false) => Gate::Dependencies,
+            };
+            restarts_queued = converge(&ctx, &target, rendered, &pods, gate).await?;
+            // A held configuration is not applied, so it never becomes a revision.
+            if config_held.is_none() {
+                kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
+                let previous = service.status.as_ref();
+                reloads =
+                    propagate(&ctx, &target, service.metadata.generation, rendered, &pods, previous).await?;
+                reloads.apply_to(&mut pods);
+            }
+            restarts_queued += reloads.restarts_queued;
+            ctx.restarts_queued(&service_key(&owner), restarts_queued);
         }
         Err(problem) => {
             publish(
@@ -110,6 +125,9 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         failures: &failures,
         previous: service.status.as_ref(),
         reloads: &reloads.results,
+        config_held: config_held.is_some(),
+        restarts_queued,
+        restart_limit: ctx.restarts.limit(),
         now: ctx.now(),
     });
     history.fill(&mut status, kept_revisions);
@@ -127,9 +145,36 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     // The reload phase may need to come back sooner (settle delay, a newer configuration),
     // and so may a pod whose readiness check should have passed by then (no watch event
     // announces that it did not).
-    let sooner =
-        [reloads.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now())].into_iter().flatten().min();
+    // A held configuration is written when its window ends; a queued restart asks for a slot again.
+    let queued_retry = (restarts_queued > 0).then_some(QUEUED_RETRY);
+    let deadline = next_deadline(pods.iter().map(|p| &**p), ctx.now());
+    let sooner = [reloads.requeue, deadline, config_held, queued_retry].into_iter().flatten().min();
     Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
+}
+
+/// How much longer the service's new configuration is held by `reload.debounce` (see
+/// [`crate::controller::debounce`]); `None` when it may be written now. The applied
+/// configuration is the one in the ConfigMap as cached.
+fn debounce_hold(
+    ctx: &Context,
+    owner: &Owner,
+    spec: &RelayServiceSpec,
+    rendered: &RenderedService,
+) -> Option<Duration> {
+    let reload = spec.reload.as_ref()?;
+    let name = owner.config_map_name();
+    let applied = ctx
+        .caches
+        .config_maps
+        .get(&ObjectRef::new(&name).within(&owner.namespace))
+        .and_then(|c| c.data.as_ref()?.get(CONFIG_HASH_KEY).cloned());
+    ctx.debounce.hold(
+        &service_key(owner),
+        applied.as_deref(),
+        &rendered.config_hash,
+        reload.debounce.get(),
+        ctx.now(),
+    )
 }
 
 /// Diagnose every pod that is not Ready for a reason worth showing, read what that needs
