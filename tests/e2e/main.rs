@@ -17,6 +17,7 @@ mod leader;
 mod node_logs;
 mod proxy;
 mod revisions;
+mod safe_change;
 mod secrets;
 mod standin;
 mod status_why;
