@@ -67,51 +67,79 @@ async fn a_burst_of_edits_inside_the_debounce_window_is_one_reload_per_pod() {
     s.cleanup().await;
 }
 
-/// Pods of `services` (each `replicas`) that are not running Ready and undeleted in one
-/// consistent view of the pods: the restarts in flight as a user sees them.
-fn restarting<'a>(pods: impl IntoIterator<Item = &'a Pod>, services: &[String], replicas: usize) -> usize {
-    let up: BTreeSet<String> = pods
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(|p| p.name_any())
-        .collect();
-    services
-        .iter()
-        .flat_map(|name| (0..replicas).map(move |i| format!("{name}-{i}")))
-        .filter(|pod| !up.contains(pod))
-        .count()
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The most pods restarting at once (see [`restarting`]) after any pod watch event, and the
-/// number of events seen.
-type Observed = Arc<Mutex<(usize, usize)>>;
+/// What the pod watch saw: the most pods restarting at once, the most running pods that
+/// were not Ready at once for another reason (a readiness probe timing out on the loaded
+/// machine), and the number of events.
+#[derive(Clone, Copy, Debug, Default)]
+struct Observed {
+    most_restarting: usize,
+    most_flapping: usize,
+    events: usize,
+}
+
+/// The pods of `services` (each `replicas`) as a restart sees them, in one consistent view:
+/// `(restarting, flapping)`. A pod is restarting while it is deleted (terminating or gone) or
+/// its replacement has not been Ready yet (its UID is not `settled`); a settled pod that is
+/// not Ready is flapping, not restarting.
+fn restarting(
+    pods: &BTreeMap<String, Pod>,
+    settled: &BTreeSet<String>,
+    services: &[String],
+    replicas: usize,
+) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for name in services.iter().flat_map(|name| (0..replicas).map(move |i| format!("{name}-{i}"))) {
+        match pods.get(&name) {
+            Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
+                let uid = pod.uid().unwrap_or_default();
+                if !settled.contains(&uid) {
+                    counts.0 += 1;
+                } else if !is_ready(pod) {
+                    counts.1 += 1;
+                }
+            }
+            _ => counts.0 += 1,
+        }
+    }
+    counts
+}
 
 /// Watch the namespace's pods and record, after every event, how many are restarting: each
-/// event moves the view from one resourceVersion to the next, so no moment is missed.
+/// event moves the view from one resourceVersion to the next, so no moment is missed. The
+/// pods present when the watch starts are settled.
 async fn watch_restarting(
     client: &Client,
     ns: &str,
     services: Vec<String>,
     replicas: usize,
-) -> (tokio::task::JoinHandle<()>, Observed) {
-    let observed: Observed = Arc::default();
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Observed>>) {
+    let observed = Arc::new(Mutex::new(Observed::default()));
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
     let record = observed.clone();
     let task = tokio::spawn(async move {
         let mut synced = Some(synced_tx);
         let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+        let mut settled: BTreeSet<String> = BTreeSet::new();
         let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Init) => pods.clear(),
-                Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
+                Ok(watcher::Event::InitApply(pod)) => {
+                    settled.insert(pod.uid().unwrap_or_default());
+                    pods.insert(pod.name_any(), pod);
+                }
+                Ok(watcher::Event::Apply(pod)) => {
+                    if is_ready(&pod) {
+                        settled.insert(pod.uid().unwrap_or_default());
+                    }
                     pods.insert(pod.name_any(), pod);
                 }
                 Ok(watcher::Event::Delete(pod)) => {
@@ -125,10 +153,11 @@ async fn watch_restarting(
                 Err(_) => continue,
             }
             if synced.is_none() {
-                let now = restarting(pods.values(), &services, replicas);
+                let (now, flapping) = restarting(&pods, &settled, &services, replicas);
                 let mut seen = record.lock().unwrap();
-                seen.0 = seen.0.max(now);
-                seen.1 += 1;
+                seen.most_restarting = seen.most_restarting.max(now);
+                seen.most_flapping = seen.most_flapping.max(flapping);
+                seen.events += 1;
             }
         }
     });
@@ -166,46 +195,41 @@ async fn the_restart_budget_holds_while_many_services_roll_at_once() {
 
     // Every service changes its restart key at once: every pod must be replaced.
     let (watch, watched) = watch_restarting(client, ns, names.clone(), replicas).await;
-    assert_eq!(watched.lock().unwrap().0, 0, "all pods up before the change");
+    assert_eq!(watched.lock().unwrap().most_restarting, 0, "all pods up before the change");
     let started = Instant::now();
     for name in &names {
         patch_config(client, ns, name, json!({"MODE": "two"})).await;
     }
     let services: Api<RelayService> = Api::namespaced(client.clone(), ns);
-    let mut most = 0;
     let mut queued_seen = 0;
-    let mut polls = 0;
     let limit = Duration::from_secs(600);
     loop {
-        assert!(
-            started.elapsed() < limit,
-            "not all replaced after {limit:?} (most restarting at once: {most})"
-        );
-        let Some(pods) = pod_list(client, ns).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let now = restarting(&pods, &names, replicas);
-        let (watched_most, _) = *watched.lock().unwrap();
-        assert!(watched_most <= BUDGET, "{watched_most} pods restarting at once, budget {BUDGET}");
-        most = most.max(now);
-        polls += 1;
-        assert!(now <= BUDGET, "{now} pods restarting at once, budget {BUDGET}");
+        let seen = *watched.lock().unwrap();
+        assert!(seen.most_restarting <= BUDGET, "budget {BUDGET} exceeded: {seen:?}");
+        assert!(started.elapsed() < limit, "not all replaced after {limit:?}: {seen:?}");
         let list = services.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
         queued_seen = queued_seen.max(
             list.iter()
                 .filter(|s| super::condition(s, "Progressing").is_some_and(|(_, r)| r == "RestartQueued"))
                 .count(),
         );
-        let replaced = pods.iter().filter(|p| p.uid().is_some_and(|u| !before.contains(&u))).count();
-        if replaced == count * replicas && now == 0 {
+        let Some(pods) = pod_list(client, ns).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let replaced = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+            .filter(|p| p.uid().is_some_and(|u| !before.contains(&u)))
+            .count();
+        if replaced == count * replicas {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rolled = started.elapsed();
     watch.abort();
-    let (watched_most, events) = *watched.lock().unwrap();
+    let seen = *watched.lock().unwrap();
     for name in &names {
         wait_converged(client, ns, name, Duration::from_secs(120)).await;
         // The kubelet stops a replaced process shortly after its pod object is gone.
@@ -227,11 +251,14 @@ async fn the_restart_budget_holds_while_many_services_roll_at_once() {
     })
     .await;
     eprintln!(
-        "e2e: budget {BUDGET}: {count} services x {replicas} pods replaced in {:.1} s; most restarting at once {watched_most} over {events} pod watch events ({most} over {polls} polls); most services queued at once {queued_seen}",
-        rolled.as_secs_f64()
+        "e2e: budget {BUDGET}: {count} services x {replicas} pods replaced in {:.1} s; most restarting at once {} over {} pod watch events (most Ready pods flapping unready at once: {}); most services queued at once {queued_seen}",
+        rolled.as_secs_f64(),
+        seen.most_restarting,
+        seen.events,
+        seen.most_flapping
     );
-    assert!(watched_most <= BUDGET, "{watched_most} pods restarting at once, budget {BUDGET}");
-    assert_eq!(watched_most, BUDGET, "the budget was used");
+    assert!(seen.most_restarting <= BUDGET, "budget {BUDGET} exceeded: {seen:?}");
+    assert_eq!(seen.most_restarting, BUDGET, "the budget was used");
     assert!(queued_seen > 0, "queued restarts were visible in status");
     s.cleanup().await;
 }
