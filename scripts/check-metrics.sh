@@ -83,6 +83,7 @@ for family in relay_operator_reconciliations_total:counter relay_operator_reconc
     relay_operator_reconcile_queue_depth:gauge relay_operator_managed_pods:gauge \
     relay_operator_reload_hook_calls_total:counter relay_operator_reload_propagation_seconds:histogram \
     relay_operator_reload_restarts_total:counter relay_operator_config_rollbacks_total:counter \
+    relay_operator_pod_restarts:gauge \
     relay_operator_test_deployments:gauge \
     relay_operator_test_deployment_expirations_total:counter \
     relay_operator_test_deployment_time_to_running_seconds:histogram relay_operator_leader:gauge \

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use relay_operator::controller::restart_budget::RestartBudget;
 use relay_operator::controller::runner::{self, RunOptions};
 use relay_operator::hook::{HookVia, ReloadOptions, Transport};
 use relay_operator::import::{self, EnvTarget, FileReader, ImportOptions};
@@ -153,6 +154,11 @@ struct RunArgs {
     /// API server's pod proxy, e.g. when the operator runs outside the cluster).
     #[arg(long, env = "RELAY_HOOK_VIA", value_enum, default_value_t = HookVia::PodIp)]
     hook_via: HookVia,
+    /// Most pod restarts in flight at once over all services (template rollouts,
+    /// `onFailure: Restart`, rollbacks); a restart holds its slot until the replacement pod
+    /// is Ready. Unlimited when unset.
+    #[arg(long, env = "RELAY_MAX_CONCURRENT_RESTARTS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_restarts: Option<u32>,
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
@@ -219,6 +225,8 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
     };
     let transport = Transport::from_via(args.hook_via, client.clone()).map_err(|e| e.to_string())?;
     let reload = ReloadOptions::new(args.hook_concurrency, args.hook_concurrency_per_service, transport);
+    // One budget for every watched namespace's controllers.
+    let restarts = Arc::new(RestartBudget::new(args.max_concurrent_restarts.map(|n| n as usize)));
     let namespaces: Vec<Option<String>> =
         if args.namespaces.is_empty() { vec![None] } else { args.namespaces.into_iter().map(Some).collect() };
     // Ready once the caches of every watched namespace have synced.
@@ -236,6 +244,7 @@ async fn run_async(args: RunArgs) -> Result<(), String> {
             require_pinned_images: args.require_pinned_images,
             instance: std::env::var("POD_NAME").ok(),
             reload: reload.clone(),
+            restarts: restarts.clone(),
         };
         runner::run(client.clone(), options, synced, metrics.clone(), stopped())
     });

@@ -147,6 +147,7 @@ async fn metrics_exposition_is_well_formed_and_readiness_flips() {
         ("relay_operator_reload_propagation_seconds", "histogram"),
         ("relay_operator_reload_restarts_total", "counter"),
         ("relay_operator_config_rollbacks_total", "counter"),
+        ("relay_operator_pod_restarts", "gauge"),
         ("relay_operator_test_deployments", "gauge"),
         ("relay_operator_test_deployment_expirations_total", "counter"),
         ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),

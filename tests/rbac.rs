@@ -146,7 +146,7 @@ async fn reload_through_the_api_proxy() -> Vec<Call> {
         let rs = service
             .clone()
             .config([("A", value)])
-            .reload(json!({"port": 8000, "settleDelay": "0s", "method": method}));
+            .reload(json!({"port": 8000, "settleDelay": "0s", "debounce": "0s", "method": method}));
         reconcile(Arc::new(rs.build()), h.ctx.clone()).await.unwrap();
         let step = h.take_calls();
         h.sync(true);

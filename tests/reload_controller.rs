@@ -1,5 +1,6 @@
 //! The reload phase of the RelayService reconciler: the fake API of `support/fake_api.rs`
-//! (writes reach the caches at once) plus real hook servers on 127.0.0.x (one per pod).
+//! (writes reach the caches at once) plus real hook servers on 127.0.0.x (one per pod);
+//! `reload.debounce` and the restart budget (`--max-concurrent-restarts`) at the end.
 
 mod support;
 
@@ -9,10 +10,12 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
+use relay_operator::controller::restart_budget::RestartBudget;
 use relay_operator::hook::{ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
@@ -25,8 +28,7 @@ const NUDGE: &str = "relayops.io/config-nudge";
 
 /// The RelayService `web` with `replicas`, configuration `data` and hooks on `port`.
 fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> RelayServiceFixture {
-    let mut reload_spec =
-        json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s"});
+    let mut reload_spec = json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s", "debounce": "0s"});
     if let (Some(target), Some(extra)) = (reload_spec.as_object_mut(), reload.as_object()) {
         for (k, v) in extra {
             target.insert(k.clone(), v.clone());
@@ -424,4 +426,248 @@ async fn hooks_through_the_api_server_proxy() {
         assert_eq!(api.annotation(&pod, HASH), Some(b.clone()));
         assert_eq!(svc.last_reload(&pod)["result"], "Applied");
     }
+}
+
+/// A context whose clock reads `clock` (the debounce window is measured on it).
+fn clocked(api: &FakeApi, clock: &Arc<std::sync::Mutex<Timestamp>>) -> Arc<Context> {
+    let clock = clock.clone();
+    Arc::new(api.context().with_clock(Arc::new(move || *clock.lock().unwrap())))
+}
+
+#[tokio::test]
+async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_config() {
+    let mut api = FakeApi::new();
+    let mounted = api.mounted.clone();
+    let servers = HookServers::start(3, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
+    let t0 = Timestamp::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let ctx = clocked(&api, &clock);
+    let at = |ms: i64| t0 + SignedDuration::from_millis(ms);
+    let reload = json!({"debounce": "2s"});
+    let config = |value: &str| spec(servers.port, 3, json!({"A": value}), reload.clone());
+    let mut svc = Svc::new(config("a"));
+    // A new service's first ConfigMap is not held.
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "first ConfigMap written");
+    let a = svc.hash();
+
+    // B, then C one second later: nothing is written, nothing is called.
+    svc.change(&mut api, config("b"));
+    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    let b = svc.hash();
+    assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "B held: {calls:#?}");
+    assert!(!calls.iter().any(|c| c.path.contains("/pods/")), "no pod touched: {calls:#?}");
+    assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
+    assert_eq!(svc.condition("ConfigInSync"), ("False".into(), "Debouncing".into()));
+    *clock.lock().unwrap() = at(1000);
+    svc.change(&mut api, config("c"));
+    svc.reconcile(&mut api, &ctx).await;
+    let c = svc.hash();
+    *clock.lock().unwrap() = at(2500);
+    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "C held until 2 s after it");
+    assert!(requeue_within(&action, Duration::from_millis(500)), "the remainder: {action:?}");
+    assert!(servers.hits().is_empty());
+    assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(a.clone())));
+
+    // The window of C ends: C is written and reaches each pod once; B never does.
+    *clock.lock().unwrap() = at(3000);
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let written: Vec<&str> =
+        calls.iter().filter_map(|c| c.body.pointer("/data/config-hash").and_then(Value::as_str)).collect();
+    assert_eq!(written, [c.as_str()]);
+    assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
+    assert!(servers.calls_for(&b).is_empty(), "B never reached a pod");
+    assert_eq!(servers.hits().len(), 3, "one hook call per pod in all");
+    assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
+    assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(servers.hits().len(), 3);
+}
+
+#[tokio::test]
+async fn a_restarted_operator_holds_a_pending_config_for_a_whole_window_again() {
+    let mut api = FakeApi::new();
+    let t0 = Timestamp::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let reload = json!({"debounce": "2s"});
+    let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
+    let first = clocked(&api, &clock);
+    svc.reconcile(&mut api, &first).await;
+    svc.change(&mut api, spec(8000, 1, json!({"A": "b"}), reload));
+    svc.reconcile(&mut api, &first).await;
+    // 1.5 s into the window the operator restarts: the window starts again (conservative).
+    *clock.lock().unwrap() = t0 + SignedDuration::from_millis(1500);
+    let restarted = clocked(&api, &clock);
+    let (action, calls) = svc.reconcile(&mut api, &restarted).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "held again: {calls:#?}");
+    assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
+    *clock.lock().unwrap() = t0 + SignedDuration::from_millis(2500);
+    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "1 s into the new window");
+    *clock.lock().unwrap() = t0 + SignedDuration::from_millis(3500);
+    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "written after a whole window");
+}
+
+#[tokio::test]
+async fn a_held_config_creates_no_pod_that_would_start_with_it() {
+    let mut api = FakeApi::new();
+    let t0 = Timestamp::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let ctx = clocked(&api, &clock);
+    let reload = json!({"debounce": "5s"});
+    let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
+    svc.reconcile(&mut api, &ctx).await;
+    // Scale up together with a config change: the new pod would carry the new hash while
+    // the ConfigMap still holds the old one, so it waits for the window too.
+    svc.change(&mut api, spec(8000, 2, json!({"A": "b"}), reload.clone()));
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(!calls.iter().any(|c| c.method == "POST" && c.path.contains("/pods")), "{calls:#?}");
+    *clock.lock().unwrap() = t0 + SignedDuration::from_secs(5);
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let b = svc.hash();
+    assert!(calls.iter().any(|c| c.body.pointer("/data/config-hash") == Some(&json!(b))));
+    assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"));
+    assert_eq!(api.annotation("web-1", HASH), Some(b));
+}
+
+/// Pods deleted and not yet recreated after each request, over a sequence of requests.
+fn restarts_in_flight(calls: &[Call]) -> Vec<usize> {
+    let mut away = std::collections::BTreeSet::new();
+    calls
+        .iter()
+        .map(|c| {
+            if c.method == "DELETE" && c.path.contains("/pods/") {
+                away.insert(c.path.rsplit('/').next().unwrap().split('?').next().unwrap().to_string());
+            }
+            if c.method == "POST" && c.path.split('?').next().unwrap().ends_with("/pods") {
+                away.remove(c.body["metadata"]["name"].as_str().unwrap());
+            }
+            away.len()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_restart_budget_caps_rollouts_across_services() {
+    let mut api = FakeApi::new();
+    let budget = Arc::new(RestartBudget::new(Some(2)));
+    let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
+    let metrics = ctx.metrics.clone();
+    let service = |name: &str, port: &str| {
+        RelayServiceFixture::new(name)
+            .image("ghcr.io/example/relay:1.4.2")
+            .replicas(2)
+            .spec(json!({"config": {"data": {"PORT": port}}}))
+            .reload(json!({"port": 8000, "restartKeys": ["PORT"], "debounce": "0s"}))
+    };
+    let names = ["a", "b", "c", "d", "e"];
+    let mut services: Vec<Svc> = names.iter().map(|n| Svc::new(service(n, "1"))).collect();
+    for svc in &mut services {
+        svc.reconcile(&mut api, &ctx).await;
+    }
+    // Every service changes a restart key at once.
+    for (svc, name) in services.iter_mut().zip(names) {
+        svc.change(&mut api, service(name, "2"));
+    }
+    let mut all = Vec::new();
+    let mut queued_seen = false;
+    let mut max_queued_metric = 0.0f64;
+    for _ in 0..30 {
+        for svc in &mut services {
+            let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+            all.extend(calls);
+            assert!(budget.in_flight() <= 2, "budget exceeded: {}", budget.in_flight());
+            queued_seen |= svc.condition("Progressing").1 == "RestartQueued";
+            max_queued_metric =
+                max_queued_metric.max(sample(&metrics, "relay_operator_pod_restarts{state=\"queued\"}"));
+        }
+        if services.iter().all(|s| s.status()["updatedReplicas"] == 2 && s.status()["readyReplicas"] == 2) {
+            break;
+        }
+    }
+    let in_flight = restarts_in_flight(&all);
+    assert!(in_flight.iter().all(|n| *n <= 2), "at most 2 pods away at once: {in_flight:?}");
+    assert_eq!(in_flight.iter().max(), Some(&2), "the budget is used");
+    assert!(queued_seen, "services waiting for a slot say so in status");
+    assert!(max_queued_metric >= 1.0, "and in the metric");
+    let mut deleted = deletes(&all);
+    deleted.sort();
+    let mut expected: Vec<String> = names.iter().flat_map(|n| [format!("{n}-0"), format!("{n}-1")]).collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "every pod replaced once, all finish");
+    for svc in &services {
+        assert_eq!(svc.status()["updatedReplicas"], 2);
+        assert_eq!(svc.condition("Progressing"), ("False".into(), "UpToDate".into()));
+    }
+    // Scaling down is not a restart: it needs no slot even when none is free.
+    for i in 0..2 {
+        assert!(budget.acquire("other", &format!("x-{i}"), &format!("ux-{i}"), Timestamp::now()));
+    }
+    services[0].change(&mut api, service("a", "2").replicas(1));
+    let (_, calls) = services[0].reconcile(&mut api, &ctx).await;
+    assert_eq!(deletes(&calls), ["a-1"]);
+}
+
+#[tokio::test]
+async fn a_failed_reload_restart_waits_for_a_slot() {
+    let servers =
+        HookServers::start(2, Duration::ZERO, |i| if i == 1 { Behavior::Fail } else { Behavior::Legacy })
+            .await;
+    let mut api = FakeApi::new();
+    let budget = Arc::new(RestartBudget::new(Some(1)));
+    let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
+    let reload = json!({"onFailure": "Restart"});
+    let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
+    svc.reconcile(&mut api, &ctx).await;
+    // Another service's restart holds the only slot.
+    assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
+    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), reload));
+    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(deletes(&calls).is_empty(), "no slot: web-1 stays");
+    assert_eq!(svc.last_reload("web-1")["result"], "Failed");
+    assert_eq!(svc.condition("Progressing"), ("True".into(), "RestartQueued".into()));
+    assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
+    let event =
+        calls.iter().find(|c| c.path.contains("/events") && c.body["reason"] == "ReloadFailed").unwrap();
+    assert!(event.body["note"].as_str().unwrap().contains("queued"), "{}", event.body);
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(deletes(&calls).is_empty(), "still no slot");
+    let hits = servers.hits().len();
+
+    // The slot is free: the queued restart is made, without calling the hook again.
+    budget.release("ux");
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(deletes(&calls), ["web-1"]);
+    assert_eq!(servers.hits().len(), hits);
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(budget.in_flight(), 0, "the replacement is Ready: slot released");
+    assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
+}
+
+#[tokio::test]
+async fn a_queued_reload_restart_survives_an_operator_restart() {
+    let servers =
+        HookServers::start(2, Duration::ZERO, |i| if i == 1 { Behavior::Fail } else { Behavior::Legacy })
+            .await;
+    let mut api = FakeApi::new();
+    let budget = Arc::new(RestartBudget::new(Some(1)));
+    let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
+    let reload = json!({"onFailure": "Restart"});
+    let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
+    svc.reconcile(&mut api, &ctx).await;
+    assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
+    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), reload));
+    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    assert!(deletes(&calls).is_empty(), "queued");
+    let hits = servers.hits().len();
+
+    // A new process knows the failure only from status; it makes the restart.
+    let restarted = Arc::new(api.context());
+    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    assert_eq!(deletes(&calls), ["web-1"]);
+    assert_eq!(servers.hits().len(), hits, "the failed hook is not called again");
 }

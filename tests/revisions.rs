@@ -2,8 +2,9 @@
 //! (writes reach the caches at once) and real hook servers on 127.0.0.x: revisions kept as
 //! ControllerRevisions and listed in status, the rollback annotation restoring an earlier
 //! configuration through the hook without replacing pods, the pin surviving a restart and a
-//! scale and ending with the user's next change, refused requests, pruning to the limit;
-//! and the `relay-operator rollback` command against the fake API on a socket.
+//! scale and ending with the user's next change, refused requests, pruning to the limit,
+//! a configuration superseded inside `reload.debounce` never kept; and the
+//! `relay-operator rollback` command against the fake API on a socket.
 
 mod support;
 
@@ -26,7 +27,7 @@ fn web(port: u16, greeting: &str) -> RelayServiceFixture {
         .image("ghcr.io/example/relay:1.4.2")
         .replicas(2)
         .config([("GREETING", greeting)])
-        .reload(json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s"}))
+        .reload(json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s", "debounce": "0s"}))
 }
 
 struct Svc {
@@ -346,4 +347,45 @@ async fn a_rollback_to_another_image_replaces_the_pods_like_any_template_change(
         .collect();
     assert_eq!(images, ["ghcr.io/example/relay:1.4.2", "ghcr.io/example/relay:1.4.2"]);
     assert_eq!(svc.revisions(), revisions(&[(2, "RolledBack"), (1, "Current")]));
+}
+
+#[tokio::test]
+async fn a_configuration_superseded_inside_the_debounce_window_never_becomes_a_revision() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+    let api = FakeApi::new();
+    let mounted = api.mounted.clone();
+    let servers = HookServers::start(2, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
+    let mut api = api;
+    let t0 = Timestamp::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let ctx = {
+        let clock = clock.clone();
+        Arc::new(api.context().with_clock(Arc::new(move || *clock.lock().unwrap())))
+    };
+    let debounced = |greeting: &str| {
+        web(servers.port, greeting)
+            .reload(json!({"port": servers.port, "settleDelay": "0s", "debounce": "2s"}))
+    };
+    let mut svc = Svc { rs: debounced("a").build() };
+    svc.reconcile(&mut api, &ctx).await;
+    // B, then C half a second later; C's window ends 2 s after it.
+    svc.change(&mut api, debounced("b"));
+    svc.reconcile(&mut api, &ctx).await;
+    *clock.lock().unwrap() = t0 + SignedDuration::from_millis(500);
+    svc.change(&mut api, debounced("c"));
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    assert!(!calls.iter().any(|c| c.path.contains("/controllerrevisions")), "nothing kept while held");
+    assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));
+    *clock.lock().unwrap() = t0 + SignedDuration::from_millis(2500);
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    let kept: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.contains("/controllerrevisions"))
+        .map(|c| &c.body["data"]["config"]["data"]["GREETING"])
+        .collect();
+    assert_eq!(kept, [&json!("c")], "C is kept; B never was");
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+    let c = svc.hash();
+    assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1)]));
 }

@@ -309,6 +309,11 @@ pub struct ReloadSpec {
     /// so the kubelet has refreshed the mounted file first.
     #[serde(default = "default_settle_delay")]
     pub settle_delay: Duration,
+    /// How long a new configuration must stay the desired one before it is written and
+    /// reloaded: changes within the window become one reload (`0s` turns it off). No pod is
+    /// created or replaced while a change is held.
+    #[serde(default = "default_debounce")]
+    pub debounce: Duration,
     /// Bearer token sent as `Authorization: Bearer …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeySelector>,
@@ -425,6 +430,9 @@ fn default_retry_deadline() -> Duration {
 }
 fn default_settle_delay() -> Duration {
     Duration::from_secs(10)
+}
+fn default_debounce() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// HTTP method of the reload hook.

@@ -13,6 +13,8 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::debounce::Debounce;
+use super::restart_budget::RestartBudget;
 use crate::api::{CanaryStatus, HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
@@ -261,6 +263,11 @@ pub struct Context {
     pub revision_numbers: RevisionNumbers,
     /// Canary states decided by this process.
     pub canaries: CanaryMemory,
+    /// When each service's pending configuration was first desired (`reload.debounce`).
+    pub debounce: Debounce,
+    /// Pod restarts in flight and queued (`--max-concurrent-restarts`), shared by every
+    /// controller of the process.
+    pub restarts: Arc<RestartBudget>,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -289,6 +296,8 @@ impl Context {
             announced: AnnouncedProblems::default(),
             revision_numbers: RevisionNumbers::default(),
             canaries: CanaryMemory::default(),
+            debounce: Debounce::default(),
+            restarts: Arc::new(RestartBudget::default()),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }
@@ -298,6 +307,21 @@ impl Context {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Share `budget` (`--max-concurrent-restarts`) instead of an unlimited one of its own.
+    pub fn with_restart_budget(mut self, budget: Arc<RestartBudget>) -> Self {
+        self.restarts = budget;
+        self
+    }
+
+    /// Record that `count` restarts of `service` wait for a slot, and show the budget in
+    /// the metrics.
+    pub fn restarts_queued(&self, service: &str, count: usize) {
+        let now = self.now();
+        self.restarts.set_queued(service, count, now);
+        let (in_flight, queued) = self.restarts.counts(now);
+        self.metrics.set_restarts(in_flight, queued);
     }
 
     /// The current time according to the clock.

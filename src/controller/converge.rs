@@ -1,7 +1,8 @@
 //! Converge a service's children — one code path for RelayServices and TestDeployments:
 //! apply the rendered ConfigMap, Service, Ingress (or delete one no longer wanted) and
 //! claims, execute the pod plan ([`super::rollout`]) and claim retention on scale-down, each
-//! write through [`super::writes`].
+//! write through [`super::writes`]. Replacing an outdated pod is a restart: it takes a slot
+//! of the [`super::restart_budget`] first, or waits.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tracing::info;
 use super::Error;
 use super::context::Context;
 use super::pods::{is_finished, is_ready, is_terminating, ordinal_of};
+use super::restart_budget::PodFacts;
 use super::rollout::{DeleteReason, ObservedPod, PlanInput, PodAction, plan};
 use super::writes::{apply_if_changed, create_pod, delete, publish, publish_about_pod};
 use crate::api::{RelayServiceSpec, Retention, StorageScope};
@@ -36,25 +38,42 @@ pub struct Target<'a> {
     pub hold_outdated: bool,
 }
 
+/// Which pod changes this convergence may make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Create, roll and configure pods.
+    Open,
+    /// Dependencies are not Ready: neither create nor roll pods.
+    Dependencies,
+    /// A new configuration is held (`reload.debounce`): the ConfigMap is not written and no
+    /// pod is created or rolled, so none starts with a configuration about to be superseded.
+    ConfigHeld,
+}
+
 /// Apply the ConfigMap, Service, Ingress and claims, then execute the pod plan and claim
-/// retention.
-/// `may_start` gates creating and rolling pods (dependencies Ready).
+/// retention. Returns how many pod restarts wait for a slot of the restart budget.
 pub async fn converge(
     ctx: &Context,
     target: &Target<'_>,
     rendered: &RenderedService,
     pods: &[Arc<Pod>],
-    may_start: bool,
-) -> Result<(), Error> {
-    apply_children(ctx, target.owner, rendered).await?;
+    gate: Gate,
+) -> Result<usize, Error> {
+    apply_children(ctx, target.owner, rendered, gate != Gate::ConfigHeld).await?;
     let replicas = if target.spec.suspend { 0 } else { target.spec.replicas };
-    execute_plan(ctx, target, rendered, pods, replicas, may_start).await?;
+    let queued = execute_plan(ctx, target, rendered, pods, replicas, gate == Gate::Open).await?;
     // Suspending is not scaling: claims stay for the replicas the spec asks for.
-    delete_scaled_claims(ctx, target, pods, target.spec.replicas).await
+    delete_scaled_claims(ctx, target, pods, target.spec.replicas).await?;
+    Ok(queued)
 }
 
-async fn apply_children(ctx: &Context, owner: &Owner, rendered: &RenderedService) -> Result<(), Error> {
-    if let Some(config_map) = &rendered.config_map {
+async fn apply_children(
+    ctx: &Context,
+    owner: &Owner,
+    rendered: &RenderedService,
+    write_config: bool,
+) -> Result<(), Error> {
+    if let Some(config_map) = rendered.config_map.as_ref().filter(|_| write_config) {
         apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, config_map.clone()).await?;
     }
     if let Some(service) = &rendered.service {
@@ -102,6 +121,27 @@ fn observe(base: &str, pod: &Pod) -> Option<ObservedPod> {
     })
 }
 
+/// The restart budget's view of the pods.
+pub fn pod_facts(pods: &[Arc<Pod>]) -> Vec<PodFacts> {
+    pods.iter()
+        .map(|pod| {
+            let name = pod.name_any();
+            PodFacts {
+                uid: pod.uid().unwrap_or_else(|| name.clone()),
+                name,
+                ready: is_ready(pod),
+                finished: is_finished(pod),
+            }
+        })
+        .collect()
+}
+
+/// The key of a service in the restart budget and other per-service memories.
+pub fn service_key(owner: &Owner) -> String {
+    format!("{}/{}/{}", owner.kind.as_str(), owner.namespace, owner.name)
+}
+
+/// Execute the pod plan; returns how many replacements wait for a restart slot.
 async fn execute_plan(
     ctx: &Context,
     target: &Target<'_>,
@@ -109,9 +149,14 @@ async fn execute_plan(
     pods: &[Arc<Pod>],
     replicas: i32,
     may_start: bool,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let owner = target.owner;
     let base = owner.base_name();
+    let key = service_key(owner);
+    let facts = pod_facts(pods);
+    let wanted = |name: &str| ordinal_of(&base, name).is_some_and(|o| o < replicas);
+    ctx.restarts.release_done(&key, &facts, wanted, ctx.now());
+    let mut queued = 0;
     let observed: Vec<ObservedPod> = pods.iter().filter_map(|p| observe(&base, p)).collect();
     let actions = plan(&PlanInput {
         replicas,
@@ -144,7 +189,15 @@ async fn execute_plan(
                 .await;
             }
             PodAction::Delete { name, reason } => {
-                delete::<Pod>(ctx, &owner.namespace, &name).await?;
+                let uid = facts.iter().find(|p| p.name == name).map_or(name.as_str(), |p| p.uid.as_str());
+                if reason == DeleteReason::Outdated && !ctx.restarts.acquire(&key, &name, uid, ctx.now()) {
+                    queued += 1;
+                    continue;
+                }
+                if let Err(e) = delete::<Pod>(ctx, &owner.namespace, &name).await {
+                    ctx.restarts.release(uid);
+                    return Err(e);
+                }
                 let (event_reason, note) = match reason {
                     DeleteReason::ScaledDown if target.spec.suspend => {
                         ("Suspended", format!("deleted pod {name}: service suspended"))
@@ -173,7 +226,7 @@ async fn execute_plan(
             }
         }
     }
-    Ok(())
+    Ok(queued)
 }
 
 /// `whenScaled: Delete`: remove claims of ordinals at or above `replicas` once their pod is gone.

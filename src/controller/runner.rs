@@ -22,6 +22,7 @@ use super::context::{Caches, Context, SecretCaches};
 use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
+use super::restart_budget::RestartBudget;
 use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
@@ -175,6 +176,8 @@ pub struct RunOptions {
     pub instance: Option<String>,
     /// Reload options: the `--hook-via` transport, concurrency, retry delays.
     pub reload: ReloadOptions,
+    /// The restart budget (`--max-concurrent-restarts`), shared by every controller.
+    pub restarts: Arc<RestartBudget>,
 }
 
 /// The namespaces whose Secrets a controller watching `watched` (all when `None`) reads, given
@@ -337,14 +340,17 @@ pub async fn run(
 
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        caches,
-        recorder,
-        options.require_pinned_images,
-        options.reload.clone(),
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            caches,
+            recorder,
+            options.require_pinned_images,
+            options.reload.clone(),
+            metrics.clone(),
+        )
+        .with_restart_budget(options.restarts.clone()),
+    );
 
     let shutdown = shutdown.shared();
     let stopping = shutdown.clone();

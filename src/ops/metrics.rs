@@ -123,6 +123,7 @@ pub struct Metrics {
     reload_propagation: Histogram,
     reload_restarts: IntCounter,
     config_rollbacks: IntCounterVec,
+    restarts: IntGaugeVec,
     test_deployments: IntGaugeVec,
     test_deployment_expirations: IntCounter,
     test_deployment_time_to_running: Histogram,
@@ -244,6 +245,16 @@ impl Metrics {
                 &["reason"],
             )?,
         )?;
+        let restarts = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "relay_operator_pod_restarts",
+                    "Pod restarts (rollouts, onFailure: Restart, rollbacks) under --max-concurrent-restarts, by state: in_flight (deleted, replacement not Ready yet) or queued (waiting for a slot).",
+                ),
+                &["state"],
+            )?,
+        )?;
         let test_deployments = register(
             &r,
             IntGaugeVec::new(
@@ -322,6 +333,9 @@ impl Metrics {
         for phase in TEST_DEPLOYMENT_PHASES {
             test_deployments.with_label_values(&[*phase]).set(0);
         }
+        for state in ["in_flight", "queued"] {
+            restarts.with_label_values(&[state]).set(0);
+        }
 
         Ok(Self {
             registry: r,
@@ -336,6 +350,7 @@ impl Metrics {
             reload_propagation,
             reload_restarts,
             config_rollbacks,
+            restarts,
             test_deployments,
             test_deployment_expirations,
             test_deployment_time_to_running,
@@ -438,6 +453,13 @@ impl Metrics {
         self.config_rollbacks.with_label_values(&[reason]).inc();
     }
 
+    /// Sets the pod restarts in flight and queued (`--max-concurrent-restarts`).
+    pub fn set_restarts(&self, in_flight: usize, queued: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.restarts.with_label_values(&["in_flight"]).set(gauge(in_flight));
+        self.restarts.with_label_values(&["queued"]).set(gauge(queued));
+    }
+
     /// Sets the number of TestDeployments in `phase` (one of [`TEST_DEPLOYMENT_PHASES`]) seen
     /// in `scope`; the gauge is the sum over scopes.
     pub fn set_test_deployments(&self, scope: &str, phase: &str, count: i64) {
@@ -513,6 +535,7 @@ mod tests {
             ("relay_operator_reload_propagation_seconds", "histogram"),
             ("relay_operator_reload_restarts_total", "counter"),
             ("relay_operator_config_rollbacks_total", "counter"),
+            ("relay_operator_pod_restarts", "gauge"),
             ("relay_operator_test_deployments", "gauge"),
             ("relay_operator_test_deployment_expirations_total", "counter"),
             ("relay_operator_test_deployment_time_to_running_seconds", "histogram"),

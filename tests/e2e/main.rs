@@ -19,6 +19,7 @@ mod node_logs;
 mod proxy;
 mod revisions;
 mod rollout_deadline;
+mod safe_change;
 mod secrets;
 mod standin;
 mod status_why;

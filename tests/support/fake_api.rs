@@ -610,6 +610,10 @@ impl State {
             return failure(409, "AlreadyExists", &format!("{key} already exists"));
         }
         let mut object = object;
+        if object["metadata"]["uid"].is_null() {
+            // As the API server: every new object gets a UID (a recreated pod another one).
+            object["metadata"]["uid"] = json!(format!("uid-{}", self.version + 1));
+        }
         if self.instant && target.plural == "pods" && object["status"].is_null() {
             let ip = pod_ip(ordinal(&key)).to_string();
             object["status"] = serde_json::to_value(PodStatus { pod_ip: Some(ip), ..running(true) }).unwrap();

@@ -22,9 +22,10 @@ use super::Error;
 use super::canary::{self, Concluded, plan::rolled_back_condition};
 use super::container_log::read_log;
 use super::context::Context;
-use super::converge::{Target, converge};
+use super::converge::{Gate, Target, converge, service_key};
 use super::reload::{ReloadRound, propagate};
 use super::resolve::{dependencies, owned_pods, resolve_and_render};
+use super::restart_budget::QUEUED_RETRY;
 use super::writes::{apply_status, publish, publish_about_pod};
 use crate::api::RollbackPolicy;
 use crate::history::RollbackTarget;
@@ -38,10 +39,11 @@ use progress::{
 use status::{StatusInput, compute, entries_by_name};
 
 use crate::api::{
-    ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceStatus, find_condition,
+    ConditionType, FailureDetail, HealthPolicy, RelayService, RelayServiceSpec, RelayServiceStatus,
+    find_condition,
 };
 use crate::deps::is_ready;
-use crate::render::{Owner, OwnerKind, image_is_pinned, selector_string};
+use crate::render::{CONFIG_HASH_KEY, Owner, OwnerKind, RenderedService, image_is_pinned, selector_string};
 
 /// Reconcile one RelayService.
 ///
@@ -81,30 +83,43 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     let mut reloads = ReloadRound::default();
     let mut canary = Concluded::default();
     let mut effective_hash = None;
+    let mut config_held = None;
+    let mut restarts_queued = 0;
     match &rendered {
         Ok(rendered) => {
             let hold_outdated = matches!(progress, Some(Progress::Stuck { .. }));
             let pinned = history.pinned();
             let target = Target { owner: &owner, reference: reference.clone(), spec, pinned, hold_outdated };
-            let prepared = canary::prepare(&ctx, &target, &service, rendered, &pods).await?;
-            let effective = prepared.rendered.as_ref();
-            effective_hash = Some(effective.config_hash.clone());
-            converge(&ctx, &target, effective, &pods, dependencies.ready()).await?;
-            // A configuration on trial or rolled back on its canaries is not (yet) applied.
-            if prepared.applies_spec() {
-                kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
+            config_held = debounce_hold(&ctx, &owner, spec, rendered);
+            if config_held.is_some() {
+                // A held configuration is not applied: no ConfigMap write, no reload, no
+                // revision, no canary.
+                restarts_queued = converge(&ctx, &target, rendered, &pods, Gate::ConfigHeld).await?;
+                canary.state = canary::remembered(&ctx, &owner, &service);
+            } else {
+                let prepared = canary::prepare(&ctx, &target, &service, rendered, &pods).await?;
+                let effective = prepared.rendered.as_ref();
+                effective_hash = Some(effective.config_hash.clone());
+                let gate = if dependencies.ready() { Gate::Open } else { Gate::Dependencies };
+                restarts_queued = converge(&ctx, &target, effective, &pods, gate).await?;
+                // A configuration on trial or rolled back on its canaries is not (yet) applied.
+                if prepared.applies_spec() {
+                    kept_revisions = Some(revisions::keep_applied(&ctx, &service, &owner, &history).await?);
+                }
+                let previous = service.status.as_ref();
+                let generation = service.metadata.generation;
+                reloads =
+                    propagate(&ctx, &target, generation, effective, &pods, previous, &prepared.scope).await?;
+                reloads.apply_to(&mut pods);
+                let last_reload = previous
+                    .map(|s| {
+                        s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect()
+                    })
+                    .unwrap_or_default();
+                canary = canary::conclude(&ctx, &target, prepared, &reloads, &pods, &last_reload).await?;
             }
-            let previous = service.status.as_ref();
-            let generation = service.metadata.generation;
-            reloads =
-                propagate(&ctx, &target, generation, effective, &pods, previous, &prepared.scope).await?;
-            reloads.apply_to(&mut pods);
-            let last_reload = previous
-                .map(|s| {
-                    s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect()
-                })
-                .unwrap_or_default();
-            canary = canary::conclude(&ctx, &target, prepared, &reloads, &pods, &last_reload).await?;
+            restarts_queued += reloads.restarts_queued;
+            ctx.restarts_queued(&service_key(&owner), restarts_queued);
         }
         Err(problem) => {
             canary.state = canary::remembered(&ctx, &owner, &service);
@@ -163,6 +178,9 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
         stuck: stuck.clone(),
         canary: canary.state.as_ref(),
         rolled_back,
+        config_held: config_held.is_some(),
+        restarts_queued,
+        restart_limit: ctx.restarts.limit(),
         now: ctx.now(),
     });
     history.fill(&mut status, kept_revisions);
@@ -187,13 +205,40 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     // The reload phase may need to come back sooner (settle delay, a newer configuration),
     // and so may a pod whose readiness check should have passed by then (no watch event
     // announces that it did not).
+    // A held configuration is written when its window ends; a queued restart asks for a slot again.
+    let queued_retry = (restarts_queued > 0).then_some(QUEUED_RETRY);
     let rollout = progress.as_ref().and_then(|p| requeue_after(p, ctx.now()));
-    let sooner =
-        [reloads.requeue, canary.requeue, next_deadline(pods.iter().map(|p| &**p), ctx.now()), rollout]
-            .into_iter()
-            .flatten()
-            .min();
+    let deadline = next_deadline(pods.iter().map(|p| &**p), ctx.now());
+    let sooner = [reloads.requeue, canary.requeue, deadline, rollout, config_held, queued_retry]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(Action::requeue(sooner.map_or(wait, |s| s.min(wait))))
+}
+
+/// How much longer the service's new configuration is held by `reload.debounce` (see
+/// [`crate::controller::debounce`]); `None` when it may be written now. The applied
+/// configuration is the one in the ConfigMap as cached.
+fn debounce_hold(
+    ctx: &Context,
+    owner: &Owner,
+    spec: &RelayServiceSpec,
+    rendered: &RenderedService,
+) -> Option<Duration> {
+    let reload = spec.reload.as_ref()?;
+    let name = owner.config_map_name();
+    let applied = ctx
+        .caches
+        .config_maps
+        .get(&ObjectRef::new(&name).within(&owner.namespace))
+        .and_then(|c| c.data.as_ref()?.get(CONFIG_HASH_KEY).cloned());
+    ctx.debounce.hold(
+        &service_key(owner),
+        applied.as_deref(),
+        &rendered.config_hash,
+        reload.debounce.get(),
+        ctx.now(),
+    )
 }
 
 /// Diagnose every pod that is not Ready for a reason worth showing, read what that needs

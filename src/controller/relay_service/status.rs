@@ -72,6 +72,12 @@ pub struct StatusInput<'a> {
     pub canary: Option<&'a CanaryStatus>,
     /// The `ConfigRolledBack` condition, when there is one to set.
     pub rolled_back: Option<NewCondition>,
+    /// A new configuration is held by `reload.debounce`.
+    pub config_held: bool,
+    /// Pod restarts waiting for a slot of `--max-concurrent-restarts`.
+    pub restarts_queued: usize,
+    /// `--max-concurrent-restarts`, if set.
+    pub restart_limit: Option<usize>,
     /// Current time.
     pub now: Timestamp,
 }
@@ -172,7 +178,18 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
             ),
         },
     };
-    let progressing = if converged || input.suspended && existing == 0 {
+    let progressing = if input.restarts_queued > 0 {
+        let limit = input.restart_limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string());
+        NewCondition::new(
+            ConditionType::Progressing,
+            true,
+            "RestartQueued",
+            format!(
+                "{} pod restart(s) wait for a slot (--max-concurrent-restarts {limit}, shared by all services); {updated}/{desired} pods up to date",
+                input.restarts_queued
+            ),
+        )
+    } else if converged || input.suspended && existing == 0 {
         NewCondition::new(ConditionType::Progressing, false, "UpToDate", "all pods run the current template")
     } else if let Some(stuck) = &input.stuck {
         stuck.clone()
@@ -234,6 +251,15 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         )
     } else if existing == 0 {
         NewCondition::new(ConditionType::ConfigInSync, true, "NoPods", "no pods to configure")
+    } else if input.config_held {
+        NewCondition::new(
+            ConditionType::ConfigInSync,
+            false,
+            "Debouncing",
+            format!(
+                "{synced}/{existing} pods run the desired configuration; it is written and reloaded once it has not changed for reload.debounce"
+            ),
+        )
     } else if !hook_failed.is_empty() {
         NewCondition::new(
             ConditionType::ConfigInSync,

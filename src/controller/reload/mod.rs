@@ -20,8 +20,10 @@
 //!    moment, so during A→B→C a pod is never recorded at B once C is desired. The
 //!    annotation is durable: a restarted operator neither repeats nor forgets a reload.
 //! 4. **Fail.** After the deadline, `onFailure: Restart` deletes the pod (it comes back
-//!    with the new configuration; `relay_operator_reload_restarts_total`), `Ignore`
-//!    leaves it; both are a Warning Event and `pods[].lastReload` in status.
+//!    with the new configuration; `relay_operator_reload_restarts_total`) once the restart
+//!    budget (`--max-concurrent-restarts`) has a slot — until then the restart is queued and
+//!    made by a later reconcile — `Ignore` leaves it; both are a Warning Event and
+//!    `pods[].lastReload` in status.
 //!
 //! Design: the phase runs inside the reconcile — each pod's calls bounded by
 //! `retryDeadline` (plus one call timeout) from its first attempt — and is abandoned as soon as the service's generation or freshly rendered
@@ -46,7 +48,7 @@ pub mod plan;
 
 use super::Error;
 use super::context::Context;
-use super::converge::Target;
+use super::converge::{Target, service_key};
 use super::pods::{health_url, ordinal_of};
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish, publish_about_pod};
@@ -56,7 +58,9 @@ use crate::ops::metrics::ReloadHookResult;
 use crate::render::{
     ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
 };
-use plan::{ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, plan};
+use plan::{
+    ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, awaits_restart, plan,
+};
 
 /// Most of one service's per-pod API writes (nudge and result annotations) in flight at
 /// once: each takes the API server a few milliseconds, and its default limit on mutating
@@ -73,6 +77,8 @@ pub struct ReloadRound {
     /// Pods deleted by `onFailure: Restart` (still listed until the watch reports them
     /// gone, so their failed `lastReload` is visible).
     pub restarted: BTreeSet<String>,
+    /// Restarts (`onFailure: Restart`) waiting for a slot of the restart budget.
+    pub restarts_queued: usize,
     /// Reconcile again after this long (settle delay remaining, or a newer change).
     pub requeue: Option<Duration>,
 }
@@ -162,20 +168,53 @@ pub async fn propagate(
         .map(|s| s.pods.iter().filter_map(|p| Some((p.name.as_str(), p.last_reload.as_ref()?))).collect())
         .unwrap_or_default();
     last_reload.extend(remembered.iter().map(|(name, result)| (name.as_str(), result)));
-    let steps = plan(&ReloadInput {
+    let input = ReloadInput {
         desired_hash: desired,
         template_hash: &rendered.pod_template_hash,
         pods: &views,
         last_reload: &last_reload,
         settle_delay: reload.settle_delay.get(),
         now,
-    });
+    };
+    let steps = plan(&input);
+    let awaiting: Vec<&str> = match reload.on_failure {
+        ReloadFailurePolicy::Restart => {
+            views.iter().filter(|v| awaits_restart(v, &input)).map(|v| v.name.as_str()).collect()
+        }
+        ReloadFailurePolicy::Ignore => Vec::new(),
+    };
     let mut round = ReloadRound {
         requeue: steps.wait,
         applied: unobserved,
         results: remembered,
         ..ReloadRound::default()
     };
+    for name in awaiting {
+        let uid = uids.get(name).copied().unwrap_or(name);
+        if ctx.restarts.holds(uid) {
+            // Deleted already; the cache has not shown it terminating yet.
+            continue;
+        }
+        if restart_pod(ctx, owner, name, uid).await? {
+            round.restarted.insert(name.to_owned());
+            let note = format!(
+                "deleted pod {name} so it restarts with configuration {}: its reload failed (onFailure: Restart)",
+                short(desired)
+            );
+            publish_about_pod(
+                ctx,
+                &target.reference,
+                name,
+                EventType::Normal,
+                "ReloadRestart",
+                "Restart",
+                note,
+            )
+            .await;
+        } else {
+            round.restarts_queued += 1;
+        }
+    }
     if steps.nudge.is_empty() && steps.call.is_empty() {
         return Ok(round);
     }
@@ -340,11 +379,19 @@ pub async fn propagate(
                 ("Reload", "it is a canary: the configuration is reverted")
             }
             ReloadFailurePolicy::Restart => {
-                delete::<Pod>(ctx, &owner.namespace, &name).await?;
-                round.restarted.insert(name.clone());
-                ctx.metrics.reload_restart();
-                warn!(pod = %name, %message, "reload failed; deleting the pod (onFailure: Restart)");
-                ("Restart", "deleted it so it restarts with the new configuration (onFailure: Restart)")
+                let uid = uids.get(name.as_str()).copied().unwrap_or(&name);
+                if restart_pod(ctx, owner, &name, uid).await? {
+                    round.restarted.insert(name.clone());
+                    warn!(pod = %name, %message, "reload failed; deleting the pod (onFailure: Restart)");
+                    ("Restart", "deleted it so it restarts with the new configuration (onFailure: Restart)")
+                } else {
+                    round.restarts_queued += 1;
+                    warn!(pod = %name, %message, "reload failed; its restart waits for a slot (--max-concurrent-restarts)");
+                    (
+                        "Restart",
+                        "its restart is queued until --max-concurrent-restarts has a free slot (onFailure: Restart)",
+                    )
+                }
             }
             ReloadFailurePolicy::Ignore => {
                 warn!(pod = %name, %message, "reload failed; leaving the pod (onFailure: Ignore)");
@@ -372,8 +419,18 @@ pub async fn propagate(
     Ok(round)
 }
 
-fn service_key(owner: &Owner) -> String {
-    format!("{}/{}/{}", owner.kind.as_str(), owner.namespace, owner.name)
+/// Delete the pod `name` (UID `uid`) whose reload failed, if the restart budget has a slot;
+/// returns whether it did.
+async fn restart_pod(ctx: &Context, owner: &Owner, name: &str, uid: &str) -> Result<bool, Error> {
+    if !ctx.restarts.acquire(&service_key(owner), name, uid, ctx.now()) {
+        return Ok(false);
+    }
+    if let Err(e) = delete::<Pod>(ctx, &owner.namespace, name).await {
+        ctx.restarts.release(uid);
+        return Err(e);
+    }
+    ctx.metrics.reload_restart();
+    Ok(true)
 }
 
 fn short(hash: &str) -> &str {

@@ -124,16 +124,29 @@ pub struct ReloadPlan {
 /// Whether a pod takes part in the reload: Ready, not terminating, running the current
 /// template, with an IP, not yet at the desired hash, and not already failed for it.
 pub fn needs_reload(pod: &PodView, input: &ReloadInput<'_>) -> bool {
-    let failed_for_desired = input
-        .last_reload
-        .get(pod.name.as_str())
-        .is_some_and(|r| r.result == ReloadOutcome::Failed && r.config_hash == input.desired_hash);
     pod.ready
         && !pod.terminating
         && pod.ip.is_some()
         && pod.template_hash.as_deref() == Some(input.template_hash)
         && pod.config_hash.as_deref() != Some(input.desired_hash)
-        && !failed_for_desired
+        && !failed_for_desired(pod, input)
+}
+
+/// Whether a pod's hook failed for the desired hash and the pod is still there, not at that
+/// hash and not being deleted: under `onFailure: Restart`, a restart still to be made (it
+/// waited for a slot of `--max-concurrent-restarts`, or an earlier process stopped first).
+pub fn awaits_restart(pod: &PodView, input: &ReloadInput<'_>) -> bool {
+    !pod.terminating
+        && pod.template_hash.as_deref() == Some(input.template_hash)
+        && pod.config_hash.as_deref() != Some(input.desired_hash)
+        && failed_for_desired(pod, input)
+}
+
+fn failed_for_desired(pod: &PodView, input: &ReloadInput<'_>) -> bool {
+    input
+        .last_reload
+        .get(pod.name.as_str())
+        .is_some_and(|r| r.result == ReloadOutcome::Failed && r.config_hash == input.desired_hash)
 }
 
 /// Decide the nudges, calls and wait.
@@ -283,5 +296,9 @@ mod tests {
         ];
         let out = plan(&input(&pods, &last, "2026-01-01T00:00:00Z"));
         assert_eq!(out.nudge, ["failed-before"]);
+        let now = input(&pods, &last, "2026-01-01T00:00:00Z");
+        let restarts: Vec<&str> =
+            pods.iter().filter(|p| awaits_restart(p, &now)).map(|p| p.name.as_str()).collect();
+        assert_eq!(restarts, ["failed"], "only the pod that failed for the desired hash");
     }
 }

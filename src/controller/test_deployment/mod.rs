@@ -33,9 +33,10 @@ use super::Error;
 use super::conditions::Problem;
 use super::container_log::read_log;
 use super::context::Context;
-use super::converge::{Target, converge};
+use super::converge::{Gate, Target, converge, service_key};
 use super::pods::{is_terminating, pod_entry};
 use super::resolve::{owned_pods, resolve_and_render};
+use super::restart_budget::QUEUED_RETRY;
 use super::writes::{apply_status, delete, patch_metadata, publish};
 use crate::api::{
     ConditionType, RelayServiceSpec, TestDeployment, TestDeploymentPhase, TestDeploymentStatus,
@@ -87,6 +88,7 @@ pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Act
         Err(problem) => Err(problem.clone()),
     };
     let pods = owned_pods(&ctx, &owner);
+    let mut restarts_queued = 0;
     match (&spec, &rendered) {
         (Ok(spec), Ok(rendered)) => {
             // A TestDeployment's deadline fails it instead (see `phase`).
@@ -97,7 +99,8 @@ pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Act
                 pinned: false,
                 hold_outdated: false,
             };
-            converge(&ctx, &target, rendered, &pods, true).await?;
+            restarts_queued = converge(&ctx, &target, rendered, &pods, Gate::Open).await?;
+            ctx.restarts_queued(&service_key(&owner), restarts_queued);
         }
         (_, Err(problem)) if !ready_reason_is(previous, problem.reason) => {
             let note = problem.message.clone();
@@ -138,6 +141,10 @@ pub async fn reconcile(td: Arc<TestDeployment>, ctx: Arc<Context>) -> Result<Act
     let mut wait = phase::next_wake(&input, &status).map(|at| until(now, at));
     if problem.is_some() {
         wait = Some(wait.map_or(PROBLEM_REQUEUE, |w| w.min(PROBLEM_REQUEUE)));
+    }
+    if restarts_queued > 0 {
+        // A replacement waits for a slot of --max-concurrent-restarts: ask again.
+        wait = Some(wait.map_or(QUEUED_RETRY, |w| w.min(QUEUED_RETRY)));
     }
     Ok(wait.map_or_else(Action::await_change, Action::requeue))
 }
