@@ -35,7 +35,7 @@ fn spec(port: u16, data: Value) -> RelayServiceFixture {
         }))
         .reload(json!({
             "port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s",
-            "canary": {"pods": 1, "hold": "30s"},
+            "canary": {"pods": 1, "hold": "30s"}, "debounce": "0s",
         }))
 }
 
