@@ -48,7 +48,8 @@ fn service(
         .config([("A", value.to_string().as_str())])
         .spec(json!({"updateStrategy": {"maxUnavailable": max_unavailable}}));
     if reload {
-        service = service.reload(json!({"port": port, "settleDelay": "0s", "retryDeadline": "30s"}));
+        service = service
+            .reload(json!({"port": port, "settleDelay": "0s", "retryDeadline": "30s", "debounce": "0s"}));
     }
     service.build()
 }

@@ -95,6 +95,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
                 // A held configuration is not applied: no ConfigMap write, no reload, no
                 // revision, no canary.
                 restarts_queued = converge(&ctx, &target, rendered, &pods, Gate::ConfigHeld).await?;
+                effective_hash = Some(rendered.config_hash.clone());
                 canary.state = canary::remembered(&ctx, &owner, &service);
             } else {
                 let prepared = canary::prepare(&ctx, &target, &service, rendered, &pods).await?;
