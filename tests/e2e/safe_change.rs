@@ -233,7 +233,7 @@ async fn the_restart_budget_holds_while_many_services_roll_at_once() {
     for name in &names {
         wait_converged(client, ns, name, Duration::from_secs(120)).await;
         // The kubelet stops a replaced process shortly after its pod object is gone.
-        eventually(&format!("{name}'s processes run MODE=two"), Duration::from_secs(30), || async {
+        eventually(&format!("{name}'s processes run MODE=two"), Duration::from_secs(90), || async {
             all_run(&s, name, replicas, "MODE", "two")
         })
         .await;
