@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
+use super::canary::LAST_GOOD_SUFFIX;
 use crate::render::{CONFIG_HASH_KEY, MANAGER};
 
 /// The annotation `kubectl apply` (client side) keeps a copy of the object in.
@@ -49,9 +50,13 @@ pub fn slim_service(service: &mut Service) {
     service.status = None;
 }
 
-/// [`slim`], and keep of a ConfigMap's data only the `config-hash` key.
+/// [`slim`], and keep of a ConfigMap's data only the `config-hash` key — all of it for the
+/// canary's last good copies, which a revert reads back.
 pub fn slim_config_map(config_map: &mut ConfigMap) {
     slim(config_map);
+    if config_map.metadata.name.as_deref().is_some_and(|n| n.ends_with(LAST_GOOD_SUFFIX)) {
+        return;
+    }
     config_map.binary_data = None;
     if let Some(data) = &mut config_map.data {
         data.retain(|key, _| key == CONFIG_HASH_KEY);
@@ -155,6 +160,13 @@ mod tests {
         assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), [CONFIG_HASH_KEY]);
         assert!(cm.binary_data.is_none());
         assert_eq!(cm.metadata.annotations.unwrap()["relayops.io/desired-hash"], "d");
+        let mut last_good: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("web-config{LAST_GOOD_SUFFIX}")},
+            "data": {"config-hash": "abc", "config.env": "A=b\\n"},
+        }))
+        .unwrap();
+        slim_config_map(&mut last_good);
+        assert_eq!(last_good.data.unwrap().len(), 2, "a canary's last good copy keeps its data");
 
         let mut service: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "annotations": {"relayops.io/desired-hash": "d"}},
