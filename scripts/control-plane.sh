@@ -31,7 +31,9 @@ TIMEOUT="${RELAY_CONTROL_PLANE_TIMEOUT:-60}"
 # (projected SA volumes reference it); clusterrole-aggregation fills admin/edit/view, which
 # RoleBindings in tests may reference.
 CONTROLLERS="garbagecollector,namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,clusterrole-aggregation"
-SERVICE_CIDR="10.96.0.0/24"
+# A /16: the scale harness (tests/e2e/scale.rs) creates a ClusterIP Service per RelayService,
+# 10,000 at its largest; a /24 holds 254.
+SERVICE_CIDR="10.96.0.0/16"
 MARKER=".relay-control-plane"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }

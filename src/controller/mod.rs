@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod restart_budget;
 pub mod rollout;
 pub mod runner;
+pub mod slim;
 pub mod test_deployment;
 pub mod tolerant;
 pub mod writes;

@@ -1,5 +1,6 @@
 //! Wiring: one watch per kind feeding both a reflector cache and the controllers' triggers
-//! (Secrets: one watch per namespace the operator may read, never cluster-wide):
+//! (Secrets: one watch per namespace the operator may read, never cluster-wide), every
+//! object slimmed ([`super::slim`]) before it enters a cache:
 //! the RelayService Controller owns the child streams, whose TestDeployment-owned objects
 //! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
@@ -10,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::runtime::controller::{self, Action, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,6 +24,7 @@ use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
 use super::restart_budget::RestartBudget;
+use super::slim::{slim, slim_config_map, slim_pod, slim_service};
 use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
@@ -163,6 +165,13 @@ impl kube::runtime::utils::Backoff for NoJointBackoff {
     fn reset(&mut self) {}
 }
 
+/// Reconciles of one controller running at once. Unbounded (kube-runtime's default), a
+/// start over 1,000 services ran about 500 at once, each API request of them on its own
+/// connection: the connections and their buffers, kept in the client's pool, were most of
+/// the operator's memory (measured with heaptrack, see BENCHMARKS.md). The API server is the
+/// bottleneck well below this bound.
+const RECONCILE_CONCURRENCY: u16 = 64;
+
 /// Options of the controller.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -206,6 +215,7 @@ fn secret_watches(
     for namespace in namespaces {
         let (reader, writer) = reflector::store::<Secret>();
         let watch = watcher(Api::<Secret>::namespaced(client.clone(), namespace), watcher::Config::default())
+            .modify(slim)
             .backoff(WatchBackoff::default());
         stores.push((namespace.clone(), reader));
         streams.push(reflector::reflector(writer, watch).boxed());
@@ -238,11 +248,14 @@ pub async fn run(
 
     let sync = SyncTracker::default();
     macro_rules! cached {
-        ($kind:ty, $config:expr) => {{
+        ($kind:ty, $config:expr) => {
+            cached!($kind, $config, slim)
+        };
+        ($kind:ty, $config:expr, $slim:expr) => {{
             let (reader, writer) = reflector::store::<$kind>();
             let events = reflector(
                 writer,
-                watcher(api::<$kind>(&client, ns), $config).backoff(WatchBackoff::default()),
+                watcher(api::<$kind>(&client, ns), $config).modify($slim).backoff(WatchBackoff::default()),
             );
             (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
@@ -261,14 +274,14 @@ pub async fn run(
             let (reader, writer) = reflector::store::<$kind>();
             let watch =
                 tolerant::watch::<$kind>(client.clone(), ns.as_deref(), all.clone(), unreadable.clone());
-            let events = reflector(writer, watch.backoff(WatchBackoff::default()));
+            let events = reflector(writer, watch.modify(slim).backoff(WatchBackoff::default()));
             (reader, sync.track(stringify!($kind), events).touched_objects())
         }};
     }
     use reflector::reflector;
-    let (pods, pod_stream) = cached!(Pod, managed.clone());
-    let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone());
-    let (service_objects, svc_stream) = cached!(Service, managed.clone());
+    let (pods, pod_stream) = cached!(Pod, managed.clone(), slim_pod);
+    let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone(), slim_config_map);
+    let (service_objects, svc_stream) = cached!(Service, managed.clone(), slim_service);
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
     // Only RelayServices have Ingresses: no TestDeployment owner to wake.
     let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
@@ -373,6 +386,7 @@ pub async fn run(
     let store = services.clone();
     let output = report_output::<RelayService, _, _>(metrics.clone());
     let relay_service_controller = Controller::for_stream(service_stream, services)
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .owns_stream(pod_stream)
         .owns_stream(cm_stream)
         .owns_stream(svc_stream)
@@ -489,6 +503,7 @@ async fn run_test_deployments<St, S>(
     let reader = store.clone();
     let output = report_output::<TestDeployment, _, _>(metrics.clone());
     Controller::for_stream(stream, store)
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_on(children)
         // Each watch backs off by itself; kube-runtime would add a joint backoff over all
         // trigger streams that holds back every watch whenever one fails — seen as minutes

@@ -136,6 +136,14 @@ pub struct Scenario {
     cluster_objects: Vec<String>,
 }
 
+/// How a scenario's kubelet plays the node.
+enum Node {
+    /// A worker, volumes and a stand-in app per pod.
+    Full,
+    /// One status write per pod; hook servers for the pods of this service.
+    Light(String),
+}
+
 /// Create `name` labelled `pod-security.kubernetes.io/enforce: restricted`, as admin.
 pub async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -151,7 +159,15 @@ impl Scenario {
     /// A new namespace with the chart's RBAC (namespaced scope) and a kubelet.
     pub async fn new(namespace: &str) -> Self {
         let values = ["rbac.scope=namespaced".to_owned(), format!("watchNamespaces[0]={namespace}")];
-        Self::with_chart_rbac(namespace, "relay-operator", &values).await
+        Self::with_chart_rbac(namespace, "relay-operator", &values, Node::Full).await
+    }
+
+    /// [`Scenario::new`] with the kubelet in light mode (see [`Kubelet::start_light`]): pods
+    /// turn Running and Ready at once, and only those of `hook_service` answer a reload hook.
+    pub async fn light(namespace: &str, hook_service: &str) -> Self {
+        let values = ["rbac.scope=namespaced".to_owned(), format!("watchNamespaces[0]={namespace}")];
+        Self::with_chart_rbac(namespace, "relay-operator", &values, Node::Light(hook_service.to_owned()))
+            .await
     }
 
     /// A new namespace whose operator has the chart's cluster-scope RBAC with `values`
@@ -159,10 +175,10 @@ impl Scenario {
     /// the ServiceAccount are named `NAMESPACE-relay-operator`, so parallel scenarios don't
     /// clash. Namespaces its Roles name besides this one must exist already.
     pub async fn cluster_scoped(namespace: &str, values: &[String]) -> Self {
-        Self::with_chart_rbac(namespace, namespace, values).await
+        Self::with_chart_rbac(namespace, namespace, values, Node::Full).await
     }
 
-    async fn with_chart_rbac(namespace: &str, release: &str, values: &[String]) -> Self {
+    async fn with_chart_rbac(namespace: &str, release: &str, values: &[String], node: Node) -> Self {
         let cp = ControlPlane::get();
         let client = cp.client().await;
         let dir = cp.dir.join(namespace);
@@ -190,8 +206,14 @@ impl Scenario {
                 .stdout;
         let operator_kubeconfig = dir.join("operator.kubeconfig");
         write_token_kubeconfig(&cp.kubeconfig, token.trim(), &operator_kubeconfig);
-        let kubelet =
-            Kubelet::start(client.clone(), namespace, dir.join("pods"), Duration::from_secs(60)).await;
+        let kubelet = match node {
+            Node::Full => {
+                Kubelet::start(client.clone(), namespace, dir.join("pods"), Duration::from_secs(60)).await
+            }
+            Node::Light(hook_service) => {
+                Kubelet::start_light(client.clone(), namespace, Some(hook_service)).await
+            }
+        };
         Self {
             namespace: namespace.to_owned(),
             client,
@@ -255,6 +277,14 @@ fn write_token_kubeconfig(admin: &Path, token: &str, path: &Path) {
     std::fs::write(path, serde_json::to_string(&config).unwrap()).unwrap();
 }
 
+/// The operator binary: `RELAY_E2E_OPERATOR_BIN` when set (e.g. a release build for the
+/// scale harness), else the one cargo built with this test.
+fn operator_binary() -> PathBuf {
+    std::env::var_os("RELAY_E2E_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relay-operator")))
+}
+
 /// The operator binary, running.
 pub struct Operator {
     child: Option<Child>,
@@ -279,7 +309,7 @@ impl Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let ops_addr = format!("127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        let child = Command::new(operator_binary())
             .args(["run", "--namespaces", namespace, "--metrics-addr", &ops_addr, "--hook-via", "pod-ip"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
@@ -291,6 +321,11 @@ impl Operator {
             .spawn()
             .unwrap();
         Self { child: Some(child), ops_addr }
+    }
+
+    /// The operator's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Wait until `/readyz` answers 200 (every cache synced).

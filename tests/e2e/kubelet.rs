@@ -10,6 +10,11 @@
 //! `…crash…` → `CrashLoopBackOff` with a growing restart count and a log per instance
 //! (served by [`node_logs`] for `kubectl logs [--previous]`). A pod being deleted is
 //! stopped and then removed with grace period 0, as the kubelet confirms a deletion.
+//!
+//! [`Kubelet::start_light`] plays a node for thousands of pods instead (the scale harness):
+//! no worker, volume or app per pod — one status write per pod (Running, Ready, a loopback
+//! IP) and, for the pods of one chosen service, an in-process hook server on the pod IP that
+//! answers 200 echoing the hash it was sent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,31 +68,31 @@ struct Registry {
 /// A kubelet for one namespace; dropping it stops every pod it runs.
 pub struct Kubelet {
     registry: Arc<Mutex<Registry>>,
+    /// Hook calls the light mode's servers received: (pod name, hash sent).
+    light_calls: Arc<Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Kubelet {
     /// Start serving the pods of `namespace`; volumes live under `root`.
     pub async fn start(client: Client, namespace: &str, root: PathBuf, sync_period: Duration) -> Self {
-        let nodes: Api<Node> = Api::all(client.clone());
-        let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap();
-        // Another test's kubelet may have registered it already.
-        let _ = nodes.create(&PostParams::default(), &node).await;
-        // Where the API server finds this node's kubelet for `pods/log`.
-        let port = node_logs::port(&ControlPlane::get().dir);
-        let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        }});
-        nodes
-            .patch_status(NODE, &PatchParams::apply("e2e-kubelet").force(), &Patch::Apply(status))
-            .await
-            .unwrap();
+        register_node(&client).await;
         let registry = Arc::new(Mutex::new(Registry::default()));
         let config =
             Config { client, namespace: namespace.to_owned(), root, sync_period, registry: registry.clone() };
         let task = tokio::spawn(run(Arc::new(config)));
-        Self { registry, task }
+        Self { registry, light_calls: Arc::default(), task }
+    }
+
+    /// Serve the pods of `namespace` in light mode: each pod gets a loopback IP and one status
+    /// write (Running and Ready); the pods of `hook_service` (label `relayops.io/service`) also
+    /// get a hook server on their first container port.
+    pub async fn start_light(client: Client, namespace: &str, hook_service: Option<String>) -> Self {
+        register_node(&client).await;
+        let light_calls = Arc::new(Mutex::new(Vec::new()));
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let task = tokio::spawn(run_light(pods, hook_service, light_calls.clone()));
+        Self { registry: Arc::default(), light_calls, task }
     }
 
     /// The pods running now, by name.
@@ -110,6 +115,9 @@ impl Kubelet {
         for (name, (_, _, app)) in &registry.apps {
             *calls.entry(name.clone()).or_default() += app.state().calls_for(hash);
         }
+        for (name, sent) in self.light_calls.lock().unwrap().iter() {
+            *calls.entry(name.clone()).or_default() += usize::from(sent == hash);
+        }
         calls
     }
 
@@ -126,6 +134,24 @@ impl Drop for Kubelet {
         self.task.abort();
         self.registry.lock().unwrap().apps.clear();
     }
+}
+
+/// Register the test node (once per control plane) and where its kubelet serves `pods/log`.
+async fn register_node(client: &Client) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap();
+    // Another test's kubelet may have registered it already.
+    let _ = nodes.create(&PostParams::default(), &node).await;
+    // Where the API server finds this node's kubelet for `pods/log`.
+    let port = node_logs::port(&ControlPlane::get().dir);
+    let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+    }});
+    nodes
+        .patch_status(NODE, &PatchParams::apply("e2e-kubelet").force(), &Patch::Apply(status))
+        .await
+        .unwrap();
 }
 
 struct Config {
@@ -597,4 +623,100 @@ fn write_atomically(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> std::io::R
         let _ = std::fs::remove_dir_all(dir.join(old));
     }
     Ok(())
+}
+
+/// Status writes of the light mode in flight at once.
+const LIGHT_WRITES: usize = 32;
+
+/// A pod the light mode serves: its hook server, if it has one.
+struct LightPod {
+    hook: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LightPod {
+    fn drop(&mut self) {
+        if let Some(hook) = &self.hook {
+            hook.abort();
+        }
+    }
+}
+
+/// The light mode's watch loop: one status write per new pod, the deletion confirmed at once.
+async fn run_light(pods: Api<Pod>, hook_service: Option<String>, calls: Arc<Mutex<Vec<(String, String)>>>) {
+    let writes = Arc::new(tokio::sync::Semaphore::new(LIGHT_WRITES));
+    let mut served: HashMap<String, LightPod> = HashMap::new();
+    let mut events = std::pin::pin!(watcher(pods.clone(), watcher::Config::default()).default_backoff());
+    while let Some(event) = events.next().await {
+        let pod = match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+            Ok(watcher::Event::Delete(pod)) => {
+                served.remove(&pod.uid().unwrap_or_default());
+                continue;
+            }
+            _ => continue,
+        };
+        let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
+        if pod.metadata.deletion_timestamp.is_some() {
+            if served.remove(&uid).is_some() {
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                    ..Default::default()
+                };
+                let (pods, writes) = (pods.clone(), writes.clone());
+                tokio::spawn(async move {
+                    let _permit = writes.acquire().await;
+                    let _ = pods.delete(&name, &params).await;
+                });
+            }
+            continue;
+        }
+        if served.contains_key(&uid) {
+            continue;
+        }
+        let ip = next_ip();
+        let hooked =
+            hook_service.is_some() && pod.labels().get("relayops.io/service") == hook_service.as_ref();
+        let port = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.ports.as_ref()?.first())
+            .map(|p| p.container_port as u16);
+        let hook = match port.filter(|_| hooked) {
+            Some(port) => match tokio::net::TcpListener::bind((ip, port)).await {
+                Ok(listener) => Some(tokio::spawn(serve_echo_hook(listener, name.clone(), calls.clone()))),
+                Err(e) => {
+                    eprintln!("kubelet: pod {name}: cannot listen on {ip}:{port}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        served.insert(uid, LightPod { hook });
+        let (pods, writes) = (pods.clone(), writes.clone());
+        tokio::spawn(async move {
+            let _permit = writes.acquire().await;
+            let status = json!({"status": running(&pod, ip, Timestamp::now(), true, 0)});
+            if let Err(e) = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await {
+                eprintln!("kubelet: status of {name}: {e}");
+            }
+        });
+    }
+}
+
+/// A reload hook that answers every request 200 with the hash it was sent
+/// (`X-Config-Hash`), recording (pod, hash).
+async fn serve_echo_hook(
+    listener: tokio::net::TcpListener,
+    pod: String,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+) {
+    let router = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let hash = headers.get("x-config-hash").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        calls.lock().unwrap().push((pod.clone(), hash.clone()));
+        let body = json!({"status": "success", "configHash": hash}).to_string();
+        async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+    });
+    let _ = axum::serve(listener, router).await;
 }

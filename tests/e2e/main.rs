@@ -20,6 +20,7 @@ mod proxy;
 mod revisions;
 mod rollout_deadline;
 mod safe_change;
+mod scale;
 mod secrets;
 mod standin;
 mod status_why;

@@ -40,8 +40,11 @@ pub const POLL: Duration = Duration::from_secs(1);
 
 /// Name of the ConfigMap holding the last good configuration.
 pub fn last_good_name(owner: &Owner) -> String {
-    format!("{}-last-good", owner.config_map_name())
+    format!("{}{LAST_GOOD_SUFFIX}", owner.config_map_name())
 }
+
+/// The name suffix of the last good ConfigMap copies (their whole data is read back on a revert).
+pub const LAST_GOOD_SUFFIX: &str = "-last-good";
 
 /// What the rest of a reconcile does about the canary.
 #[derive(Debug)]
