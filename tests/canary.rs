@@ -13,13 +13,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::reflector::ObjectRef;
-use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
-use relay_operator::controller::relay_service::reconcile;
 use relay_operator::render::{Owner, OwnerKind, SecretData, render_config};
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
-use support::{Call, FakeApi, RelayServiceFixture, sample};
+use support::{Call, FakeApi, RelayServiceFixture, Svc, sample};
 
 const HASH: &str = "relayops.io/config-hash";
 
@@ -47,32 +45,7 @@ fn hash_of(fixture: &RelayServiceFixture) -> String {
     render_config(&owner, &service.spec, &SecretData::new()).unwrap().hash
 }
 
-struct Svc {
-    rs: RelayService,
-}
-
 impl Svc {
-    fn change(&mut self, api: &mut FakeApi, service: &RelayServiceFixture) {
-        self.rs.spec = service.build().spec;
-        self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
-        api.put(&self.rs);
-    }
-
-    async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> Vec<Call> {
-        api.put(&self.rs);
-        reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
-        let calls = api.take_calls();
-        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
-            self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
-            api.put(&self.rs);
-        }
-        calls
-    }
-
-    fn status(&self) -> Value {
-        serde_json::to_value(self.rs.status.clone().unwrap_or_default()).unwrap()
-    }
-
     fn condition(&self, type_: &str) -> (String, String, String) {
         let status = self.status();
         let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap().clone();
@@ -138,7 +111,7 @@ async fn world(hook_fails: bool) -> World {
     let clock = Arc::new(Mutex::new(Timestamp::now()));
     let ctx = clocked(&api, &clock);
     let fixture = spec(servers.port, json!({"A": "1"}));
-    let mut svc = Svc { rs: fixture.build() };
+    let mut svc = Svc::new(fixture.clone());
     svc.reconcile(&mut api, &ctx).await;
     svc.reconcile(&mut api, &ctx).await;
     let good = hash_of(&fixture);
@@ -308,7 +281,7 @@ async fn the_last_good_copy_never_holds_a_secret_value() {
         "data": {"A": "1"},
         "secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "web-secret", "key": "token"}}],
     }}));
-    let mut svc = Svc { rs: fixture.build() };
+    let mut svc = Svc::new(fixture.clone());
     svc.reconcile(&mut api, &ctx).await;
     svc.reconcile(&mut api, &ctx).await;
     let first = svc.status()["configHash"].as_str().unwrap().to_string();

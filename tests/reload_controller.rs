@@ -12,7 +12,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
-use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
 use relay_operator::controller::relay_service::reconcile;
 use relay_operator::controller::restart_budget::RestartBudget;
@@ -20,7 +19,7 @@ use relay_operator::hook::{ReloadOptions, Transport};
 use relay_operator::ops::metrics::Metrics;
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
-use support::{Call, FakeApi, RelayServiceFixture, sample};
+use support::{Call, FakeApi, RelayServiceFixture, Svc, sample};
 
 const HASH: &str = "relayops.io/config-hash";
 const RESULT: &str = "relayops.io/reload-result";
@@ -41,38 +40,7 @@ fn spec(port: u16, replicas: i32, data: Value, reload: Value) -> RelayServiceFix
         .reload(reload_spec)
 }
 
-struct Svc {
-    rs: RelayService,
-}
-
 impl Svc {
-    fn new(service: RelayServiceFixture) -> Self {
-        Self { rs: service.build() }
-    }
-
-    /// A spec change: new generation.
-    fn change(&mut self, api: &mut FakeApi, service: RelayServiceFixture) {
-        self.rs.spec = service.build().spec;
-        self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
-        api.put(&self.rs);
-    }
-
-    /// One reconcile; the patched status is applied to our copy. Returns the action and the requests.
-    async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> (Action, Vec<Call>) {
-        api.put(&self.rs);
-        let action = reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
-        let calls = api.take_calls();
-        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
-            self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
-            api.put(&self.rs);
-        }
-        (action, calls)
-    }
-
-    fn status(&self) -> Value {
-        serde_json::to_value(self.rs.status.clone().unwrap_or_default()).unwrap()
-    }
-
     fn condition(&self, type_: &str) -> (String, String) {
         let status = self.status();
         let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap().clone();
@@ -118,14 +86,14 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     let mut api = FakeApi::new();
     let ctx = ctx(&api);
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), json!({"settleDelay": "400ms"})));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let a = svc.hash();
     assert_eq!(api.annotation("web-0", HASH), Some(a.clone()), "new pods carry the hash");
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(servers.hits().is_empty(), "pods created with the hash need no call");
 
-    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), json!({"settleDelay": "400ms"})));
-    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), json!({"settleDelay": "400ms"})));
+    let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     let b = svc.hash();
     assert_ne!(a, b);
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")));
@@ -138,10 +106,10 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     assert_eq!(svc.condition("ConfigInSync"), ("False".into(), "Propagating".into()));
 
     // Before the delay: still nothing; after it: one call per pod.
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(servers.hits().is_empty());
     tokio::time::sleep(Duration::from_millis(450)).await;
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1)]));
     assert!(servers.hits().iter().all(|h| h.authorization.is_none()), "no token unless configured");
     for pod in pod_names(2) {
@@ -154,7 +122,7 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
 
     // Converged: no more calls, no more writes but status.
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), 2);
     assert!(calls.iter().all(|c| !c.path.contains("/pods/")), "{calls:#?}");
 }
@@ -168,14 +136,14 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
     let metrics = ctx.metrics.clone();
     let reload = json!({"settleDelay": "300ms"});
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "1"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
 
     // First change: the app is not known to echo yet, so the settle delay applies once.
-    svc.change(&mut api, spec(servers.port, 3, json!({"A": "2"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 3, json!({"A": "2"}), reload.clone()));
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let b = svc.hash();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.calls_for(&b).len(), 3);
     for pod in pod_names(3) {
         assert_eq!(api.annotation(&pod, HASH), Some(b.clone()));
@@ -184,8 +152,8 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
     }
 
     // Next change: called in the same reconcile as the nudge, once per pod.
-    svc.change(&mut api, spec(servers.port, 3, json!({"A": "3"}), reload));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 3, json!({"A": "3"}), reload));
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let c = svc.hash();
     assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
@@ -203,10 +171,10 @@ async fn failing(on_failure: &str) -> (FakeApi, Svc, HookServers, Vec<Call>, Arc
     let metrics = ctx.metrics.clone();
     let reload = json!({"onFailure": on_failure});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
-    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), reload));
+    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
     let started = std::time::Instant::now();
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(started.elapsed() >= Duration::from_millis(500), "retried until the deadline");
     assert!(started.elapsed() < Duration::from_secs(3), "bounded by the deadline");
     (api, svc, servers, calls, metrics, ctx)
@@ -226,10 +194,10 @@ async fn failing_hook_with_restart_deletes_only_that_pod() {
 
     // The pod comes back with the new configuration and needs no call.
     let hits = servers.hits().len();
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
     assert_eq!(api.annotation("web-1", HASH), Some(b.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), hits);
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
     assert!(svc.last_reload("web-1").is_null(), "a recovered failure is no longer reported");
@@ -249,7 +217,7 @@ async fn failing_hook_with_ignore_leaves_the_pod_and_reports_it() {
     assert_eq!(svc.status()["configSyncedReplicas"], 1);
     // Not called again and again for the same hash.
     let hits = servers.hits().len();
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), hits);
     assert_eq!(svc.last_reload("web-1")["result"], "Failed");
 }
@@ -258,7 +226,7 @@ async fn failing_hook_with_ignore_leaves_the_pod_and_reports_it() {
 async fn roll(api: &mut FakeApi, ctx: &Arc<Context>, svc: &mut Svc) -> Vec<Call> {
     let mut all = Vec::new();
     for _ in 0..20 {
-        let (_, calls) = svc.reconcile(api, ctx).await;
+        let (_, calls) = svc.reconcile_with_action(api, ctx).await;
         all.extend(calls);
         let status = svc.status();
         if status["updatedReplicas"] == status["replicas"]
@@ -282,7 +250,7 @@ async fn restart_key_changes_roll_pods_and_call_no_hook() {
     roll(&mut api, &ctx, &mut svc).await;
 
     // Restart key only.
-    svc.change(&mut api, spec(servers.port, 3, json!({"PORT": "2", "A": "1"}), reload.clone()));
+    svc.change(&mut api, &spec(servers.port, 3, json!({"PORT": "2", "A": "1"}), reload.clone()));
     let calls = roll(&mut api, &ctx, &mut svc).await;
     let mut deleted = deletes(&calls);
     deleted.sort();
@@ -291,7 +259,7 @@ async fn restart_key_changes_roll_pods_and_call_no_hook() {
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(hash.clone())));
 
     // Restart key and another key together: one roll, still no hook.
-    svc.change(&mut api, spec(servers.port, 3, json!({"PORT": "3", "A": "2"}), reload));
+    svc.change(&mut api, &spec(servers.port, 3, json!({"PORT": "3", "A": "2"}), reload));
     let calls = roll(&mut api, &ctx, &mut svc).await;
     let mut deleted = deletes(&calls);
     deleted.sort();
@@ -309,16 +277,16 @@ async fn rapid_a_b_c_never_records_b_after_c() {
         HookServers::start(3, Duration::from_millis(400), move |_| Behavior::Echo(mounted.clone())).await;
     let ctx = ctx(&api);
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "a"}), json!({})));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
 
-    svc.change(&mut api, spec(servers.port, 3, json!({"A": "b"}), json!({})));
+    svc.change(&mut api, &spec(servers.port, 3, json!({"A": "b"}), json!({})));
     let for_b = svc.rs.clone();
     let task = {
         let ctx = ctx.clone();
         tokio::spawn(async move { reconcile(Arc::new(for_b), ctx).await })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
-    svc.change(&mut api, spec(servers.port, 3, json!({"A": "c"}), json!({})));
+    svc.change(&mut api, &spec(servers.port, 3, json!({"A": "c"}), json!({})));
     let before_c = api.take_calls();
     let b = before_c
         .iter()
@@ -335,7 +303,7 @@ async fn rapid_a_b_c_never_records_b_after_c() {
         "no pod recorded at B"
     );
 
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let c = svc.hash();
     assert_ne!(b, c);
     for pod in pod_names(3) {
@@ -350,10 +318,10 @@ async fn restarted_operator_converges_without_calling_twice() {
     let mut api = FakeApi::new();
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "1"}), json!({})));
     let fresh = ctx(&api);
-    svc.reconcile(&mut api, &fresh).await;
+    svc.reconcile_with_action(&mut api, &fresh).await;
 
     // Crash: the ConfigMap is written, the pod patches never return, the process dies.
-    svc.change(&mut api, spec(servers.port, 3, json!({"A": "2"}), json!({})));
+    svc.change(&mut api, &spec(servers.port, 3, json!({"A": "2"}), json!({})));
     api.stall_pod_patches(true);
     let crashed = {
         let ctx = ctx(&api);
@@ -369,13 +337,13 @@ async fn restarted_operator_converges_without_calling_twice() {
 
     // A fresh operator on the same caches.
     let fresh = ctx(&api);
-    svc.reconcile(&mut api, &fresh).await;
+    svc.reconcile_with_action(&mut api, &fresh).await;
     let b = svc.hash();
     assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(b.clone())));
     // And another one: nothing is repeated.
     let fresh = ctx(&api);
-    svc.reconcile(&mut api, &fresh).await;
+    svc.reconcile_with_action(&mut api, &fresh).await;
     assert_eq!(servers.hits().len(), 3);
 }
 
@@ -391,9 +359,9 @@ async fn bearer_token_is_sent_when_configured() {
     let ctx = ctx(&api);
     let reload = json!({"bearerTokenSecretRef": {"name": "hook-token", "key": "token"}});
     let mut svc = Svc::new(spec(servers.port, 1, json!({"A": "1"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
-    svc.change(&mut api, spec(servers.port, 1, json!({"A": "2"}), reload));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 1, json!({"A": "2"}), reload));
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let hits = servers.hits();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].authorization.as_deref(), Some("Bearer s3cr3t"));
@@ -405,9 +373,9 @@ async fn hooks_through_the_api_server_proxy() {
     let proxy = Transport::api_proxy(api.client.clone());
     let ctx = Arc::new(api.context_with(ReloadOptions::new(8, 8, proxy)));
     let mut svc = Svc::new(spec(8000, 2, json!({"A": "1"}), json!({})));
-    svc.reconcile(&mut api, &ctx).await;
-    svc.change(&mut api, spec(8000, 2, json!({"A": "2"}), json!({})));
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(8000, 2, json!({"A": "2"}), json!({})));
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     let b = svc.hash();
     let mut proxied: Vec<&str> = calls
         .iter()
@@ -447,24 +415,24 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
     let config = |value: &str| spec(servers.port, 3, json!({"A": value}), reload.clone());
     let mut svc = Svc::new(config("a"));
     // A new service's first ConfigMap is not held.
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "first ConfigMap written");
     let a = svc.hash();
 
     // B, then C one second later: nothing is written, nothing is called.
-    svc.change(&mut api, config("b"));
-    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &config("b"));
+    let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     let b = svc.hash();
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "B held: {calls:#?}");
     assert!(!calls.iter().any(|c| c.path.contains("/pods/")), "no pod touched: {calls:#?}");
     assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
     assert_eq!(svc.condition("ConfigInSync"), ("False".into(), "Debouncing".into()));
     *clock.lock().unwrap() = at(1000);
-    svc.change(&mut api, config("c"));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &config("c"));
+    svc.reconcile_with_action(&mut api, &ctx).await;
     let c = svc.hash();
     *clock.lock().unwrap() = at(2500);
-    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "C held until 2 s after it");
     assert!(requeue_within(&action, Duration::from_millis(500)), "the remainder: {action:?}");
     assert!(servers.hits().is_empty());
@@ -472,7 +440,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
 
     // The window of C ends: C is written and reaches each pod once; B never does.
     *clock.lock().unwrap() = at(3000);
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     let written: Vec<&str> =
         calls.iter().filter_map(|c| c.body.pointer("/data/config-hash").and_then(Value::as_str)).collect();
     assert_eq!(written, [c.as_str()]);
@@ -481,7 +449,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
     assert_eq!(servers.hits().len(), 3, "one hook call per pod in all");
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), 3);
 }
 
@@ -493,20 +461,20 @@ async fn a_restarted_operator_holds_a_pending_config_for_a_whole_window_again() 
     let reload = json!({"debounce": "2s"});
     let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
     let first = clocked(&api, &clock);
-    svc.reconcile(&mut api, &first).await;
-    svc.change(&mut api, spec(8000, 1, json!({"A": "b"}), reload));
-    svc.reconcile(&mut api, &first).await;
+    svc.reconcile_with_action(&mut api, &first).await;
+    svc.change(&mut api, &spec(8000, 1, json!({"A": "b"}), reload));
+    svc.reconcile_with_action(&mut api, &first).await;
     // 1.5 s into the window the operator restarts: the window starts again (conservative).
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(1500);
     let restarted = clocked(&api, &clock);
-    let (action, calls) = svc.reconcile(&mut api, &restarted).await;
+    let (action, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "held again: {calls:#?}");
     assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(2500);
-    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "1 s into the new window");
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(3500);
-    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "written after a whole window");
 }
 
@@ -518,14 +486,14 @@ async fn a_held_config_creates_no_pod_that_would_start_with_it() {
     let ctx = clocked(&api, &clock);
     let reload = json!({"debounce": "5s"});
     let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     // Scale up together with a config change: the new pod would carry the new hash while
     // the ConfigMap still holds the old one, so it waits for the window too.
-    svc.change(&mut api, spec(8000, 2, json!({"A": "b"}), reload.clone()));
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(8000, 2, json!({"A": "b"}), reload.clone()));
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(!calls.iter().any(|c| c.method == "POST" && c.path.contains("/pods")), "{calls:#?}");
     *clock.lock().unwrap() = t0 + SignedDuration::from_secs(5);
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     let b = svc.hash();
     assert!(calls.iter().any(|c| c.body.pointer("/data/config-hash") == Some(&json!(b))));
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"));
@@ -565,18 +533,18 @@ async fn the_restart_budget_caps_rollouts_across_services() {
     let names = ["a", "b", "c", "d", "e"];
     let mut services: Vec<Svc> = names.iter().map(|n| Svc::new(service(n, "1"))).collect();
     for svc in &mut services {
-        svc.reconcile(&mut api, &ctx).await;
+        svc.reconcile_with_action(&mut api, &ctx).await;
     }
     // Every service changes a restart key at once.
     for (svc, name) in services.iter_mut().zip(names) {
-        svc.change(&mut api, service(name, "2"));
+        svc.change(&mut api, &service(name, "2"));
     }
     let mut all = Vec::new();
     let mut queued_seen = false;
     let mut max_queued_metric = 0.0f64;
     for _ in 0..30 {
         for svc in &mut services {
-            let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+            let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
             all.extend(calls);
             assert!(budget.in_flight() <= 2, "budget exceeded: {}", budget.in_flight());
             queued_seen |= svc.condition("Progressing").1 == "RestartQueued";
@@ -605,8 +573,8 @@ async fn the_restart_budget_caps_rollouts_across_services() {
     for i in 0..2 {
         assert!(budget.acquire("other", &format!("x-{i}"), &format!("ux-{i}"), Timestamp::now()));
     }
-    services[0].change(&mut api, service("a", "2").replicas(1));
-    let (_, calls) = services[0].reconcile(&mut api, &ctx).await;
+    services[0].change(&mut api, &service("a", "2").replicas(1));
+    let (_, calls) = services[0].reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(deletes(&calls), ["a-1"]);
 }
 
@@ -620,11 +588,11 @@ async fn a_failed_reload_restart_waits_for_a_slot() {
     let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
     let reload = json!({"onFailure": "Restart"});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     // Another service's restart holds the only slot.
     assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
-    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), reload));
-    let (action, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
+    let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(deletes(&calls).is_empty(), "no slot: web-1 stays");
     assert_eq!(svc.last_reload("web-1")["result"], "Failed");
     assert_eq!(svc.condition("Progressing"), ("True".into(), "RestartQueued".into()));
@@ -632,18 +600,18 @@ async fn a_failed_reload_restart_waits_for_a_slot() {
     let event =
         calls.iter().find(|c| c.path.contains("/events") && c.body["reason"] == "ReloadFailed").unwrap();
     assert!(event.body["note"].as_str().unwrap().contains("queued"), "{}", event.body);
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(deletes(&calls).is_empty(), "still no slot");
     let hits = servers.hits().len();
 
     // The slot is free: the queued restart is made, without calling the hook again.
     budget.release("ux");
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(deletes(&calls), ["web-1"]);
     assert_eq!(servers.hits().len(), hits);
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert_eq!(budget.in_flight(), 0, "the replacement is Ready: slot released");
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
 }
@@ -658,16 +626,16 @@ async fn a_queued_reload_restart_survives_an_operator_restart() {
     let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
     let reload = json!({"onFailure": "Restart"});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile(&mut api, &ctx).await;
+    svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
-    svc.change(&mut api, spec(servers.port, 2, json!({"A": "2"}), reload));
-    let (_, calls) = svc.reconcile(&mut api, &ctx).await;
+    svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
+    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
     assert!(deletes(&calls).is_empty(), "queued");
     let hits = servers.hits().len();
 
     // A new process knows the failure only from status; it makes the restart.
     let restarted = Arc::new(api.context());
-    let (_, calls) = svc.reconcile(&mut api, &restarted).await;
+    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
     assert_eq!(deletes(&calls), ["web-1"]);
     assert_eq!(servers.hits().len(), hits, "the failed hook is not called again");
 }

@@ -12,12 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
-use relay_operator::controller::relay_service::reconcile;
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
-use support::{Call, FakeApi, RelayServiceFixture};
+use support::{Call, FakeApi, RelayServiceFixture, Svc};
 
 const ROLLBACK_TO: &str = "relayops.io/rollback-to";
 
@@ -30,38 +28,11 @@ fn web(port: u16, greeting: &str) -> RelayServiceFixture {
         .reload(json!({"port": port, "retryDeadline": "600ms", "settleDelay": "0s", "timeout": "1s", "debounce": "0s"}))
 }
 
-struct Svc {
-    rs: RelayService,
-}
-
 impl Svc {
-    /// A spec change: new generation.
-    fn change(&mut self, api: &mut FakeApi, service: RelayServiceFixture) {
-        self.rs.spec = service.build().spec;
-        self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
-        api.put(&self.rs);
-    }
-
     /// Set the rollback annotation (no new generation, as on a real API server).
     fn annotate(&mut self, api: &mut FakeApi, value: &str) {
         self.rs.metadata.annotations.get_or_insert_default().insert(ROLLBACK_TO.into(), value.into());
         api.put(&self.rs);
-    }
-
-    /// One reconcile; the patched status is applied to our copy.
-    async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> Vec<Call> {
-        api.put(&self.rs);
-        reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
-        let calls = api.take_calls();
-        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
-            self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
-            api.put(&self.rs);
-        }
-        calls
-    }
-
-    fn status(&self) -> Value {
-        serde_json::to_value(self.rs.status.clone().unwrap_or_default()).unwrap()
     }
 
     fn hash(&self) -> String {
@@ -116,7 +87,7 @@ async fn echoing(replicas: usize) -> (FakeApi, HookServers, Arc<Context>) {
 async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec_changes() {
     let (mut api, servers, ctx) = echoing(2).await;
     let port = servers.port;
-    let mut svc = Svc { rs: web(port, "a").build() };
+    let mut svc = Svc::new(web(port, "a"));
     let calls = svc.reconcile(&mut api, &ctx).await;
     let a = svc.hash();
     let created: Vec<&Call> =
@@ -132,7 +103,7 @@ async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec
     assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));
     assert_eq!(svc.status()["currentRevision"], 1);
 
-    svc.change(&mut api, web(port, "b"));
+    svc.change(&mut api, &web(port, "b"));
     svc.reconcile(&mut api, &ctx).await;
     let b = svc.hash();
     assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1)]));
@@ -163,12 +134,12 @@ async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec
     assert_eq!(calls.iter().filter(|c| !c.path.contains("/events")).count(), 0, "{calls:#?}");
 
     // Scaling is not a change of configuration or template: the rollback holds.
-    svc.change(&mut api, web(port, "b").replicas(2).spec(json!({"revisionHistoryLimit": 5})));
+    svc.change(&mut api, &web(port, "b").replicas(2).spec(json!({"revisionHistoryLimit": 5})));
     svc.reconcile(&mut api, &restarted).await;
     assert_eq!(svc.hash(), a, "a live field changed: still rolled back");
 
     // The user's fix ends it: C is applied as usual and becomes revision 3.
-    svc.change(&mut api, web(port, "c"));
+    svc.change(&mut api, &web(port, "c"));
     let calls = svc.reconcile(&mut api, &restarted).await;
     let c = svc.hash();
     assert_ne!(c, a);
@@ -190,7 +161,7 @@ async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec
 #[tokio::test]
 async fn requests_that_cannot_be_served_are_reported_and_change_nothing() {
     let (mut api, servers, ctx) = echoing(1).await;
-    let mut svc = Svc { rs: web(servers.port, "a").replicas(1).build() };
+    let mut svc = Svc::new(web(servers.port, "a").replicas(1));
     svc.reconcile(&mut api, &ctx).await;
     let a = svc.hash();
 
@@ -200,7 +171,7 @@ async fn requests_that_cannot_be_served_are_reported_and_change_nothing() {
     assert_eq!(events(&calls, "RollbackFailed").len(), 1);
     assert_eq!(svc.hash(), a);
 
-    svc.change(&mut api, web(servers.port, "b").replicas(1));
+    svc.change(&mut api, &web(servers.port, "b").replicas(1));
     svc.reconcile(&mut api, &ctx).await;
     for (value, message) in [
         ("7", "revision 7 is not kept (kept: [1, 2])"),
@@ -221,17 +192,17 @@ async fn revisions_beyond_the_limit_are_deleted_oldest_first() {
     let (mut api, servers, ctx) = echoing(1).await;
     let service =
         |greeting: &str| web(servers.port, greeting).replicas(1).spec(json!({"revisionHistoryLimit": 2}));
-    let mut svc = Svc { rs: service("a").build() };
+    let mut svc = Svc::new(service("a"));
     let calls = svc.reconcile(&mut api, &ctx).await;
     let first = calls
         .iter()
         .find(|c| c.method == "POST" && c.path.contains("/controllerrevisions"))
         .map(|c| c.body["metadata"]["name"].as_str().unwrap().to_owned())
         .unwrap();
-    svc.change(&mut api, service("b"));
+    svc.change(&mut api, &service("b"));
     let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(calls.iter().all(|c| c.method != "DELETE"));
-    svc.change(&mut api, service("c"));
+    svc.change(&mut api, &service("c"));
     let calls = svc.reconcile(&mut api, &ctx).await;
     let deleted: Vec<&str> = calls
         .iter()
@@ -295,9 +266,9 @@ async fn the_rollback_command_checks_the_target_and_sets_the_annotation() {
 #[tokio::test]
 async fn a_lost_status_is_rebuilt_from_the_stored_revisions() {
     let (mut api, servers, ctx) = echoing(1).await;
-    let mut svc = Svc { rs: web(servers.port, "a").replicas(1).build() };
+    let mut svc = Svc::new(web(servers.port, "a").replicas(1));
     svc.reconcile(&mut api, &ctx).await;
-    svc.change(&mut api, web(servers.port, "b").replicas(1));
+    svc.change(&mut api, &web(servers.port, "b").replicas(1));
     svc.reconcile(&mut api, &ctx).await;
     // The status is gone (restored from a backup without it, say): the ControllerRevisions remain.
     svc.rs.status = None;
@@ -315,9 +286,9 @@ async fn a_lost_status_is_rebuilt_from_the_stored_revisions() {
 #[tokio::test]
 async fn a_rollback_to_another_image_replaces_the_pods_like_any_template_change() {
     let (mut api, servers, ctx) = echoing(2).await;
-    let mut svc = Svc { rs: web(servers.port, "a").build() };
+    let mut svc = Svc::new(web(servers.port, "a"));
     svc.reconcile(&mut api, &ctx).await;
-    svc.change(&mut api, web(servers.port, "a").image("ghcr.io/example/relay:1.5.0"));
+    svc.change(&mut api, &web(servers.port, "a").image("ghcr.io/example/relay:1.5.0"));
     svc.reconcile(&mut api, &ctx).await;
     let rolled = |calls: &[Call]| -> Vec<String> {
         calls
@@ -367,13 +338,13 @@ async fn a_configuration_superseded_inside_the_debounce_window_never_becomes_a_r
         web(servers.port, greeting)
             .reload(json!({"port": servers.port, "settleDelay": "0s", "debounce": "2s"}))
     };
-    let mut svc = Svc { rs: debounced("a").build() };
+    let mut svc = Svc::new(debounced("a"));
     svc.reconcile(&mut api, &ctx).await;
     // B, then C half a second later; C's window ends 2 s after it.
-    svc.change(&mut api, debounced("b"));
+    svc.change(&mut api, &debounced("b"));
     svc.reconcile(&mut api, &ctx).await;
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(500);
-    svc.change(&mut api, debounced("c"));
+    svc.change(&mut api, &debounced("c"));
     let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(!calls.iter().any(|c| c.path.contains("/controllerrevisions")), "nothing kept while held");
     assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));

@@ -20,8 +20,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
 use relay_operator::api::RelayService;
 use relay_operator::controller::context::Context;
+use relay_operator::controller::relay_service::reconcile;
 use relay_operator::hook::ReloadOptions;
 
 /// A Context with a settable clock over a fake API fed into the caches by
@@ -92,6 +94,51 @@ fn clocked(ctx: Context, clock: &Arc<Mutex<Timestamp>>, require_pinned: bool) ->
     let mut ctx = ctx.with_clock(Arc::new(move || *clock.lock().unwrap()));
     ctx.require_pinned_images = require_pinned;
     Arc::new(ctx)
+}
+
+/// One RelayService under test: our copy of the object, changed as a user would change it
+/// and reconciled with the patched status applied back, as the API server would.
+pub struct Svc {
+    pub rs: RelayService,
+}
+
+impl Svc {
+    pub fn new(service: RelayServiceFixture) -> Self {
+        Self { rs: service.build() }
+    }
+
+    /// A spec change: new generation.
+    pub fn change(&mut self, api: &mut FakeApi, service: &RelayServiceFixture) {
+        self.rs.spec = service.build().spec;
+        self.rs.metadata.generation = self.rs.metadata.generation.map(|g| g + 1);
+        api.put(&self.rs);
+    }
+
+    /// One reconcile: the action and the requests.
+    pub async fn reconcile_with_action(
+        &mut self,
+        api: &mut FakeApi,
+        ctx: &Arc<Context>,
+    ) -> (Action, Vec<Call>) {
+        api.put(&self.rs);
+        let action = reconcile(Arc::new(self.rs.clone()), ctx.clone()).await.unwrap();
+        let calls = api.take_calls();
+        if let Some(call) = calls.iter().rev().find(|c| c.path.contains("/status")) {
+            self.rs.status = Some(serde_json::from_value(call.body["status"].clone()).unwrap());
+            api.put(&self.rs);
+        }
+        (action, calls)
+    }
+
+    /// One reconcile: the requests.
+    pub async fn reconcile(&mut self, api: &mut FakeApi, ctx: &Arc<Context>) -> Vec<Call> {
+        self.reconcile_with_action(api, ctx).await.1
+    }
+
+    /// The status as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.rs.status.clone().unwrap_or_default()).unwrap()
+    }
 }
 
 /// Apply the status the operator patched onto our copy, as the API server would.
