@@ -86,10 +86,10 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     let mut api = FakeApi::new();
     let ctx = ctx(&api);
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), json!({"settleDelay": "400ms"})));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let a = svc.hash();
     assert_eq!(api.annotation("web-0", HASH), Some(a.clone()), "new pods carry the hash");
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert!(servers.hits().is_empty(), "pods created with the hash need no call");
 
     svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), json!({"settleDelay": "400ms"})));
@@ -106,10 +106,10 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     assert_eq!(svc.condition("ConfigInSync"), ("False".into(), "Propagating".into()));
 
     // Before the delay: still nothing; after it: one call per pod.
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert!(servers.hits().is_empty());
     tokio::time::sleep(Duration::from_millis(450)).await;
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1)]));
     assert!(servers.hits().iter().all(|h| h.authorization.is_none()), "no token unless configured");
     for pod in pod_names(2) {
@@ -122,7 +122,7 @@ async fn seed_relay_contract_is_applied_unverified_after_the_settle_delay() {
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
 
     // Converged: no more calls, no more writes but status.
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), 2);
     assert!(calls.iter().all(|c| !c.path.contains("/pods/")), "{calls:#?}");
 }
@@ -136,14 +136,14 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
     let metrics = ctx.metrics.clone();
     let reload = json!({"settleDelay": "300ms"});
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "1"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
 
     // First change: the app is not known to echo yet, so the settle delay applies once.
     svc.change(&mut api, &spec(servers.port, 3, json!({"A": "2"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let b = svc.hash();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.calls_for(&b).len(), 3);
     for pod in pod_names(3) {
         assert_eq!(api.annotation(&pod, HASH), Some(b.clone()));
@@ -153,7 +153,7 @@ async fn echoing_app_is_applied_and_later_called_right_after_the_nudge() {
 
     // Next change: called in the same reconcile as the nudge, once per pod.
     svc.change(&mut api, &spec(servers.port, 3, json!({"A": "3"}), reload));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let c = svc.hash();
     assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
@@ -171,10 +171,10 @@ async fn failing(on_failure: &str) -> (FakeApi, Svc, HookServers, Vec<Call>, Arc
     let metrics = ctx.metrics.clone();
     let reload = json!({"onFailure": on_failure});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
     let started = std::time::Instant::now();
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(started.elapsed() >= Duration::from_millis(500), "retried until the deadline");
     assert!(started.elapsed() < Duration::from_secs(3), "bounded by the deadline");
     (api, svc, servers, calls, metrics, ctx)
@@ -194,10 +194,10 @@ async fn failing_hook_with_restart_deletes_only_that_pod() {
 
     // The pod comes back with the new configuration and needs no call.
     let hits = servers.hits().len();
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
     assert_eq!(api.annotation("web-1", HASH), Some(b.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), hits);
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
     assert!(svc.last_reload("web-1").is_null(), "a recovered failure is no longer reported");
@@ -217,7 +217,7 @@ async fn failing_hook_with_ignore_leaves_the_pod_and_reports_it() {
     assert_eq!(svc.status()["configSyncedReplicas"], 1);
     // Not called again and again for the same hash.
     let hits = servers.hits().len();
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), hits);
     assert_eq!(svc.last_reload("web-1")["result"], "Failed");
 }
@@ -226,7 +226,7 @@ async fn failing_hook_with_ignore_leaves_the_pod_and_reports_it() {
 async fn roll(api: &mut FakeApi, ctx: &Arc<Context>, svc: &mut Svc) -> Vec<Call> {
     let mut all = Vec::new();
     for _ in 0..20 {
-        let (_, calls) = svc.reconcile_with_action(api, ctx).await;
+        let calls = svc.reconcile(api, ctx).await;
         all.extend(calls);
         let status = svc.status();
         if status["updatedReplicas"] == status["replicas"]
@@ -277,7 +277,7 @@ async fn rapid_a_b_c_never_records_b_after_c() {
         HookServers::start(3, Duration::from_millis(400), move |_| Behavior::Echo(mounted.clone())).await;
     let ctx = ctx(&api);
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "a"}), json!({})));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
 
     svc.change(&mut api, &spec(servers.port, 3, json!({"A": "b"}), json!({})));
     let for_b = svc.rs.clone();
@@ -303,7 +303,7 @@ async fn rapid_a_b_c_never_records_b_after_c() {
         "no pod recorded at B"
     );
 
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let c = svc.hash();
     assert_ne!(b, c);
     for pod in pod_names(3) {
@@ -318,7 +318,7 @@ async fn restarted_operator_converges_without_calling_twice() {
     let mut api = FakeApi::new();
     let mut svc = Svc::new(spec(servers.port, 3, json!({"A": "1"}), json!({})));
     let fresh = ctx(&api);
-    svc.reconcile_with_action(&mut api, &fresh).await;
+    svc.reconcile(&mut api, &fresh).await;
 
     // Crash: the ConfigMap is written, the pod patches never return, the process dies.
     svc.change(&mut api, &spec(servers.port, 3, json!({"A": "2"}), json!({})));
@@ -337,13 +337,13 @@ async fn restarted_operator_converges_without_calling_twice() {
 
     // A fresh operator on the same caches.
     let fresh = ctx(&api);
-    svc.reconcile_with_action(&mut api, &fresh).await;
+    svc.reconcile(&mut api, &fresh).await;
     let b = svc.hash();
     assert_eq!(servers.calls_for(&b), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(b.clone())));
     // And another one: nothing is repeated.
     let fresh = ctx(&api);
-    svc.reconcile_with_action(&mut api, &fresh).await;
+    svc.reconcile(&mut api, &fresh).await;
     assert_eq!(servers.hits().len(), 3);
 }
 
@@ -359,9 +359,9 @@ async fn bearer_token_is_sent_when_configured() {
     let ctx = ctx(&api);
     let reload = json!({"bearerTokenSecretRef": {"name": "hook-token", "key": "token"}});
     let mut svc = Svc::new(spec(servers.port, 1, json!({"A": "1"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, &spec(servers.port, 1, json!({"A": "2"}), reload));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let hits = servers.hits();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].authorization.as_deref(), Some("Bearer s3cr3t"));
@@ -373,9 +373,9 @@ async fn hooks_through_the_api_server_proxy() {
     let proxy = Transport::api_proxy(api.client.clone());
     let ctx = Arc::new(api.context_with(ReloadOptions::new(8, 8, proxy)));
     let mut svc = Svc::new(spec(8000, 2, json!({"A": "1"}), json!({})));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     svc.change(&mut api, &spec(8000, 2, json!({"A": "2"}), json!({})));
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     let b = svc.hash();
     let mut proxied: Vec<&str> = calls
         .iter()
@@ -415,7 +415,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
     let config = |value: &str| spec(servers.port, 3, json!({"A": value}), reload.clone());
     let mut svc = Svc::new(config("a"));
     // A new service's first ConfigMap is not held.
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "first ConfigMap written");
     let a = svc.hash();
 
@@ -429,7 +429,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
     assert_eq!(svc.condition("ConfigInSync"), ("False".into(), "Debouncing".into()));
     *clock.lock().unwrap() = at(1000);
     svc.change(&mut api, &config("c"));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     let c = svc.hash();
     *clock.lock().unwrap() = at(2500);
     let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
@@ -440,7 +440,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
 
     // The window of C ends: C is written and reaches each pod once; B never does.
     *clock.lock().unwrap() = at(3000);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     let written: Vec<&str> =
         calls.iter().filter_map(|c| c.body.pointer("/data/config-hash").and_then(Value::as_str)).collect();
     assert_eq!(written, [c.as_str()]);
@@ -449,7 +449,7 @@ async fn a_burst_inside_the_debounce_window_reaches_each_pod_once_as_its_last_co
     assert_eq!(servers.hits().len(), 3, "one hook call per pod in all");
     assert!(pod_names(3).iter().all(|p| api.annotation(p, HASH) == Some(c.clone())));
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(servers.hits().len(), 3);
 }
 
@@ -461,9 +461,9 @@ async fn a_restarted_operator_holds_a_pending_config_for_a_whole_window_again() 
     let reload = json!({"debounce": "2s"});
     let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
     let first = clocked(&api, &clock);
-    svc.reconcile_with_action(&mut api, &first).await;
+    svc.reconcile(&mut api, &first).await;
     svc.change(&mut api, &spec(8000, 1, json!({"A": "b"}), reload));
-    svc.reconcile_with_action(&mut api, &first).await;
+    svc.reconcile(&mut api, &first).await;
     // 1.5 s into the window the operator restarts: the window starts again (conservative).
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(1500);
     let restarted = clocked(&api, &clock);
@@ -471,10 +471,10 @@ async fn a_restarted_operator_holds_a_pending_config_for_a_whole_window_again() 
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "held again: {calls:#?}");
     assert!(requeue_within(&action, Duration::from_secs(2)), "{action:?}");
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(2500);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
+    let calls = svc.reconcile(&mut api, &restarted).await;
     assert!(!calls.iter().any(|c| c.path.contains("/configmaps/")), "1 s into the new window");
     *clock.lock().unwrap() = t0 + SignedDuration::from_millis(3500);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
+    let calls = svc.reconcile(&mut api, &restarted).await;
     assert!(calls.iter().any(|c| c.path.contains("/configmaps/web-config")), "written after a whole window");
 }
 
@@ -486,14 +486,14 @@ async fn a_held_config_creates_no_pod_that_would_start_with_it() {
     let ctx = clocked(&api, &clock);
     let reload = json!({"debounce": "5s"});
     let mut svc = Svc::new(spec(8000, 1, json!({"A": "a"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     // Scale up together with a config change: the new pod would carry the new hash while
     // the ConfigMap still holds the old one, so it waits for the window too.
     svc.change(&mut api, &spec(8000, 2, json!({"A": "b"}), reload.clone()));
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(!calls.iter().any(|c| c.method == "POST" && c.path.contains("/pods")), "{calls:#?}");
     *clock.lock().unwrap() = t0 + SignedDuration::from_secs(5);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     let b = svc.hash();
     assert!(calls.iter().any(|c| c.body.pointer("/data/config-hash") == Some(&json!(b))));
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"));
@@ -533,7 +533,7 @@ async fn the_restart_budget_caps_rollouts_across_services() {
     let names = ["a", "b", "c", "d", "e"];
     let mut services: Vec<Svc> = names.iter().map(|n| Svc::new(service(n, "1"))).collect();
     for svc in &mut services {
-        svc.reconcile_with_action(&mut api, &ctx).await;
+        svc.reconcile(&mut api, &ctx).await;
     }
     // Every service changes a restart key at once.
     for (svc, name) in services.iter_mut().zip(names) {
@@ -544,7 +544,7 @@ async fn the_restart_budget_caps_rollouts_across_services() {
     let mut max_queued_metric = 0.0f64;
     for _ in 0..30 {
         for svc in &mut services {
-            let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+            let calls = svc.reconcile(&mut api, &ctx).await;
             all.extend(calls);
             assert!(budget.in_flight() <= 2, "budget exceeded: {}", budget.in_flight());
             queued_seen |= svc.condition("Progressing").1 == "RestartQueued";
@@ -574,12 +574,14 @@ async fn the_restart_budget_caps_rollouts_across_services() {
         assert!(budget.acquire("other", &format!("x-{i}"), &format!("ux-{i}"), Timestamp::now()));
     }
     services[0].change(&mut api, &service("a", "2").replicas(1));
-    let (_, calls) = services[0].reconcile_with_action(&mut api, &ctx).await;
+    let calls = services[0].reconcile(&mut api, &ctx).await;
     assert_eq!(deletes(&calls), ["a-1"]);
 }
 
-#[tokio::test]
-async fn a_failed_reload_restart_waits_for_a_slot() {
+/// Two pods, the second one's hook failing with `onFailure: Restart`, and a budget of one slot
+/// that another service holds; then a configuration change. Returns that reconcile's outcome.
+async fn a_reload_restart_behind_another_service()
+-> (HookServers, FakeApi, Arc<RestartBudget>, Arc<Context>, Svc, Action, Vec<Call>) {
     let servers =
         HookServers::start(2, Duration::ZERO, |i| if i == 1 { Behavior::Fail } else { Behavior::Legacy })
             .await;
@@ -588,11 +590,17 @@ async fn a_failed_reload_restart_waits_for_a_slot() {
     let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
     let reload = json!({"onFailure": "Restart"});
     let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
-    // Another service's restart holds the only slot.
+    svc.reconcile(&mut api, &ctx).await;
     assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
     svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
     let (action, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    (servers, api, budget, ctx, svc, action, calls)
+}
+
+#[tokio::test]
+async fn a_failed_reload_restart_waits_for_a_slot() {
+    let (servers, mut api, budget, ctx, mut svc, action, calls) =
+        a_reload_restart_behind_another_service().await;
     assert!(deletes(&calls).is_empty(), "no slot: web-1 stays");
     assert_eq!(svc.last_reload("web-1")["result"], "Failed");
     assert_eq!(svc.condition("Progressing"), ("True".into(), "RestartQueued".into()));
@@ -600,42 +608,32 @@ async fn a_failed_reload_restart_waits_for_a_slot() {
     let event =
         calls.iter().find(|c| c.path.contains("/events") && c.body["reason"] == "ReloadFailed").unwrap();
     assert!(event.body["note"].as_str().unwrap().contains("queued"), "{}", event.body);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(deletes(&calls).is_empty(), "still no slot");
     let hits = servers.hits().len();
 
     // The slot is free: the queued restart is made, without calling the hook again.
     budget.release("ux");
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert_eq!(deletes(&calls), ["web-1"]);
     assert_eq!(servers.hits().len(), hits);
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let calls = svc.reconcile(&mut api, &ctx).await;
     assert!(calls.iter().any(|c| c.method == "POST" && c.body["metadata"]["name"] == "web-1"), "recreated");
-    svc.reconcile_with_action(&mut api, &ctx).await;
+    svc.reconcile(&mut api, &ctx).await;
     assert_eq!(budget.in_flight(), 0, "the replacement is Ready: slot released");
     assert_eq!(svc.condition("ConfigInSync"), ("True".into(), "InSync".into()));
 }
 
 #[tokio::test]
 async fn a_queued_reload_restart_survives_an_operator_restart() {
-    let servers =
-        HookServers::start(2, Duration::ZERO, |i| if i == 1 { Behavior::Fail } else { Behavior::Legacy })
-            .await;
-    let mut api = FakeApi::new();
-    let budget = Arc::new(RestartBudget::new(Some(1)));
-    let ctx = Arc::new(api.context().with_restart_budget(budget.clone()));
-    let reload = json!({"onFailure": "Restart"});
-    let mut svc = Svc::new(spec(servers.port, 2, json!({"A": "1"}), reload.clone()));
-    svc.reconcile_with_action(&mut api, &ctx).await;
-    assert!(budget.acquire("other", "x-0", "ux", Timestamp::now()));
-    svc.change(&mut api, &spec(servers.port, 2, json!({"A": "2"}), reload));
-    let (_, calls) = svc.reconcile_with_action(&mut api, &ctx).await;
+    let (servers, mut api, _budget, _ctx, mut svc, _, calls) =
+        a_reload_restart_behind_another_service().await;
     assert!(deletes(&calls).is_empty(), "queued");
     let hits = servers.hits().len();
 
     // A new process knows the failure only from status; it makes the restart.
     let restarted = Arc::new(api.context());
-    let (_, calls) = svc.reconcile_with_action(&mut api, &restarted).await;
+    let calls = svc.reconcile(&mut api, &restarted).await;
     assert_eq!(deletes(&calls), ["web-1"]);
     assert_eq!(servers.hits().len(), hits, "the failed hook is not called again");
 }
