@@ -24,6 +24,7 @@ METRICS = {
     "relay_operator_reconcile_duration_seconds", "relay_operator_managed_pods",
     "relay_operator_reload_hook_calls_total", "relay_operator_reload_propagation_seconds",
     "relay_operator_reload_restarts_total", "relay_operator_config_rollbacks_total",
+    "relay_operator_pod_restarts",
     "relay_operator_test_deployments",
     "relay_operator_test_deployment_expirations_total",
     "relay_operator_test_deployment_time_to_running_seconds",
