@@ -112,7 +112,11 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
                 reloads =
                     propagate(&ctx, &target, generation, effective, &pods, previous, &prepared.scope).await?;
                 reloads.apply_to(&mut pods);
+                // Only a canary reads the previous reload results: no copy of every pod's on the
+                // hot path of the services without one.
+                let has_canary = spec.reload.as_ref().is_some_and(|r| r.canary.is_some());
                 let last_reload = previous
+                    .filter(|_| has_canary)
                     .map(|s| {
                         s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect()
                     })
