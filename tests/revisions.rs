@@ -3,7 +3,8 @@
 //! ControllerRevisions and listed in status, the rollback annotation restoring an earlier
 //! configuration through the hook without replacing pods, the pin surviving a restart and a
 //! scale and ending with the user's next change, refused requests, pruning to the limit,
-//! a configuration superseded inside `reload.debounce` never kept; and the
+//! a configuration superseded inside `reload.debounce` never kept, a pass reading an older
+//! status than its own last write keeping the revision it created; and the
 //! `relay-operator rollback` command against the fake API on a socket.
 
 mod support;
@@ -359,4 +360,34 @@ async fn a_configuration_superseded_inside_the_debounce_window_never_becomes_a_r
     assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
     let c = svc.hash();
     assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1)]));
+}
+
+#[tokio::test]
+async fn a_reconcile_reading_an_older_status_keeps_the_revision_an_earlier_pass_created() {
+    let api = FakeApi::with_manual_sync();
+    let mounted = api.mounted.clone();
+    let servers = HookServers::start(1, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
+    let (mut api, ctx) = (api.clone(), Arc::new(api.context()));
+    let mut svc = Svc::new(web(servers.port, "a").replicas(1));
+    svc.reconcile(&mut api, &ctx).await;
+    api.sync(true);
+    svc.reconcile(&mut api, &ctx).await;
+    api.sync(true);
+    assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));
+
+    // B is applied and kept as revision 2; its ControllerRevision has not reached the cache.
+    svc.change(&mut api, &web(servers.port, "b").replicas(1));
+    let older = svc.rs.clone();
+    svc.reconcile(&mut api, &ctx).await;
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+
+    // The next pass reads the status from before that write (its watch event is late too):
+    // the revision it finds existing is read, not dropped from the status.
+    svc.rs = older;
+    let calls = svc.reconcile(&mut api, &ctx).await;
+    let read: Vec<&Call> =
+        calls.iter().filter(|c| c.method == "GET" && c.path.contains("/controllerrevisions/")).collect();
+    assert_eq!(read.len(), 1, "{calls:#?}");
+    assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
+    assert_eq!(svc.status()["currentRevision"], 2);
 }

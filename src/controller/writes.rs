@@ -1,6 +1,7 @@
 //! Every object write the controllers make — the only module that changes objects through the
 //! API: server-side apply of children (skipped when the cached object already carries the
-//! hash of the desired one), pod creation, deletes, metadata patches, status, Events.
+//! hash of the desired one), pod creation, deletes, metadata patches, status, Events — and the
+//! one read past the cache that a write needs (an object a create found existing).
 //! Each failure names the write that failed.
 
 use k8s_openapi::NamespaceResourceScope;
@@ -90,6 +91,17 @@ pub async fn create<K: Namespaced>(ctx: &Context, object: &K) -> Result<bool, Er
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(e) => Err(write::<K>("create", &namespace, &name).failed(e)),
     }
+}
+
+/// Read an object straight from the API: one that a create found existing before the cache
+/// has seen it. `None` when it is gone.
+pub async fn read_uncached<K: Namespaced>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    api.get_opt(name).await.map_err(|e| write::<K>("read", namespace, name).failed(e))
 }
 
 /// Delete a namespaced object; a missing object is not an error.

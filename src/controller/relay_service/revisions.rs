@@ -18,7 +18,7 @@ use tracing::warn;
 
 use super::super::Error;
 use super::super::context::Context;
-use super::super::writes::{create, delete, publish};
+use super::super::writes::{create, delete, publish, read_uncached};
 use crate::api::{
     DEFAULT_REVISION_HISTORY_LIMIT, RelayService, RelayServiceSpec, RelayServiceStatus, RevisionEntry,
     RevisionOutcome, RollbackStatus,
@@ -229,12 +229,20 @@ pub async fn keep_applied(
         let key = format!("{}/{}", owner.namespace, owner.name);
         let wanted = number.unwrap_or_else(|| ctx.revision_numbers.next(&key, floor));
         let object = render_revision(owner, snapshot, wanted, service.metadata.generation);
-        if !create(ctx, &object).await? && number.is_none() {
-            // Created by an earlier pass that neither the cache nor the status shows yet: its
-            // number is unknown here. Its watch event brings it (and this service) back.
-            return Ok(history.entries.clone());
+        if create(ctx, &object).await? || number.is_some() {
+            number = Some(wanted);
+        } else {
+            // Created by an earlier pass that neither the cache nor the status shows yet (the
+            // status this reconcile read is older than its own last write): its number is
+            // read, so the status written now does not drop it.
+            let name = object.name_any();
+            match read_uncached::<ControllerRevision>(ctx, &owner.namespace, &name).await? {
+                Some(existing) if hash_of(&existing) == Some(hash.as_str()) => {
+                    number = Some(existing.revision)
+                }
+                _ => return Ok(history.entries.clone()),
+            }
         }
-        number = Some(wanted);
     }
     let limit = service.spec.revision_history_limit.unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT);
     let applied = Applied {
