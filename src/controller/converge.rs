@@ -109,11 +109,11 @@ async fn delete_stale_ingress(ctx: &Context, owner: &Owner) -> Result<(), Error>
     Ok(())
 }
 
-fn observe(base: &str, pod: &Pod) -> Option<ObservedPod> {
-    let name = pod.name_any();
+fn observe<'a>(base: &str, pod: &'a Pod) -> Option<ObservedPod<'a>> {
+    let name = pod.metadata.name.as_deref()?;
     Some(ObservedPod {
-        ordinal: ordinal_of(base, &name)?,
-        template_hash: pod.labels().get(LABEL_POD_TEMPLATE_HASH).cloned(),
+        ordinal: ordinal_of(base, name)?,
+        template_hash: pod.labels().get(LABEL_POD_TEMPLATE_HASH).map(String::as_str),
         ready: is_ready(pod),
         finished: is_finished(pod),
         terminating: is_terminating(pod),
@@ -122,16 +122,16 @@ fn observe(base: &str, pod: &Pod) -> Option<ObservedPod> {
 }
 
 /// The restart budget's view of the pods.
-pub fn pod_facts(pods: &[Arc<Pod>]) -> Vec<PodFacts> {
+pub fn pod_facts(pods: &[Arc<Pod>]) -> Vec<PodFacts<'_>> {
     pods.iter()
-        .map(|pod| {
-            let name = pod.name_any();
-            PodFacts {
-                uid: pod.uid().unwrap_or_else(|| name.clone()),
+        .filter_map(|pod| {
+            let name = pod.metadata.name.as_deref()?;
+            Some(PodFacts {
+                uid: pod.metadata.uid.as_deref().unwrap_or(name),
                 name,
                 ready: is_ready(pod),
                 finished: is_finished(pod),
-            }
+            })
         })
         .collect()
 }
@@ -189,7 +189,7 @@ async fn execute_plan(
                 .await;
             }
             PodAction::Delete { name, reason } => {
-                let uid = facts.iter().find(|p| p.name == name).map_or(name.as_str(), |p| p.uid.as_str());
+                let uid = facts.iter().find(|p| p.name == name).map_or(name.as_str(), |p| p.uid);
                 if reason == DeleteReason::Outdated && !ctx.restarts.acquire(&key, &name, uid, ctx.now()) {
                     queued += 1;
                     continue;

@@ -137,7 +137,7 @@ pub fn pod_entry(pod: &Pod) -> PodEntry {
         ready: is_ready(pod),
         config_hash: pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned(),
         restarts: statuses.iter().map(|s| s.restart_count).sum(),
-        image_id: statuses.iter().map(|s| s.image_id.clone()).find(|i| !i.is_empty()),
+        image_id: statuses.iter().find(|s| !s.image_id.is_empty()).map(|s| s.image_id.clone()),
         last_reload: None,
         failure: None,
     }

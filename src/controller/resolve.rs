@@ -63,7 +63,7 @@ pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<Pod>> {
         .state()
         .into_iter()
         .filter(|p| {
-            p.namespace().as_deref() == Some(owner.namespace.as_str())
+            p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
                 && p.labels().get(LABEL_SERVICE) == Some(&base)
         })
         .collect()

@@ -42,11 +42,11 @@ pub struct Slot {
 
 /// What the budget needs to know about a pod of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodFacts {
+pub struct PodFacts<'a> {
     /// Pod name.
-    pub name: String,
+    pub name: &'a str,
     /// Pod UID (the name when the object has none).
-    pub uid: String,
+    pub uid: &'a str,
     /// Ready.
     pub ready: bool,
     /// Phase Succeeded or Failed.
@@ -55,7 +55,7 @@ pub struct PodFacts {
 
 /// Whether the restart of the pod `uid` in `slot` is over, given the service's pods now and
 /// whether a pod of that name is still wanted.
-pub fn slot_done(uid: &str, slot: &Slot, pods: &[PodFacts], wanted: bool, now: Timestamp) -> bool {
+pub fn slot_done(uid: &str, slot: &Slot, pods: &[PodFacts<'_>], wanted: bool, now: Timestamp) -> bool {
     if older_than(slot.since, now, SLOT_TIMEOUT) {
         return true;
     }
@@ -138,7 +138,7 @@ impl RestartBudget {
     pub fn release_done(
         &self,
         service: &str,
-        pods: &[PodFacts],
+        pods: &[PodFacts<'_>],
         wanted: impl Fn(&str) -> bool,
         now: Timestamp,
     ) {
@@ -180,8 +180,8 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + seconds).expect("timestamp")
     }
 
-    fn pod(name: &str, uid: &str, ready: bool) -> PodFacts {
-        PodFacts { name: name.into(), uid: uid.into(), ready, finished: false }
+    fn pod<'a>(name: &'a str, uid: &'a str, ready: bool) -> PodFacts<'a> {
+        PodFacts { name, uid, ready, finished: false }
     }
 
     #[test]

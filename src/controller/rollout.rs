@@ -8,13 +8,13 @@ use std::collections::HashSet;
 
 /// What the planner needs to know about one existing pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObservedPod {
+pub struct ObservedPod<'a> {
     /// Pod name.
-    pub name: String,
+    pub name: &'a str,
     /// Ordinal from the name (`NAME-3` → 3).
     pub ordinal: i32,
     /// Pod-template hash label.
-    pub template_hash: Option<String>,
+    pub template_hash: Option<&'a str>,
     /// Ready condition is True.
     pub ready: bool,
     /// Phase is Failed or Succeeded: the pod will never run again.
@@ -31,7 +31,7 @@ pub struct PlanInput<'a> {
     /// Hash of the current pod template.
     pub template_hash: &'a str,
     /// Pods that exist.
-    pub pods: &'a [ObservedPod],
+    pub pods: &'a [ObservedPod<'a>],
     /// Most pods that may be unavailable during a rolling replacement (≥ 1).
     pub max_unavailable: i32,
     /// Whether new pods may be created and outdated ones replaced (dependencies Ready;
@@ -73,15 +73,15 @@ pub enum PodAction {
 /// none is replaced while the rollout is held (stuck past its progress deadline).
 pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
     let mut actions = Vec::new();
-    let mut pods: Vec<&ObservedPod> = input.pods.iter().collect();
+    let mut pods: Vec<&ObservedPod<'_>> = input.pods.iter().collect();
     pods.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
 
     for pod in pods.iter().filter(|p| p.ordinal >= input.replicas && !p.terminating) {
-        actions.push(PodAction::Delete { name: pod.name.clone(), reason: DeleteReason::ScaledDown });
+        actions.push(PodAction::Delete { name: pod.name.to_owned(), reason: DeleteReason::ScaledDown });
     }
-    let wanted: Vec<&ObservedPod> = pods.iter().copied().filter(|p| p.ordinal < input.replicas).collect();
+    let wanted: Vec<&ObservedPod<'_>> = pods.iter().copied().filter(|p| p.ordinal < input.replicas).collect();
     for pod in wanted.iter().filter(|p| p.finished && !p.terminating) {
-        actions.push(PodAction::Delete { name: pod.name.clone(), reason: DeleteReason::Finished });
+        actions.push(PodAction::Delete { name: pod.name.to_owned(), reason: DeleteReason::Finished });
     }
     if !input.may_start {
         return actions;
@@ -93,16 +93,15 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
 
     let available = wanted.iter().filter(|p| p.ready && !p.terminating && !p.finished).count() as i32;
     let mut budget = input.max_unavailable.max(1) - (input.replicas - available);
-    let outdated = |p: &&&ObservedPod| {
-        p.template_hash.as_deref() != Some(input.template_hash) && !p.terminating && !p.finished
-    };
+    let outdated =
+        |p: &&&ObservedPod<'_>| p.template_hash != Some(input.template_hash) && !p.terminating && !p.finished;
     for pod in wanted.iter().filter(outdated).filter(|_| !input.hold_outdated) {
         if !pod.ready {
             // Already unavailable: replacing it costs no availability.
-            actions.push(PodAction::Delete { name: pod.name.clone(), reason: DeleteReason::Outdated });
+            actions.push(PodAction::Delete { name: pod.name.to_owned(), reason: DeleteReason::Outdated });
         } else if budget > 0 {
             budget -= 1;
-            actions.push(PodAction::Delete { name: pod.name.clone(), reason: DeleteReason::Outdated });
+            actions.push(PodAction::Delete { name: pod.name.to_owned(), reason: DeleteReason::Outdated });
         }
     }
     actions
@@ -112,18 +111,20 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<PodAction> {
 mod tests {
     use super::*;
 
-    fn pod(ordinal: i32, hash: &str, ready: bool) -> ObservedPod {
+    const NAMES: [&str; 4] = ["web-0", "web-1", "web-2", "web-3"];
+
+    fn pod(ordinal: i32, hash: &'static str, ready: bool) -> ObservedPod<'static> {
         ObservedPod {
-            name: format!("web-{ordinal}"),
+            name: NAMES[ordinal as usize],
             ordinal,
-            template_hash: Some(hash.into()),
+            template_hash: Some(hash),
             ready,
             finished: false,
             terminating: false,
         }
     }
 
-    fn input<'a>(replicas: i32, pods: &'a [ObservedPod], max_unavailable: i32) -> PlanInput<'a> {
+    fn input<'a>(replicas: i32, pods: &'a [ObservedPod<'a>], max_unavailable: i32) -> PlanInput<'a> {
         PlanInput {
             replicas,
             template_hash: "new",

@@ -260,13 +260,17 @@ async fn diagnose_pods(
     let mut failures = BTreeMap::new();
     let mut to_announce = Vec::new();
     let mut problems = BTreeMap::new();
-    // In name order, so the Events of one pass come out in a stable order.
-    let mut ordered: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
-    ordered.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let now = ctx.now();
-    for pod in ordered {
-        let entry = pod.metadata.name.as_deref().and_then(|name| previous_pods.get(name).copied());
-        let Some(Diagnosis { mut failure, lookup, new }) = diagnose(pod, entry, now) else { continue };
+    let mut diagnosed: Vec<(&Pod, Diagnosis)> = pods
+        .iter()
+        .filter_map(|pod| {
+            let entry = pod.metadata.name.as_deref().and_then(|name| previous_pods.get(name).copied());
+            Some((&**pod, diagnose(pod, entry, now)?))
+        })
+        .collect();
+    // In name order, so the Events of one pass come out in a stable order.
+    diagnosed.sort_by(|(a, _), (b, _)| a.metadata.name.cmp(&b.metadata.name));
+    for (pod, Diagnosis { mut failure, lookup, new }) in diagnosed {
         let name = pod.name_any();
         match lookup {
             Some(Lookup::Log(request)) => failure.log_tail = Some(read_log(ctx, namespace, &request).await),

@@ -1,6 +1,6 @@
 //! Pure status computation of a RelayService from its pods and what reconcile found.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -83,7 +83,7 @@ pub struct StatusInput<'a> {
 }
 
 /// The pod entries of a status by pod name.
-pub fn entries_by_name(status: Option<&RelayServiceStatus>) -> BTreeMap<&str, &PodEntry> {
+pub fn entries_by_name(status: Option<&RelayServiceStatus>) -> HashMap<&str, &PodEntry> {
     status.map(|s| s.pods.iter().map(|p| (p.name.as_str(), p)).collect()).unwrap_or_default()
 }
 
@@ -130,7 +130,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
             }
         })
         .collect();
-    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    pods.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let image_digest = live
         .iter()
         .filter(|p| template_label(p) == template_hash.as_deref())
