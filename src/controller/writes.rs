@@ -148,13 +148,15 @@ where
     }
     let namespace = object.namespace().ok_or(Error::MissingNamespace)?;
     let name = object.name_any();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     // Serialized straight from the status: a JSON value tree of a 1,000-pod status first
-    // would cost more than the rest of the reconcile.
+    // would cost more than the rest of the reconcile. The answer (the whole object) is not
+    // parsed: its watch event brings it into the cache.
     let patch = StatusPatch { api_version: &K::api_version(&()), kind: &K::kind(&()), status };
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|e| write::<K>("write status of", &namespace, &name).failed(e))?;
+    let failed = |e| write::<K>("write status of", &namespace, &name).failed(e);
+    let request = kube::core::Request::new(K::url_path(&(), Some(&namespace)))
+        .patch_subresource("status", &name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
+    ctx.client.request_text(request).await.map_err(failed)?;
     Ok(true)
 }
 
