@@ -19,7 +19,7 @@ use super::context::Context;
 use super::pods::{is_finished, is_ready, is_terminating, ordinal_of};
 use super::restart_budget::PodFacts;
 use super::rollout::{DeleteReason, ObservedPod, PlanInput, PodAction, plan};
-use super::writes::{apply_if_changed, create_pod, delete, publish, publish_about_pod};
+use super::writes::{apply_if_changed, create, delete, publish, publish_about_pod};
 use crate::api::{RelayServiceSpec, Retention, StorageScope};
 use crate::render::{LABEL_POD_TEMPLATE_HASH, Owner, RenderedService};
 
@@ -170,7 +170,7 @@ async fn execute_plan(
         match action {
             PodAction::Create(ordinal) => {
                 let Some(pod) = rendered.pod(ordinal) else { continue };
-                if !create_pod(ctx, &pod).await? {
+                if !create(ctx, &pod).await? {
                     // It exists; the cache has not seen it yet.
                     continue;
                 }

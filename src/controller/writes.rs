@@ -2,10 +2,11 @@
 //! API: server-side apply of children (skipped when the cached object already carries the
 //! hash of the desired one), pod creation, deletes, metadata patches, status, Events — and the
 //! one read past the cache that a write needs (an object a create found existing).
-//! Each failure names the write that failed.
+//! Each failure names the write that failed; answers are dropped unparsed (the watches bring
+//! the written objects into the caches).
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -60,34 +61,21 @@ pub async fn apply_if_changed<K: Namespaced>(
         return Ok(false);
     }
     desired.annotations_mut().insert(ANNOTATION_DESIRED_HASH.into(), hash);
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
-        .await
-        .map_err(|e| write::<K>("apply", &namespace, &name).failed(e))?;
+    let request =
+        at::<K>(&namespace).patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired));
+    send(ctx, request).await.map_err(|e| write::<K>("apply", &namespace, &name).failed(e))?;
     Ok(true)
 }
 
-/// Create a pod as rendered. A create, never an apply: a pod that already exists (the
-/// cache has not seen it yet) is left exactly as it is — its reload record included — and
-/// `false` is returned.
-pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
-    let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
-    match api.create(&params, pod).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(e) => Err(write::<Pod>("create", &namespace, &name).failed(e)),
-    }
-}
-
 /// Create a namespaced object; `false` when one of that name already exists (left as it is).
+/// Pods are created, never applied: a pod that exists (the cache has not seen it yet) keeps
+/// everything, its reload record included.
 pub async fn create<K: Namespaced>(ctx: &Context, object: &K) -> Result<bool, Error> {
     let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
-    match api.create(&params, object).await {
-        Ok(_) => Ok(true),
+    let body = serde_json::to_vec(object).map_err(Error::Serialize)?;
+    match send(ctx, at::<K>(&namespace).create(&params, body)).await {
+        Ok(()) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(e) => Err(write::<K>("create", &namespace, &name).failed(e)),
     }
@@ -106,9 +94,8 @@ pub async fn read_uncached<K: Namespaced>(
 
 /// Delete a namespaced object; a missing object is not an error.
 pub async fn delete<K: Namespaced>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
+    match send(ctx, at::<K>(namespace).delete(name, &DeleteParams::background())).await {
+        Ok(()) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(write::<K>("delete", namespace, name).failed(e)),
     }
@@ -122,10 +109,10 @@ pub async fn patch_metadata<K: Namespaced>(
     name: &str,
     metadata: serde_json::Value,
 ) -> Result<bool, Error> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
-    match api.patch(name, &params, &Patch::Merge(serde_json::json!({"metadata": metadata}))).await {
-        Ok(_) => Ok(true),
+    let patch = Patch::Merge(serde_json::json!({"metadata": metadata}));
+    match send(ctx, at::<K>(namespace).patch(name, &params, &patch)).await {
+        Ok(()) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(e) => Err(write::<K>("annotate", namespace, name).failed(e)),
     }
@@ -149,15 +136,29 @@ where
     let namespace = object.namespace().ok_or(Error::MissingNamespace)?;
     let name = object.name_any();
     // Serialized straight from the status: a JSON value tree of a 1,000-pod status first
-    // would cost more than the rest of the reconcile. The answer (the whole object) is not
-    // parsed: its watch event brings it into the cache.
+    // would cost more than the rest of the reconcile.
     let patch = StatusPatch { api_version: &K::api_version(&()), kind: &K::kind(&()), status };
-    let failed = |e| write::<K>("write status of", &namespace, &name).failed(e);
-    let request = kube::core::Request::new(K::url_path(&(), Some(&namespace)))
-        .patch_subresource("status", &name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
-    ctx.client.request_text(request).await.map_err(failed)?;
+    let params = PatchParams::apply(MANAGER).force();
+    send(ctx, at::<K>(&namespace).patch_subresource("status", &name, &params, &Patch::Apply(&patch)))
+        .await
+        .map_err(|e| write::<K>("write status of", &namespace, &name).failed(e))?;
     Ok(true)
+}
+
+/// Requests on the objects of kind `K` in `namespace`.
+fn at<K: Namespaced>(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(K::url_path(&(), Some(namespace)))
+}
+
+/// Make a write and drop the answer unparsed: the written object comes into the cache through
+/// its watch event, and parsing it here (a whole pod, or a status of 1,000 pod entries) would
+/// cost more than the rest of a reconcile.
+async fn send(
+    ctx: &Context,
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<(), kube::Error> {
+    let request = request.map_err(kube::Error::BuildRequest)?;
+    ctx.client.request_text(request).await.map(drop)
 }
 
 /// The body of a status apply.
@@ -180,7 +181,7 @@ pub async fn publish(
 ) {
     let event =
         Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    send(ctx, reference, event).await;
+    send_event(ctx, reference, event).await;
 }
 
 /// Publish an Event about `reference` that concerns one of its pods: the pod is the Event's
@@ -203,10 +204,10 @@ pub async fn publish_about_pod(
     };
     let event =
         Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: Some(pod) };
-    send(ctx, reference, event).await;
+    send_event(ctx, reference, event).await;
 }
 
-async fn send(ctx: &Context, reference: &ObjectReference, event: Event) {
+async fn send_event(ctx: &Context, reference: &ObjectReference, event: Event) {
     if let Err(e) = ctx.recorder.publish(&event, reference).await {
         warn!(error = %e, "cannot publish event");
     }
