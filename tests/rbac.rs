@@ -87,6 +87,7 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     calls.extend(h.take_calls());
     calls.extend(ingress_added_then_removed().await);
     calls.extend(revisions_pruned().await);
+    calls.extend(revision_read_past_a_stale_status().await);
     calls.extend(test_deployment_lifecycle().await);
     calls.extend(reload_through_the_api_proxy().await);
     calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
@@ -110,6 +111,27 @@ async fn revisions_pruned() -> Vec<Call> {
     assert!(
         calls.iter().any(|c| c.method == "DELETE" && c.path.contains("/controllerrevisions/")),
         "the first revision was deleted: {:#?}",
+        summary(&calls)
+    );
+    calls
+}
+
+/// A pass that reads an older status than its own last write finds the new revision
+/// existing and reads it (the ControllerRevision is not in the cache yet either).
+async fn revision_read_past_a_stale_status() -> Vec<Call> {
+    let mut h = Harness::new();
+    let ctx = h.ctx.clone();
+    let mut svc = Svc::new(RelayServiceFixture::new("web").image("a:1.0.0").config([("A", "1")]));
+    svc.reconcile(&mut h, &ctx).await;
+    h.sync(true);
+    svc.change(&mut h, &RelayServiceFixture::new("web").image("a:1.0.0").config([("A", "2")]));
+    let older = svc.rs.clone();
+    svc.reconcile(&mut h, &ctx).await;
+    svc.rs = older;
+    let calls = svc.reconcile(&mut h, &ctx).await;
+    assert!(
+        calls.iter().any(|c| c.method == "GET" && c.path.contains("/controllerrevisions/")),
+        "the revision was read: {:#?}",
         summary(&calls)
     );
     calls

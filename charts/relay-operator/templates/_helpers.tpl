@@ -102,7 +102,7 @@ read .rules.
 # Kept revisions of RelayServices (revision history and rollback).
 - apiGroups: ["apps"]
   resources: ["controllerrevisions"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
