@@ -360,7 +360,11 @@ async fn pod_worker(config: Arc<Config>, mut updates: watch::Receiver<Pod>) {
     // Stop the app, keep what it received, confirm the deletion.
     {
         let mut registry = config.registry.lock().unwrap();
-        if let Some((_, _, app)) = registry.apps.remove(&name).filter(|(u, _, _)| u == &uid) {
+        // Only this pod's own entry: the pod that replaces it under the same name may have
+        // registered already.
+        if registry.apps.get(&name).is_some_and(|(u, _, _)| u == &uid)
+            && let Some((_, _, app)) = registry.apps.remove(&name)
+        {
             registry.history.push((name.clone(), uid.clone(), app.state()));
         }
     }
