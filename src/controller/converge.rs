@@ -249,7 +249,7 @@ async fn delete_scaled_claims(
         for claim in ctx.caches.claims.state() {
             let claim_name = claim.name_any();
             let Some(ordinal) = ordinal_of(&prefix, &claim_name) else { continue };
-            if claim.namespace().as_deref() == Some(owner.namespace.as_str())
+            if claim.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
                 && ordinal >= replicas
                 && !running.contains(&ordinal)
             {

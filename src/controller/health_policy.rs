@@ -43,13 +43,13 @@ pub fn compute(policy: &HealthPolicy, used_by: i32, now: Timestamp) -> HealthPol
 pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
     let name = policy.name_any();
-    let here = |ns: Option<String>| ns.as_deref() == Some(namespace.as_str());
+    let here = |ns: Option<&str>| ns == Some(namespace.as_str());
     let services = ctx
         .caches
         .services
         .state()
         .iter()
-        .filter(|s| here(s.namespace()))
+        .filter(|s| here(s.metadata.namespace.as_deref()))
         .filter(|s| s.spec.health_policy_ref.as_ref().is_some_and(|r| r.name == name))
         .count();
     let test_deployments = ctx
@@ -57,7 +57,7 @@ pub async fn reconcile(policy: Arc<HealthPolicy>, ctx: Arc<Context>) -> Result<A
         .test_deployments
         .state()
         .iter()
-        .filter(|td| here(td.namespace()))
+        .filter(|td| here(td.metadata.namespace.as_deref()))
         .filter(|td| health_policy_name(td).as_deref() == Some(name.as_str()))
         .count();
     let used_by = services + test_deployments;

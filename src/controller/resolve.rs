@@ -112,6 +112,6 @@ pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> S
 pub fn dependencies(ctx: &Context, service: &RelayService, namespace: &str) -> Dependencies {
     let all = ctx.caches.services.state();
     let in_namespace: Vec<&RelayService> =
-        all.iter().filter(|s| s.namespace().as_deref() == Some(namespace)).map(|s| &**s).collect();
+        all.iter().filter(|s| s.metadata.namespace.as_deref() == Some(namespace)).map(|s| &**s).collect();
     evaluate(service, &in_namespace)
 }

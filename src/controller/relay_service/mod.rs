@@ -419,7 +419,7 @@ fn referencing<K: ResourceExt>(
     services
         .state()
         .iter()
-        .filter(|s| s.namespace() == namespace && references(s, &name))
+        .filter(|s| s.metadata.namespace == namespace && references(s, &name))
         .map(|s| ObjectRef::from_obj(&**s))
         .collect()
 }

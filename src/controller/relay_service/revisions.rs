@@ -269,7 +269,7 @@ fn stored(ctx: &Context, owner: &Owner) -> Vec<Arc<ControllerRevision>> {
         .state()
         .into_iter()
         .filter(|r| {
-            r.namespace().as_deref() == Some(owner.namespace.as_str())
+            r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
                 && r.labels().get(LABEL_SERVICE) == Some(&base)
                 && hash_of(r).is_some()
                 && r.owner_references().iter().any(|o| o.uid == uid)

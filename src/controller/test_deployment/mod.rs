@@ -317,7 +317,7 @@ async fn delete_children(ctx: &Context, owner: &Owner, unconditionally: bool) ->
         .state()
         .iter()
         .filter(|c| {
-            c.namespace().as_deref() == Some(namespace)
+            c.metadata.namespace.as_deref() == Some(namespace)
                 && c.labels().get(LABEL_SERVICE) == Some(&base)
                 && c.metadata.deletion_timestamp.is_none()
         })
