@@ -172,6 +172,9 @@ impl kube::runtime::utils::Backoff for NoJointBackoff {
 /// bottleneck well below this bound.
 const RECONCILE_CONCURRENCY: u16 = 64;
 
+/// How often `relay_operator_managed_pods` is recounted from the pod cache.
+const POD_STATES_EVERY: Duration = Duration::from_secs(2);
+
 /// Options of the controller.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -385,6 +388,8 @@ pub async fn run(
     let services_for_secrets = services.clone();
     let store = services.clone();
     let output = report_output::<RelayService, _, _>(metrics.clone());
+    let metrics_for_reconciles = metrics.clone();
+    let ctx_for_pod_states = ctx.clone();
     let relay_service_controller = Controller::for_stream(service_stream, services)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .owns_stream(pod_stream)
@@ -408,23 +413,34 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(
             move |service, ctx| {
-                let metrics = metrics.clone();
-                let scope = scope.clone();
+                let metrics = metrics_for_reconciles.clone();
                 let gate = gate.clone();
                 let store = store.clone();
                 async move {
-                    let result =
-                        observed(&gate, &store, service, &ctx, &metrics, |s| reconcile(s, ctx.clone())).await;
-                    record_pod_states(&ctx, &metrics, &scope);
-                    result
+                    observed(&gate, &store, service, &ctx, &metrics, |s| reconcile(s, ctx.clone())).await
                 }
             },
             requeue_with_backoff,
             ctx,
         )
         .for_each(output);
+    // Managed pods by state, recounted from the cache on a timer: a count after every
+    // reconcile visits every pod each time, N² visits for a start of N services.
+    let pod_states = async {
+        let mut every = tokio::time::interval(POD_STATES_EVERY);
+        loop {
+            every.tick().await;
+            record_pod_states(&ctx_for_pod_states, &metrics, &scope);
+        }
+    };
     let controllers = async {
-        futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
+        let all = async {
+            futures::join!(relay_service_controller, policies_controller, test_deployment_controller);
+        };
+        tokio::select! {
+            () = all => {}
+            () = pod_states => {}
+        }
     };
     // A Controller whose store never synced (a watch refused: CRDs missing, RBAC) does not
     // finish on shutdown. Nothing can be running then — every reconcile waits at the gate —
