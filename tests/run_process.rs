@@ -88,14 +88,26 @@ async fn secret_requests(args: &[&str], env: &[(&str, &str)]) -> std::collection
     let (address, api) = fake_api().await;
     let (_operator, port) = start_with(&address, args, env);
     assert!(wait_for(port, "/readyz", 200, Duration::from_secs(20)).await, "/readyz never turned ready");
-    api.calls()
-        .iter()
-        .filter(|c| c.path.contains("/secrets"))
-        .map(|c| {
-            let kind = if c.path.contains("watch=true") { "watch" } else { "list" };
-            format!("{} {kind} {}", c.method, c.path.split('?').next().unwrap())
-        })
-        .collect()
+    let requests = || -> std::collections::BTreeSet<String> {
+        api.calls()
+            .iter()
+            .filter(|c| c.path.contains("/secrets"))
+            .map(|c| {
+                let kind = if c.path.contains("watch=true") { "watch" } else { "list" };
+                format!("{} {kind} {}", c.method, c.path.split('?').next().unwrap())
+            })
+            .collect()
+    };
+    // Ready means every list is done; each list's watch follows it shortly after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = requests();
+        let lists = seen.iter().filter(|r| r.contains(" list ")).count();
+        if seen.len() == 2 * lists || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

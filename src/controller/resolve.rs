@@ -58,15 +58,10 @@ pub fn resolve_and_render(
 /// changes locally).
 pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<Pod>> {
     let base = owner.base_name();
-    ctx.caches
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
-                && p.labels().get(LABEL_SERVICE) == Some(&base)
-        })
-        .collect()
+    ctx.caches.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
+            && p.labels().get(LABEL_SERVICE) == Some(&base)
+    })
 }
 
 /// A Secret the spec references (config keys or the reload hook's token) in a namespace whose
@@ -108,10 +103,22 @@ pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> S
         .collect()
 }
 
-/// Dependency state of `service`, from the RelayService cache.
+/// Dependency state of `service`, from the RelayService cache: only the services reachable
+/// through `dependsOn` are looked up (by name), so a reconcile does not visit every service
+/// of its namespace.
 pub fn dependencies(ctx: &Context, service: &RelayService, namespace: &str) -> Dependencies {
-    let all = ctx.caches.services.state();
-    let in_namespace: Vec<&RelayService> =
-        all.iter().filter(|s| s.metadata.namespace.as_deref() == Some(namespace)).map(|s| &**s).collect();
+    let mut reachable = Vec::new();
+    let mut seen = BTreeSet::from([service.name_any()]);
+    let mut next = service.spec.depends_on.clone();
+    while let Some(name) = next.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(found) = ctx.caches.services.get(&ObjectRef::new(&name).within(namespace)) {
+            next.extend(found.spec.depends_on.iter().cloned());
+            reachable.push(found);
+        }
+    }
+    let in_namespace: Vec<&RelayService> = reachable.iter().map(|s| &**s).collect();
     evaluate(service, &in_namespace)
 }

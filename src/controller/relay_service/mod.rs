@@ -417,9 +417,8 @@ fn referencing<K: ResourceExt>(
     let name = object.name_any();
     let namespace = object.namespace();
     services
-        .state()
+        .state_filter(|s| s.metadata.namespace == namespace && references(s, &name))
         .iter()
-        .filter(|s| s.metadata.namespace == namespace && references(s, &name))
         .map(|s| ObjectRef::from_obj(&**s))
         .collect()
 }

@@ -264,17 +264,12 @@ pub async fn keep_applied(
 /// The ControllerRevisions of `owner` in the cache.
 fn stored(ctx: &Context, owner: &Owner) -> Vec<Arc<ControllerRevision>> {
     let (base, uid) = (owner.base_name(), owner.owner_reference().uid);
-    ctx.caches
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| {
-            r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
-                && r.labels().get(LABEL_SERVICE) == Some(&base)
-                && hash_of(r).is_some()
-                && r.owner_references().iter().any(|o| o.uid == uid)
-        })
-        .collect()
+    ctx.caches.revisions.state_filter(|r| {
+        r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
+            && r.labels().get(LABEL_SERVICE) == Some(&base)
+            && hash_of(r).is_some()
+            && r.owner_references().iter().any(|o| o.uid == uid)
+    })
 }
 
 fn hash_of(revision: &ControllerRevision) -> Option<&str> {
