@@ -58,8 +58,11 @@ pub fn resolve_and_render(
 /// changes locally).
 pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<Pod>> {
     let base = owner.base_name();
+    // Every pod of the service is named BASE-ORDINAL: the name rules out the pods of other
+    // services before their labels are searched (this runs over every cached pod).
     ctx.caches.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
+        named_after(p.metadata.name.as_deref(), &base)
+            && p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
             && p.labels().get(LABEL_SERVICE) == Some(&base)
     })
 }
@@ -103,6 +106,11 @@ pub fn secret_data(ctx: &Context, namespace: &str, spec: &RelayServiceSpec) -> S
         .collect()
 }
 
+/// Whether `name` is `BASE-…`, the name of a pod or revision of the service named `base`.
+pub fn named_after(name: Option<&str>, base: &str) -> bool {
+    name.and_then(|n| n.strip_prefix(base)).is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// Dependency state of `service`, from the RelayService cache: only the services reachable
 /// through `dependsOn` are looked up (by name), so a reconcile does not visit every service
 /// of its namespace.
@@ -121,4 +129,20 @@ pub fn dependencies(ctx: &Context, service: &RelayService, namespace: &str) -> D
     }
     let in_namespace: Vec<&RelayService> = reachable.iter().map(|s| &**s).collect();
     evaluate(service, &in_namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_after;
+
+    #[test]
+    fn names_after_a_base() {
+        assert!(named_after(Some("web-0"), "web"));
+        assert!(named_after(Some("web-td-3"), "web-td"));
+        assert!(named_after(Some("web-td-3"), "web"), "a test deployment's pods pass; their label decides");
+        assert!(!named_after(Some("webx-0"), "web"));
+        assert!(!named_after(Some("web"), "web"));
+        assert!(!named_after(Some("api-0"), "web"));
+        assert!(!named_after(None, "web"));
+    }
 }

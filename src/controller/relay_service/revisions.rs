@@ -18,6 +18,7 @@ use tracing::warn;
 
 use super::super::Error;
 use super::super::context::Context;
+use super::super::resolve::named_after;
 use super::super::writes::{create, delete, publish, read_uncached};
 use crate::api::{
     DEFAULT_REVISION_HISTORY_LIMIT, RelayService, RelayServiceSpec, RelayServiceStatus, RevisionEntry,
@@ -265,7 +266,8 @@ pub async fn keep_applied(
 fn stored(ctx: &Context, owner: &Owner) -> Vec<Arc<ControllerRevision>> {
     let (base, uid) = (owner.base_name(), owner.owner_reference().uid);
     ctx.caches.revisions.state_filter(|r| {
-        r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
+        named_after(r.metadata.name.as_deref(), &base)
+            && r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
             && r.labels().get(LABEL_SERVICE) == Some(&base)
             && hash_of(r).is_some()
             && r.owner_references().iter().any(|o| o.uid == uid)
