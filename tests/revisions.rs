@@ -126,12 +126,22 @@ async fn a_rollback_restores_the_previous_config_through_the_hook_until_the_spec
     assert_eq!(svc.rs.spec.config.as_ref().unwrap().data["GREETING"], "b", "the spec stays the user's");
     assert_eq!(svc.status()["configSyncedReplicas"], 2);
 
-    // Converged on the rollback: nothing more, even for a restarted operator (the pin is in status).
+    // Converged on the rollback: nothing more, even for a restarted operator (the pin is in
+    // status) — which reads the pinned revision's content once (the caches keep revisions
+    // without it) and writes nothing.
     let calls = svc.reconcile(&mut api, &ctx).await;
     assert_eq!(calls.iter().filter(|c| !c.path.contains("/events")).count(), 0, "{calls:#?}");
     let restarted = Arc::new(api.context());
     let calls = svc.reconcile(&mut api, &restarted).await;
     assert_eq!(svc.hash(), a);
+    let requests: Vec<_> = calls.iter().filter(|c| !c.path.contains("/events")).collect();
+    assert!(
+        requests.len() == 1
+            && requests[0].method == "GET"
+            && requests[0].path.contains("/controllerrevisions/"),
+        "{requests:#?}"
+    );
+    let calls = svc.reconcile(&mut api, &restarted).await;
     assert_eq!(calls.iter().filter(|c| !c.path.contains("/events")).count(), 0, "{calls:#?}");
 
     // Scaling is not a change of configuration or template: the rollback holds.

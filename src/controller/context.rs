@@ -16,6 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::debounce::Debounce;
 use super::restart_budget::RestartBudget;
 use crate::api::{CanaryStatus, HealthPolicy, RelayService, ReloadResult, TestDeployment};
+use crate::history::Snapshot;
 use crate::hook::ReloadOptions;
 use crate::ops::metrics::Metrics;
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -218,6 +219,29 @@ impl RevisionNumbers {
     }
 }
 
+/// The contents of the ControllerRevisions a rollback pins, by revision UID. The caches keep
+/// revisions without their `data` ([`super::slim::slim_revision`]); a pinned revision's is
+/// read once and kept here, since a revision's content never changes.
+#[derive(Debug, Default)]
+pub struct RevisionContents(Mutex<HashMap<String, Snapshot>>);
+
+impl RevisionContents {
+    /// The content of the revision `uid`, if read before.
+    pub fn get(&self, uid: &str) -> Option<Snapshot> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(uid).cloned()
+    }
+
+    /// Keep the content of the revision `uid`.
+    pub fn insert(&self, uid: &str, content: Snapshot) {
+        let mut contents = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A bound, not a cache policy: forgetting costs one read per pinned service.
+        if contents.len() >= 10_000 {
+            contents.clear();
+        }
+        contents.insert(uid.to_owned(), content);
+    }
+}
+
 /// The canary state (`status.canary`) each service's last reconcile in this process
 /// decided, by service UID: a reconcile that starts before that status write reached the
 /// cache reads it here, so a canary is never forgotten or started twice.
@@ -263,6 +287,8 @@ pub struct Context {
     pub revision_numbers: RevisionNumbers,
     /// Canary states decided by this process.
     pub canaries: CanaryMemory,
+    /// Contents of pinned revisions read by this process.
+    pub revision_contents: RevisionContents,
     /// When each service's pending configuration was first desired (`reload.debounce`).
     pub debounce: Debounce,
     /// Pod restarts in flight and queued (`--max-concurrent-restarts`), shared by every
@@ -296,6 +322,7 @@ impl Context {
             announced: AnnouncedProblems::default(),
             revision_numbers: RevisionNumbers::default(),
             canaries: CanaryMemory::default(),
+            revision_contents: RevisionContents::default(),
             debounce: Debounce::default(),
             restarts: Arc::new(RestartBudget::default()),
             failures: Mutex::default(),

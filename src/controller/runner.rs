@@ -24,7 +24,7 @@ use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
 use super::restart_budget::RestartBudget;
-use super::slim::{slim, slim_config_map, slim_pod, slim_service};
+use super::slim::{slim, slim_config_map, slim_pod, slim_revision, slim_service};
 use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
@@ -288,7 +288,7 @@ pub async fn run(
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
     // Only RelayServices have Ingresses: no TestDeployment owner to wake.
     let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
-    let (revisions, revision_stream) = cached!(ControllerRevision, managed.clone());
+    let (revisions, revision_stream) = cached!(ControllerRevision, managed.clone(), slim_revision);
     // Children of TestDeployments come through the same watches: their events wake the
     // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
     let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();

@@ -7,8 +7,11 @@
 //! probe (the failure diagnosis and the one-off health fetch): the rest — volumes, env,
 //! security contexts, placement, what admission added — is dropped too. Of the Services
 //! and ConfigMaps it writes the operator reads only the metadata (the desired-hash annotation
-//! that skips an unchanged apply) and a ConfigMap's `config-hash` key.
+//! that skips an unchanged apply) and a ConfigMap's `config-hash` key. Of a
+//! ControllerRevision it reads the metadata and number; the content (`data`) only while a
+//! rollback pins that revision, and then reads it from the API server.
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -48,6 +51,12 @@ pub fn slim_service(service: &mut Service) {
     slim(service);
     service.spec = None;
     service.status = None;
+}
+
+/// [`slim`], and drop a ControllerRevision's content (`data`).
+pub fn slim_revision(revision: &mut ControllerRevision) {
+    slim(revision);
+    revision.data = None;
 }
 
 /// [`slim`], and keep of a ConfigMap's data only the `config-hash` key — all of it for the
@@ -176,5 +185,15 @@ mod tests {
         slim_service(&mut service);
         assert!(service.spec.is_none() && service.status.is_none());
         assert_eq!(service.metadata.annotations.unwrap()["relayops.io/desired-hash"], "d");
+
+        let mut revision: ControllerRevision = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-abc", "labels": {"relayops.io/revision-hash": "abc"}},
+            "revision": 3,
+            "data": {"image": "x:1", "config": {"data": {"A": "b"}}},
+        }))
+        .unwrap();
+        slim_revision(&mut revision);
+        assert!(revision.data.is_none());
+        assert_eq!((revision.revision, revision.metadata.labels.unwrap().len()), (3, 1));
     }
 }

@@ -65,7 +65,7 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
     };
     let reference = service.object_ref(&());
     // A rollback renders a kept revision instead of the spec (see `revisions`).
-    let mut history = revisions::prepare(&ctx, &service, &owner, &reference).await;
+    let mut history = revisions::prepare(&ctx, &service, &owner, &reference).await?;
     if service.spec.update_strategy.rollback == RollbackPolicy::Auto {
         roll_back_if_stuck(&ctx, &service, &owner, &reference, &mut history).await;
     }

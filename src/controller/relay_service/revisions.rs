@@ -82,9 +82,9 @@ impl History {
         let running = pinned.or_else(|| current(&self.entries).map(|e| e.hash.clone()));
         let chosen =
             choose(&self.entries, running.as_deref(), target).map_err(|e| e.to_string()).and_then(|entry| {
-                match snapshot_of(&self.found, &entry.hash) {
-                    Some(_) => Ok(entry.clone()),
-                    None => Err(format!(
+                match self.found.iter().any(|r| hash_of(r) == Some(entry.hash.as_str())) {
+                    true => Ok(entry.clone()),
+                    false => Err(format!(
                         "ControllerRevision {} of revision {} not found",
                         revision_name(&owner.base_name(), &entry.hash),
                         entry.revision
@@ -121,13 +121,14 @@ impl History {
 }
 
 /// Read the history, handle a new rollback request and choose the spec to render. Requests
-/// that cannot be served are reported in `status.rollback.message` and a Warning Event.
+/// that cannot be served are reported in `status.rollback.message` and a Warning Event; an
+/// error is returned only when a pinned revision's content cannot be read.
 pub async fn prepare(
     ctx: &Context,
     service: &RelayService,
     owner: &Owner,
     reference: &ObjectReference,
-) -> History {
+) -> Result<History, Error> {
     let status = service.status.as_ref();
     let found = stored(ctx, owner);
     let entries =
@@ -189,9 +190,10 @@ pub async fn prepare(
         }
     }
 
-    if let Some(active) = history.rollback.as_mut().filter(|r| r.hash.is_some()) {
-        let hash = active.hash.clone().unwrap_or_default();
-        match snapshot_of(&history.found, &hash).map(|s| s.restore(&service.spec)) {
+    if let Some(hash) = history.rollback.as_ref().and_then(|r| r.hash.clone()) {
+        let content = content_of(ctx, &history.found, &hash).await?;
+        let Some(active) = history.rollback.as_mut() else { return Ok(history) };
+        match content.map(|s| s.restore(&service.spec)) {
             Some(Ok(spec)) => history.pinned = Some((hash, spec)),
             unusable => {
                 let why = match unusable {
@@ -205,7 +207,7 @@ pub async fn prepare(
             }
         }
     }
-    history
+    Ok(history)
 }
 
 /// Keep the revision just applied (the pinned one, or the spec's, created as a
@@ -289,9 +291,24 @@ fn entry_of(revision: &ControllerRevision) -> RevisionEntry {
     }
 }
 
-/// The content of the stored revision with `hash`.
-fn snapshot_of(found: &[Arc<ControllerRevision>], hash: &str) -> Option<Snapshot> {
-    let revision = found.iter().find(|r| hash_of(r) == Some(hash))?;
-    let data = revision.data.as_ref()?.0.clone();
-    Snapshot::from_data(data).ok()
+/// The content of the stored revision with `hash`; none when there is no such revision or
+/// its data is unreadable. The caches keep revisions without their data
+/// ([`super::super::slim::slim_revision`]): it is read from the API server once per revision
+/// and kept in the context.
+async fn content_of(
+    ctx: &Context,
+    found: &[Arc<ControllerRevision>],
+    hash: &str,
+) -> Result<Option<Snapshot>, Error> {
+    let Some(revision) = found.iter().find(|r| hash_of(r) == Some(hash)) else { return Ok(None) };
+    let uid = revision.uid().unwrap_or_default();
+    if let Some(content) = ctx.revision_contents.get(&uid) {
+        return Ok(Some(content));
+    }
+    let namespace = revision.namespace().unwrap_or_default();
+    let read = read_uncached::<ControllerRevision>(ctx, &namespace, &revision.name_any()).await?;
+    let Some(read) = read.filter(|r| r.uid().as_deref() == Some(uid.as_str())) else { return Ok(None) };
+    let Some(content) = read.data.and_then(|data| Snapshot::from_data(data.0).ok()) else { return Ok(None) };
+    ctx.revision_contents.insert(&uid, content.clone());
+    Ok(Some(content))
 }
