@@ -1,18 +1,24 @@
 //! What the caches keep of each watched object: everything a reconcile reads, nothing else.
 //! The field-ownership records (`managedFields`) are most of an object's size; a reconcile
 //! only reads when the operator last applied a ConfigMap (its own entry's time), never their
-//! field sets. The client-side-apply copy `kubectl.kubernetes.io/last-applied-configuration`
-//! duplicates the whole object and is never read. Both are dropped before objects enter the
-//! stores. Of a pod's spec a reconcile reads only its first container's name and readiness
-//! probe (the failure diagnosis and the one-off health fetch): the rest — volumes, env,
-//! security contexts, placement, what admission added — is dropped too. Of the Services
+//! field sets, and nothing of them on other kinds. The client-side-apply copy
+//! `kubectl.kubernetes.io/last-applied-configuration` duplicates the whole object and is
+//! never read. Both are dropped before objects enter the stores. Of a pod's spec a reconcile
+//! reads only its first container's readiness probe, and that container's name when it has
+//! one (the failure diagnosis and the one-off health fetch): the rest — other containers,
+//! images, volumes, env, security contexts, placement, what admission added — is dropped
+//! too, and the whole spec of a pod without a readiness probe. Of its status it reads the
+//! phase, the IP, the `Ready` and `PodScheduled` conditions and the containers' states,
+//! restart counts and image IDs. Of the Services
 //! and ConfigMaps it writes the operator reads only the metadata (the desired-hash annotation
 //! that skips an unchanged apply) and a ConfigMap's `config-hash` key. Of a
 //! ControllerRevision it reads the metadata and number; the content (`data`) only while a
 //! rollback pins that revision, and then reads it from the API server.
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
@@ -27,23 +33,59 @@ pub fn slim<K: Resource>(object: &mut K) {
     slim_metadata(object.meta_mut());
 }
 
-/// [`slim`], and keep of the pod's spec only its containers' names, images and readiness
-/// probes.
+/// The pod conditions a reconcile reads.
+const POD_CONDITIONS: [&str; 2] = ["Ready", "PodScheduled"];
+
+/// [`slim`], and keep of a pod's spec only its first container's name and readiness probe
+/// (no spec when it has none), of its status what the module documentation lists.
 pub fn slim_pod(pod: &mut Pod) {
     slim(pod);
-    if let Some(spec) = pod.spec.take() {
-        let containers = spec
-            .containers
-            .into_iter()
-            .map(|c| Container {
-                name: c.name,
-                image: c.image,
-                readiness_probe: c.readiness_probe,
-                ..Container::default()
-            })
-            .collect();
-        pod.spec = Some(PodSpec { containers, ..PodSpec::default() });
-    }
+    pod.spec = pod.spec.take().and_then(|spec| {
+        let first = spec.containers.into_iter().next()?;
+        let container = Container {
+            name: first.name,
+            readiness_probe: Some(first.readiness_probe?),
+            ..Container::default()
+        };
+        Some(PodSpec { containers: vec![container], ..PodSpec::default() })
+    });
+    pod.status = pod.status.take().map(|status| PodStatus {
+        phase: status.phase,
+        pod_ip: status.pod_ip,
+        conditions: status.conditions.map(|conditions| {
+            conditions
+                .into_iter()
+                .filter(|c| POD_CONDITIONS.contains(&c.type_.as_str()))
+                .map(|c| PodCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                    ..PodCondition::default()
+                })
+                .collect()
+        }),
+        container_statuses: status.container_statuses.map(slim_container_statuses),
+        init_container_statuses: status.init_container_statuses.map(slim_container_statuses),
+        ..PodStatus::default()
+    });
+}
+
+/// Of each container's status: its name, readiness, state, last state, restart count and
+/// image ID.
+fn slim_container_statuses(statuses: Vec<ContainerStatus>) -> Vec<ContainerStatus> {
+    statuses
+        .into_iter()
+        .map(|c| ContainerStatus {
+            name: c.name,
+            ready: c.ready,
+            state: c.state,
+            last_state: c.last_state,
+            restart_count: c.restart_count,
+            image_id: c.image_id,
+            ..ContainerStatus::default()
+        })
+        .collect()
 }
 
 /// [`slim`], and keep of a Service its metadata only.
@@ -59,10 +101,18 @@ pub fn slim_revision(revision: &mut ControllerRevision) {
     revision.data = None;
 }
 
-/// [`slim`], and keep of a ConfigMap's data only the `config-hash` key — all of it for the
-/// canary's last good copies, which a revert reads back.
+/// [`slim`] but for the operator's `managedFields` entries (without their field sets: a
+/// reconcile reads when it last applied a ConfigMap), and keep of a ConfigMap's data only
+/// the `config-hash` key — all of it for the canary's last good copies, which a revert reads
+/// back.
 pub fn slim_config_map(config_map: &mut ConfigMap) {
+    let mut own = config_map.metadata.managed_fields.take().unwrap_or_default();
+    own.retain(|entry| entry.manager.as_deref() == Some(MANAGER));
+    for entry in &mut own {
+        entry.fields_v1 = None;
+    }
     slim(config_map);
+    config_map.metadata.managed_fields = Some(own).filter(|own| !own.is_empty());
     if config_map.metadata.name.as_deref().is_some_and(|n| n.ends_with(LAST_GOOD_SUFFIX)) {
         return;
     }
@@ -72,18 +122,9 @@ pub fn slim_config_map(config_map: &mut ConfigMap) {
     }
 }
 
-/// Keep of `meta.managedFields` only the operator's entries, without their field sets, and
-/// drop the last-applied annotation.
+/// Drop `meta.managedFields` and the last-applied annotation.
 pub fn slim_metadata(meta: &mut ObjectMeta) {
-    if let Some(fields) = &mut meta.managed_fields {
-        fields.retain(|entry| entry.manager.as_deref() == Some(MANAGER));
-        for entry in fields.iter_mut() {
-            entry.fields_v1 = None;
-        }
-        if fields.is_empty() {
-            meta.managed_fields = None;
-        }
-    }
+    meta.managed_fields = None;
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove(LAST_APPLIED);
         if annotations.is_empty() {
@@ -98,33 +139,77 @@ mod tests {
     use crate::controller::pods::health_url;
     use k8s_openapi::api::core::v1::ConfigMap;
 
-    #[test]
-    fn a_slim_pod_keeps_what_diagnosis_and_health_fetches_read() {
-        let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-0", "labels": {"relayops.io/service": "web"}},
+    fn pod(probe: Option<serde_json::Value>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-0", "labels": {"relayops.io/service": "web"},
+                "managedFields": [{"manager": MANAGER, "operation": "Apply"}]},
             "spec": {
                 "containers": [{"name": "app", "image": "x:1",
                     "env": [{"name": "A", "value": "b"}],
-                    "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}}}],
+                    "readinessProbe": probe},
+                    {"name": "sidecar", "image": "y:1"}],
                 "volumes": [{"name": "config", "configMap": {"name": "web-config"}}],
                 "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}],
             },
-            "status": {"podIP": "10.0.0.7", "phase": "Running"},
+            "status": {
+                "podIP": "10.0.0.7", "phase": "Running", "hostIP": "10.1.0.1", "qosClass": "BestEffort",
+                "conditions": [
+                    {"type": "Initialized", "status": "True"},
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no node",
+                     "lastTransitionTime": "2026-11-28T10:00:00Z"},
+                    {"type": "Ready", "status": "True"},
+                ],
+                "containerStatuses": [{"name": "app", "image": "x:1", "imageID": "x@sha256:1",
+                    "containerID": "c://1", "ready": true, "started": true, "restartCount": 2,
+                    "state": {"running": {"startedAt": "2026-11-28T10:00:00Z"}},
+                    "lastState": {"terminated": {"exitCode": 3}}}],
+            },
         }))
-        .unwrap();
-        slim_pod(&mut pod);
-        let spec = pod.spec.as_ref().unwrap();
-        assert!(spec.volumes.is_none() && spec.tolerations.is_none());
-        let container = &spec.containers[0];
-        assert_eq!((container.name.as_str(), container.image.as_deref()), ("app", Some("x:1")));
-        assert!(container.env.is_none());
-        assert_eq!(health_url(&pod).unwrap().as_str(), "http://10.0.0.7:8080/health");
-        assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"), "status is kept");
-        assert_eq!(pod.metadata.labels.unwrap()["relayops.io/service"], "web");
+        .unwrap()
     }
 
     #[test]
-    fn only_the_operators_apply_times_and_real_annotations_stay() {
+    fn a_slim_pod_keeps_what_diagnosis_and_health_fetches_read() {
+        let mut pod = pod(Some(serde_json::json!({"httpGet": {"path": "/health", "port": 8080}})));
+        slim_pod(&mut pod);
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.volumes.is_none() && spec.tolerations.is_none());
+        assert_eq!(spec.containers.len(), 1, "only the first container");
+        let container = &spec.containers[0];
+        assert_eq!((container.name.as_str(), container.image.as_deref()), ("app", None));
+        assert!(container.env.is_none());
+        assert_eq!(health_url(&pod).unwrap().as_str(), "http://10.0.0.7:8080/health");
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["relayops.io/service"], "web");
+        assert!(pod.metadata.managed_fields.is_none());
+
+        let status = pod.status.unwrap();
+        assert_eq!((status.phase.as_deref(), status.pod_ip.as_deref()), (Some("Running"), Some("10.0.0.7")));
+        assert!(status.host_ip.is_none() && status.qos_class.is_none());
+        let conditions = status.conditions.unwrap();
+        let kept: Vec<_> = conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(kept, ["PodScheduled", "Ready"]);
+        assert_eq!(
+            (conditions[0].reason.as_deref(), conditions[0].message.as_deref()),
+            (Some("Unschedulable"), Some("no node"))
+        );
+        let container = &status.container_statuses.unwrap()[0];
+        assert_eq!((container.name.as_str(), container.restart_count, container.ready), ("app", 2, true));
+        assert_eq!(container.image_id, "x@sha256:1");
+        assert!(container.state.as_ref().unwrap().running.is_some());
+        assert_eq!(container.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 3);
+        assert!(container.image.is_empty() && container.container_id.is_none());
+    }
+
+    #[test]
+    fn a_pod_without_a_readiness_probe_keeps_no_spec() {
+        let mut pod = pod(None);
+        slim_pod(&mut pod);
+        assert!(pod.spec.is_none());
+        assert!(health_url(&pod).is_none());
+    }
+
+    #[test]
+    fn only_the_operators_config_map_apply_times_and_real_annotations_stay() {
         let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": "web-config",
@@ -139,7 +224,7 @@ mod tests {
             "data": {"config-hash": "abc"},
         }))
         .unwrap();
-        slim(&mut cm);
+        slim_config_map(&mut cm);
         let fields = cm.metadata.managed_fields.as_ref().unwrap();
         assert_eq!(fields.len(), 1);
         assert_eq!(fields[0].manager.as_deref(), Some(MANAGER));
@@ -153,8 +238,16 @@ mod tests {
             "managedFields": [{"manager": "kubectl", "operation": "Update"}],
         }}))
         .unwrap();
-        slim(&mut other);
+        slim_config_map(&mut other);
         assert!(other.metadata.managed_fields.is_none() && other.metadata.annotations.is_none());
+
+        // Other kinds keep no managedFields at all, the operator's neither.
+        let mut service: Service = serde_json::from_value(serde_json::json!({"metadata": {
+            "managedFields": [{"manager": MANAGER, "operation": "Apply", "time": "2026-11-28T10:00:00Z"}],
+        }}))
+        .unwrap();
+        slim(&mut service);
+        assert!(service.metadata.managed_fields.is_none());
     }
 
     #[test]
