@@ -9,9 +9,10 @@
 //! images, volumes, env, security contexts, placement, what admission added — is dropped
 //! too, and the whole spec of a pod without a readiness probe. Of its status it reads the
 //! phase, the IP, the `Ready` and `PodScheduled` conditions and the containers' states,
-//! restart counts and image IDs. Of the Services
-//! and ConfigMaps it writes the operator reads only the metadata (the desired-hash annotation
-//! that skips an unchanged apply) and a ConfigMap's `config-hash` key. Of a
+//! restart counts and image IDs. Of the Services and ConfigMaps it writes the operator reads
+//! only the metadata — looked up by name, never by label: the desired-hash annotation that
+//! skips an unchanged apply, the owner references that wake the owner — and a ConfigMap's
+//! `config-hash` key; their labels are dropped. Of a
 //! ControllerRevision it reads the metadata and number; the content (`data`) only while a
 //! rollback pins that revision, and then reads it from the API server.
 
@@ -88,9 +89,10 @@ fn slim_container_statuses(statuses: Vec<ContainerStatus>) -> Vec<ContainerStatu
         .collect()
 }
 
-/// [`slim`], and keep of a Service its metadata only.
+/// [`slim`], and keep of a Service its metadata only, without labels.
 pub fn slim_service(service: &mut Service) {
     slim(service);
+    service.metadata.labels = None;
     service.spec = None;
     service.status = None;
 }
@@ -104,7 +106,7 @@ pub fn slim_revision(revision: &mut ControllerRevision) {
 /// [`slim`] but for the operator's `managedFields` entries (without their field sets: a
 /// reconcile reads when it last applied a ConfigMap), and keep of a ConfigMap's data only
 /// the `config-hash` key — all of it for the canary's last good copies, which a revert reads
-/// back.
+/// back — and no labels.
 pub fn slim_config_map(config_map: &mut ConfigMap) {
     let mut own = config_map.metadata.managed_fields.take().unwrap_or_default();
     own.retain(|entry| entry.manager.as_deref() == Some(MANAGER));
@@ -113,6 +115,7 @@ pub fn slim_config_map(config_map: &mut ConfigMap) {
     }
     slim(config_map);
     config_map.metadata.managed_fields = Some(own).filter(|own| !own.is_empty());
+    config_map.metadata.labels = None;
     if config_map.metadata.name.as_deref().is_some_and(|n| n.ends_with(LAST_GOOD_SUFFIX)) {
         return;
     }
@@ -253,14 +256,15 @@ mod tests {
     #[test]
     fn services_keep_their_metadata_and_config_maps_their_hash() {
         let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-config", "annotations": {"relayops.io/desired-hash": "d"}},
+            "metadata": {"name": "web-config", "annotations": {"relayops.io/desired-hash": "d"},
+                "labels": {"relayops.io/service": "web"}},
             "data": {"config-hash": "abc", "config.env": "A=b\n"},
             "binaryData": {"blob": "AAAA"},
         }))
         .unwrap();
         slim_config_map(&mut cm);
         assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), [CONFIG_HASH_KEY]);
-        assert!(cm.binary_data.is_none());
+        assert!(cm.binary_data.is_none() && cm.metadata.labels.is_none());
         assert_eq!(cm.metadata.annotations.unwrap()["relayops.io/desired-hash"], "d");
         let mut last_good: ConfigMap = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("web-config{LAST_GOOD_SUFFIX}")},
@@ -271,12 +275,16 @@ mod tests {
         assert_eq!(last_good.data.unwrap().len(), 2, "a canary's last good copy keeps its data");
 
         let mut service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "annotations": {"relayops.io/desired-hash": "d"}},
+            "metadata": {"name": "web", "annotations": {"relayops.io/desired-hash": "d"},
+                "labels": {"relayops.io/service": "web"},
+                "ownerReferences": [{"apiVersion": "relayops.io/v1alpha1", "kind": "RelayService",
+                    "name": "web", "uid": "u1"}]},
             "spec": {"ports": [{"port": 8080}], "clusterIP": "10.96.0.7"},
         }))
         .unwrap();
         slim_service(&mut service);
-        assert!(service.spec.is_none() && service.status.is_none());
+        assert!(service.spec.is_none() && service.status.is_none() && service.metadata.labels.is_none());
+        assert_eq!(service.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
         assert_eq!(service.metadata.annotations.unwrap()["relayops.io/desired-hash"], "d");
 
         let mut revision: ControllerRevision = serde_json::from_value(serde_json::json!({
