@@ -17,7 +17,7 @@ use relay_operator::controller::context::Context;
 use relay_operator::render::{Owner, OwnerKind, SecretData, render_config};
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
-use support::{Call, FakeApi, RelayServiceFixture, Svc, sample};
+use support::{FakeApi, RelayServiceFixture, Svc, event_reasons, sample};
 
 const HASH: &str = "relayops.io/config-hash";
 
@@ -70,14 +70,6 @@ fn advance(clock: &Arc<Mutex<Timestamp>>, seconds: i64) {
 
 fn config_map(api: &FakeApi, name: &str) -> Option<Arc<ConfigMap>> {
     api.caches.config_maps.get(&ObjectRef::new(name).within("demo"))
-}
-
-fn event_reasons(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| c.path.contains("/events"))
-        .filter_map(|c| c.body["reason"].as_str().map(String::from))
-        .collect()
 }
 
 /// Calls for `hash` by pod ordinal.

@@ -111,14 +111,6 @@ fn writes(calls: &[Call]) -> Vec<String> {
     summary(calls).into_iter().filter(|c| !c.contains("/events")).collect()
 }
 
-fn event_reasons(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| c.path.contains("/events"))
-        .filter_map(|c| c.body["reason"].as_str().map(String::from))
-        .collect()
-}
-
 fn condition<'a>(td: &'a TestDeployment, type_: &str) -> (&'a str, &'a str) {
     let c = td.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.as_str(), c.reason.as_str())

@@ -151,8 +151,8 @@ pub fn with_patched_status(mut rs: RelayService, calls: &[Call]) -> RelayService
     rs
 }
 
-/// `METHOD path` of each request, without the query.
-/// `METHOD path` per call; a create shows the created object's name as the last segment.
+/// `METHOD path` per call, without the query; a create shows the created object's name as
+/// the last segment.
 pub fn summary(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
@@ -163,6 +163,15 @@ pub fn summary(calls: &[Call]) -> Vec<String> {
                 None => format!("{} {path}", c.method),
             }
         })
+        .collect()
+}
+
+/// The reasons of the Events published by `calls`, in order.
+pub fn event_reasons(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.path.contains("/events"))
+        .filter_map(|c| c.body["reason"].as_str().map(String::from))
         .collect()
 }
 
