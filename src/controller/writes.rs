@@ -1,7 +1,8 @@
 //! Every object write the controllers make — the only module that changes objects through the
 //! API: server-side apply of children (skipped when the cached object already carries the
 //! hash of the desired one), pod creation, deletes, metadata patches, status, Events — and the
-//! one read past the cache that a write needs (an object a create found existing).
+//! reads past the cache (an object a create found existing; what the caches leave out, such
+//! as a pinned revision's content).
 //! Each failure names the write that failed; answers are dropped unparsed (the watches bring
 //! the written objects into the caches).
 
@@ -82,7 +83,8 @@ pub async fn create<K: Namespaced>(ctx: &Context, object: &K) -> Result<bool, Er
 }
 
 /// Read an object straight from the API: one that a create found existing before the cache
-/// has seen it. `None` when it is gone.
+/// has seen it, or one whose cached copy lacks what is needed (a revision's content). `None`
+/// when it is gone.
 pub async fn read_uncached<K: Namespaced>(
     ctx: &Context,
     namespace: &str,

@@ -82,13 +82,14 @@ impl History {
         let running = pinned.or_else(|| current(&self.entries).map(|e| e.hash.clone()));
         let chosen =
             choose(&self.entries, running.as_deref(), target).map_err(|e| e.to_string()).and_then(|entry| {
-                match self.found.iter().any(|r| hash_of(r) == Some(entry.hash.as_str())) {
-                    true => Ok(entry.clone()),
-                    false => Err(format!(
+                if self.found.iter().any(|r| hash_of(r) == Some(entry.hash.as_str())) {
+                    Ok(entry.clone())
+                } else {
+                    Err(format!(
                         "ControllerRevision {} of revision {} not found",
                         revision_name(&owner.base_name(), &entry.hash),
                         entry.revision
-                    )),
+                    ))
                 }
             });
         // The annotation last handled stays handled whatever this request is.
