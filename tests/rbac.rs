@@ -90,7 +90,20 @@ async fn writes_of_the_reconcilers() -> BTreeSet<Permission> {
     calls.extend(revision_read_past_a_stale_status().await);
     calls.extend(test_deployment_lifecycle().await);
     calls.extend(reload_through_the_api_proxy().await);
+    calls.extend(a_lasting_problem().await);
     calls.iter().flat_map(|c| permissions(&c.method, &c.path)).collect()
+}
+
+/// A service whose HealthPolicy is missing, reconciled twice: the second Warning folds into
+/// the first's series (a patch of the Event).
+async fn a_lasting_problem() -> Vec<Call> {
+    let h = Harness::new();
+    let service = RelayServiceFixture::new("web").image("a:1.0.0").health_policy("missing").build();
+    let service = Arc::new(service);
+    for _ in 0..2 {
+        reconcile(service.clone(), h.ctx.clone()).await.unwrap();
+    }
+    h.take_calls()
 }
 
 /// A service keeping one revision: its second configuration deletes the first revision.

@@ -205,6 +205,34 @@ async fn missing_health_policy_is_a_condition_and_touches_no_pod() {
     assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::await_change()));
 }
 
+#[tokio::test]
+async fn a_lasting_problem_is_one_warning_counting_repeats_and_each_transition_its_own_event() {
+    let mut h = Harness::new();
+    let broken = Arc::new(RelayServiceFixture::new("web").image("api:1.0.0").health_policy("gone").build());
+    let mut warnings = Vec::new();
+    for _ in 0..3 {
+        reconcile(broken.clone(), h.ctx.clone()).await.unwrap();
+        warnings.extend(h.take_calls().into_iter().filter(|c| c.path.contains("/events")));
+    }
+    let writes: Vec<(&str, Option<i64>)> =
+        warnings.iter().map(|c| (c.method.as_str(), c.body["series"]["count"].as_i64())).collect();
+    assert_eq!(writes, [("POST", None), ("PATCH", Some(2)), ("PATCH", Some(3))], "one Event, counted");
+
+    let service = web();
+    let mut scaled_down = Vec::new();
+    for replicas in [2, 1, 2, 1] {
+        let calls = step(&mut h, &service.clone().replicas(replicas).build(), true).await;
+        scaled_down.extend(
+            calls
+                .into_iter()
+                .filter(|c| c.path.contains("/events") && c.body["reason"] == "ScaledDown")
+                .map(|c| (c.method, c.body["series"].is_null())),
+        );
+    }
+    let new_event = ("POST".to_owned(), true);
+    assert_eq!(scaled_down, [new_event.clone(), new_event], "each scale-down its own Event");
+}
+
 /// Reconcile `rs`, feed the writes back into the caches (pods Ready or not), return the calls.
 async fn step(h: &mut Harness, rs: &RelayService, ready: bool) -> Vec<Call> {
     reconcile(Arc::new(rs.clone()), h.ctx.clone()).await.unwrap();

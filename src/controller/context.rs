@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::debounce::Debounce;
+use super::events::EventPublisher;
 use super::restart_budget::RestartBudget;
 use crate::api::{CanaryStatus, HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::history::Snapshot;
@@ -269,8 +269,8 @@ pub struct Context {
     pub client: Client,
     /// Caches.
     pub caches: Caches,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Where Events go.
+    pub events: EventPublisher,
     /// Refuse to create pods for images with mutable tags.
     pub require_pinned_images: bool,
     /// Client of the one-off health fetches on pods that fail their readiness check.
@@ -305,7 +305,7 @@ impl Context {
     pub fn new(
         client: Client,
         caches: Caches,
-        recorder: Recorder,
+        events: EventPublisher,
         require_pinned_images: bool,
         reload: ReloadOptions,
         metrics: Arc<Metrics>,
@@ -313,7 +313,7 @@ impl Context {
         Self {
             client,
             caches,
-            recorder,
+            events,
             require_pinned_images,
             health_client: health_client(),
             metrics,

@@ -13,6 +13,7 @@ pub mod container_log;
 pub mod context;
 pub mod converge;
 pub mod debounce;
+pub mod events;
 pub mod health_policy;
 pub mod pods;
 pub mod relay_service;

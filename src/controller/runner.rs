@@ -20,6 +20,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::Error;
 use super::context::{Caches, Context, SecretCaches};
+use super::events::EventPublisher;
 use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
@@ -355,12 +356,12 @@ pub async fn run(
     tokio::spawn(readiness);
 
     let reporter = Reporter { controller: MANAGER.into(), instance: options.instance.clone() };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = EventPublisher::new(client.clone(), reporter);
     let ctx = Arc::new(
         Context::new(
             client.clone(),
             caches,
-            recorder,
+            events,
             options.require_pinned_images,
             options.reload.clone(),
             metrics.clone(),

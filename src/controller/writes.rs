@@ -210,7 +210,7 @@ pub async fn publish_about_pod(
 }
 
 async fn send_event(ctx: &Context, reference: &ObjectReference, event: Event) {
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+    if let Err(e) = ctx.events.publish(&event, reference).await {
         warn!(error = %e, "cannot publish event");
     }
 }

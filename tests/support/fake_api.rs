@@ -35,12 +35,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
 use relay_operator::controller::context::{Caches, Context, SecretCaches};
+use relay_operator::controller::events::EventPublisher;
 use relay_operator::hook::{
     DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_PER_SERVICE, PodIpOptions, ReloadOptions, Transport,
 };
@@ -147,12 +148,12 @@ impl FakeApi {
 
     /// A fresh Context on these caches with these reload options.
     pub fn context_with(&self, reload: ReloadOptions) -> Context {
-        let recorder = Recorder::new(
+        let events = EventPublisher::new(
             self.client.clone(),
             Reporter { controller: "relay-operator".into(), instance: None },
         );
         let metrics = Arc::new(Metrics::new().unwrap());
-        Context::new(self.client.clone(), self.caches.clone(), recorder, false, reload, metrics)
+        Context::new(self.client.clone(), self.caches.clone(), events, false, reload, metrics)
     }
 
     /// Time spent answering requests (and feeding the caches) since the last call: the part
