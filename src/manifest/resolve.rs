@@ -409,7 +409,7 @@ impl Resolver<'_> {
         namespace: &str,
         spec: &'i RelayServiceSpec,
     ) -> Result<Option<&'i HealthPolicySpec>, ()> {
-        let Some(reference) = &spec.health_policy_ref else { return Ok(spec.health.as_ref()) };
+        let Some(reference) = &spec.health_policy_ref else { return Ok(spec.health.as_deref()) };
         let name = &reference.name;
         let found = inputs.policies.get(&(namespace.to_string(), name.clone()));
         match lookup(found, inputs, self.options, "HealthPolicy", namespace, name) {

@@ -195,7 +195,7 @@ fn pod_spec(input: ServiceInput<'_>, probes: Option<&ProbeSet>) -> PodSpec {
         readiness_probe: probes.map(|p| p.readiness.clone()),
         liveness_probe: probes.and_then(|p| p.liveness.clone()),
         startup_probe: probes.and_then(|p| p.startup.clone()),
-        security_context: Some(container_security(spec.security_context.as_ref())),
+        security_context: Some(container_security(spec.security_context.as_deref())),
         ..Container::default()
     };
     // Every field below is `None` unless set, so a spec without them serializes (and
@@ -218,14 +218,14 @@ fn pod_spec(input: ServiceInput<'_>, probes: Option<&ProbeSet>) -> PodSpec {
     PodSpec {
         containers: vec![container],
         volumes: (!volumes.is_empty()).then_some(volumes),
-        security_context: Some(pod_security(spec.pod_security_context.as_ref())),
+        security_context: Some(pod_security(spec.pod_security_context.as_deref())),
         restart_policy: Some("Always".into()),
         enable_service_links: Some(false),
         image_pull_secrets: (!image_pull_secrets.is_empty()).then_some(image_pull_secrets),
         service_account_name: spec.service_account_name.clone(),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-        affinity: spec.affinity.clone(),
+        affinity: spec.affinity.as_deref().cloned(),
         topology_spread_constraints: (!spread.is_empty()).then_some(spread),
         ..PodSpec::default()
     }
