@@ -16,6 +16,7 @@ mod fixtures;
 #[path = "../tests/support/hook_servers.rs"]
 mod hook_servers;
 
+use relay_operator::controller::cached::CachedPod;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,7 @@ struct Drive {
     reconciling: Duration,
 }
 
-fn all_pods(api: &FakeApi, n: usize, check: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool) -> bool {
+fn all_pods(api: &FakeApi, n: usize, check: impl Fn(&CachedPod) -> bool) -> bool {
     (0..n).all(|i| api.pod(&format!("web-{i}")).is_some_and(|p| check(&p)))
 }
 
@@ -132,9 +133,7 @@ async fn reload_case(n: usize, hook_delay: Duration, per_service: usize) {
         let started = Instant::now();
         let Drive { rounds, .. } = drive(&mut api, &ctx, &mut rs, |api| {
             let hash = api.mounted.lock().map(|h| h.clone()).unwrap_or_default();
-            all_pods(api, n, |p| {
-                p.metadata.annotations.as_ref().and_then(|a| a.get("relayops.io/config-hash")) == Some(&hash)
-            })
+            all_pods(api, n, |p| p.annotation("relayops.io/config-hash") == Some(hash.as_str()))
         })
         .await;
         times.push(started.elapsed());
@@ -178,9 +177,7 @@ async fn restart_case(n: usize, max_unavailable: usize, runs: usize) {
         let started = Instant::now();
         let drove = drive(&mut api, &ctx, &mut rs, |api| {
             let hash = api.mounted.lock().map(|h| h.clone()).unwrap_or_default();
-            all_pods(api, n, |p| {
-                p.metadata.annotations.as_ref().and_then(|a| a.get("relayops.io/config-hash")) == Some(&hash)
-            })
+            all_pods(api, n, |p| p.annotation("relayops.io/config-hash") == Some(hash.as_str()))
         })
         .await;
         times.push(started.elapsed());

@@ -12,7 +12,6 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::runtime::reflector::ObjectRef;
 use relay_operator::controller::context::Context;
 use relay_operator::render::{Owner, OwnerKind, SecretData, render_config};
 use serde_json::{Value, json};
@@ -68,8 +67,8 @@ fn advance(clock: &Arc<Mutex<Timestamp>>, seconds: i64) {
     *now = now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
 }
 
-fn config_map(api: &FakeApi, name: &str) -> Option<Arc<ConfigMap>> {
-    api.caches.config_maps.get(&ObjectRef::new(name).within("demo"))
+fn config_map(api: &FakeApi, name: &str) -> Option<ConfigMap> {
+    api.stored(&format!("/api/v1/namespaces/demo/configmaps/{name}"))
 }
 
 /// Calls for `hash` by pod ordinal.
@@ -289,7 +288,7 @@ async fn the_last_good_copy_never_holds_a_secret_value() {
     let data = copy.data.clone().unwrap();
     assert_eq!(data.keys().collect::<Vec<_>>(), ["config-hash", "config.env"]);
     for config_map in [copy, config_map(&api, "web-config").unwrap()] {
-        let text = serde_json::to_string(&*config_map).unwrap();
+        let text = serde_json::to_string(&config_map).unwrap();
         assert!(!text.contains("s3cret"), "no Secret value in {text}");
     }
 }

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::PodStatus;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -51,7 +51,8 @@ fn pod_writes(calls: &[Call]) -> Vec<String> {
 
 /// What the API server and the kubelet say about pod `name`: created at `created`, `status`.
 fn kubelet(h: &mut Harness, name: &str, created: Timestamp, status: PodStatus) {
-    let mut pod = (*h.pod(name).unwrap_or_else(|| panic!("no pod {name}"))).clone();
+    let path = format!("/api/v1/namespaces/demo/pods/{name}");
+    let mut pod: Pod = h.stored(&path).unwrap_or_else(|| panic!("no pod {name}"));
     pod.metadata.creation_timestamp = Some(Time(created));
     pod.status = Some(status);
     h.put(&pod);

@@ -9,6 +9,8 @@ mod support;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use relay_operator::api::{ConditionType, RelayService, TestDeployment, find_condition};
 use relay_operator::controller::relay_service::{dependents_of, reconcile};
 use serde_json::{Value, json};
@@ -286,7 +288,9 @@ async fn retained_claims_survive_and_are_readopted_by_a_new_incarnation() {
 
     // The RelayService is deleted: the garbage collector removes pods, ConfigMap and Service, not the claims.
     for pod in h.ctx.caches.pods.state() {
-        h.remove(&*pod);
+        let path = format!("/api/v1/namespaces/demo/pods/{}", pod.name_any());
+        let stored: Pod = h.stored(&path).unwrap();
+        h.remove(&stored);
     }
     // It is created again, with a new UID.
     let again = web().uid("uid-web-2").build();
@@ -324,15 +328,7 @@ async fn failed_pods_are_recreated() {
     let mut h = Harness::new();
     let rs = web().build();
     step(&mut h, &rs, true).await;
-    let mut pod = (*h
-        .ctx
-        .caches
-        .pods
-        .state()
-        .into_iter()
-        .find(|p| p.metadata.name.as_deref() == Some("web-1"))
-        .unwrap())
-    .clone();
+    let mut pod: Pod = h.stored("/api/v1/namespaces/demo/pods/web-1").unwrap();
     pod.status.as_mut().unwrap().phase = Some("Failed".into());
     h.put(&pod);
     assert_eq!(writes(&step(&mut h, &rs, true).await), ["DELETE /api/v1/namespaces/demo/pods/web-1"]);

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use relay_operator::controller::context::Context;
 use serde_json::{Value, json};
 use support::hook_servers::{Behavior, HookServers};
@@ -325,7 +327,11 @@ async fn a_rollback_to_another_image_replaces_the_pods_like_any_template_change(
         .pods
         .state()
         .iter()
-        .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap())
+        .map(|p| {
+            let path = format!("/api/v1/namespaces/demo/pods/{}", p.name_any());
+            let pod: Pod = api.stored(&path).unwrap();
+            pod.spec.unwrap().containers[0].image.clone().unwrap()
+        })
         .collect();
     assert_eq!(images, ["ghcr.io/example/relay:1.4.2", "ghcr.io/example/relay:1.4.2"]);
     assert_eq!(svc.revisions(), revisions(&[(2, "RolledBack"), (1, "Current")]));

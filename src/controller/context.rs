@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::cached::{CachedConfigMap, CachedPod, CachedRevision, CachedService};
 use super::debounce::Debounce;
 use super::events::EventPublisher;
 use super::restart_budget::RestartBudget;
@@ -29,11 +29,11 @@ pub struct Caches {
     /// HealthPolicies.
     pub policies: Store<HealthPolicy>,
     /// Managed pods.
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     /// Managed ConfigMaps.
-    pub config_maps: Store<ConfigMap>,
+    pub config_maps: Store<CachedConfigMap>,
     /// Managed Services.
-    pub service_objects: Store<Service>,
+    pub service_objects: Store<CachedService>,
     /// Managed claims.
     pub claims: Store<PersistentVolumeClaim>,
     /// Managed Ingresses.
@@ -44,7 +44,7 @@ pub struct Caches {
     /// TestDeployments.
     pub test_deployments: Store<TestDeployment>,
     /// The kept revisions of RelayServices.
-    pub revisions: Store<ControllerRevision>,
+    pub revisions: Store<CachedRevision>,
 }
 
 /// The Secret caches: one per namespace whose Secrets the operator may read (the watched
@@ -138,7 +138,7 @@ impl ReloadState {
     /// The last results this process produced for `pods`, by pod name.
     pub fn remembered_results<'p>(
         &self,
-        pods: impl IntoIterator<Item = &'p Pod>,
+        pods: impl IntoIterator<Item = &'p CachedPod>,
     ) -> BTreeMap<String, ReloadResult> {
         let results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pods.into_iter()
@@ -158,7 +158,7 @@ impl ReloadState {
     /// Records the cache shows, and old ones, are forgotten.
     pub fn unobserved_records<'p>(
         &self,
-        pods: impl IntoIterator<Item = &'p Pod>,
+        pods: impl IntoIterator<Item = &'p CachedPod>,
     ) -> BTreeMap<String, String> {
         let mut recorded = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         recorded.retain(|_, (_, at)| at.elapsed() < RECORD_EXPECTATION_TTL);
@@ -166,7 +166,7 @@ impl ReloadState {
         for pod in pods {
             let Some(uid) = pod.metadata.uid.as_deref() else { continue };
             let Some((hash, _)) = recorded.get(uid) else { continue };
-            let cached = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH));
+            let cached = pod.annotation(ANNOTATION_CONFIG_HASH);
             if cached == Some(hash) {
                 recorded.remove(uid);
             } else {
@@ -220,7 +220,7 @@ impl RevisionNumbers {
 }
 
 /// The contents of the ControllerRevisions a rollback pins, by revision UID. The caches keep
-/// revisions without their `data` ([`super::slim::slim_revision`]); a pinned revision's is
+/// revisions without their `data` ([`super::cached::RevisionBody`]); a pinned revision's is
 /// read once and kept here, since a revision's content never changes.
 #[derive(Debug, Default)]
 pub struct RevisionContents(Mutex<HashMap<String, Snapshot>>);
@@ -409,10 +409,10 @@ mod tests {
     }
 
     use super::{ReloadState, backoff};
-    use k8s_openapi::api::core::v1::Pod;
+    use crate::controller::cached::CachedPod;
     use std::time::Duration;
 
-    fn pod(name: &str, uid: &str, recorded: Option<&str>) -> Pod {
+    fn pod(name: &str, uid: &str, recorded: Option<&str>) -> CachedPod {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name, "uid": uid,
             "annotations": recorded.map(|h| serde_json::json!({"relayops.io/config-hash": h}))}}))
         .unwrap()

@@ -4,10 +4,11 @@
 //! write through [`super::writes`]. Replacing an outdated pod is a restart: it takes a slot
 //! of the [`super::restart_budget`] first, or waits.
 
+use crate::controller::cached::CachedPod;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
@@ -56,7 +57,7 @@ pub async fn converge(
     ctx: &Context,
     target: &Target<'_>,
     rendered: &RenderedService,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     gate: Gate,
 ) -> Result<usize, Error> {
     apply_children(ctx, target.owner, rendered, gate != Gate::ConfigHeld).await?;
@@ -74,20 +75,20 @@ async fn apply_children(
     write_config: bool,
 ) -> Result<(), Error> {
     if let Some(config_map) = rendered.config_map.as_ref().filter(|_| write_config) {
-        apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, config_map.clone()).await?;
+        apply_if_changed(ctx, &ctx.caches.config_maps, config_map.clone()).await?;
     }
     if let Some(service) = &rendered.service {
-        apply_if_changed::<Service>(ctx, &ctx.caches.service_objects, service.clone()).await?;
+        apply_if_changed(ctx, &ctx.caches.service_objects, service.clone()).await?;
     }
     match &rendered.ingress {
         Some(ingress) => {
-            apply_if_changed::<Ingress>(ctx, &ctx.caches.ingresses, ingress.clone()).await?;
+            apply_if_changed(ctx, &ctx.caches.ingresses, ingress.clone()).await?;
         }
         None => delete_stale_ingress(ctx, owner).await?,
     }
     for claim in &rendered.claims {
         // Retained claims keep their data; applying by name re-adopts them.
-        apply_if_changed::<PersistentVolumeClaim>(ctx, &ctx.caches.claims, claim.clone()).await?;
+        apply_if_changed(ctx, &ctx.caches.claims, claim.clone()).await?;
     }
     Ok(())
 }
@@ -109,11 +110,11 @@ async fn delete_stale_ingress(ctx: &Context, owner: &Owner) -> Result<(), Error>
     Ok(())
 }
 
-fn observe<'a>(base: &str, pod: &'a Pod) -> Option<ObservedPod<'a>> {
+fn observe<'a>(base: &str, pod: &'a CachedPod) -> Option<ObservedPod<'a>> {
     let name = pod.metadata.name.as_deref()?;
     Some(ObservedPod {
         ordinal: ordinal_of(base, name)?,
-        template_hash: pod.labels().get(LABEL_POD_TEMPLATE_HASH).map(String::as_str),
+        template_hash: pod.label(LABEL_POD_TEMPLATE_HASH),
         ready: is_ready(pod),
         finished: is_finished(pod),
         terminating: is_terminating(pod),
@@ -122,7 +123,7 @@ fn observe<'a>(base: &str, pod: &'a Pod) -> Option<ObservedPod<'a>> {
 }
 
 /// The restart budget's view of the pods.
-pub fn pod_facts(pods: &[Arc<Pod>]) -> Vec<PodFacts<'_>> {
+pub fn pod_facts(pods: &[Arc<CachedPod>]) -> Vec<PodFacts<'_>> {
     pods.iter()
         .filter_map(|pod| {
             let name = pod.metadata.name.as_deref()?;
@@ -146,7 +147,7 @@ async fn execute_plan(
     ctx: &Context,
     target: &Target<'_>,
     rendered: &RenderedService,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     replicas: i32,
     may_start: bool,
 ) -> Result<usize, Error> {
@@ -233,7 +234,7 @@ async fn execute_plan(
 async fn delete_scaled_claims(
     ctx: &Context,
     target: &Target<'_>,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     replicas: i32,
 ) -> Result<(), Error> {
     let owner = target.owner;

@@ -7,6 +7,7 @@
 //! changes anything through the API; [`pods`] and [`conditions`] are pure vocabulary;
 //! [`runner`] wires watches, caches and the kube-runtime Controllers. See ARCHITECTURE.md.
 
+pub mod cached;
 pub mod canary;
 pub mod conditions;
 pub mod container_log;

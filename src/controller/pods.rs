@@ -1,7 +1,8 @@
 //! Facts about one pod, read the same way everywhere: Ready, terminating, finished, its
 //! ordinal, and why it fails. Pure.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use crate::controller::cached::CachedPod;
+use crate::controller::cached::ContainerFacts;
 
 use crate::api::{FailureDetail, PodEntry};
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -16,20 +17,17 @@ pub const FAILING_WAITING_REASONS: &[&str] = &[
 ];
 
 /// The pod's Ready condition is True.
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+pub fn is_ready(pod: &CachedPod) -> bool {
+    pod.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The pod is being deleted.
-pub fn is_terminating(pod: &Pod) -> bool {
+pub fn is_terminating(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
 /// The pod's phase is `Failed` or `Succeeded`: its containers will not run again.
-pub fn is_finished(pod: &Pod) -> bool {
+pub fn is_finished(pod: &CachedPod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
 }
 
@@ -54,17 +52,16 @@ pub struct LogRequest {
 }
 
 /// Why `pod` fails, and which log explains it, if it does.
-pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
+pub fn pod_failure(pod: &CachedPod) -> Option<(FailureDetail, Option<LogRequest>)> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let status = pod.status.as_ref()?;
-    let containers =
-        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    let containers = status.init_container_statuses.iter().chain(&status.container_statuses);
     for container in containers {
         if let Some(found) = container_failure(name, container) {
             return Some(found);
         }
     }
-    let unschedulable = status.conditions.iter().flatten().find(|c| {
+    let unschedulable = status.conditions.iter().find(|c| {
         c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
     })?;
     let detail = FailureDetail {
@@ -76,7 +73,7 @@ pub fn pod_failure(pod: &Pod) -> Option<(FailureDetail, Option<LogRequest>)> {
     Some((detail, None))
 }
 
-fn container_failure(pod: &str, container: &ContainerStatus) -> Option<(FailureDetail, Option<LogRequest>)> {
+fn container_failure(pod: &str, container: &ContainerFacts) -> Option<(FailureDetail, Option<LogRequest>)> {
     let state = container.state.as_ref()?;
     let last_exit = container.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
     let log = |previous| LogRequest { pod: pod.into(), container: container.name.clone(), previous };
@@ -116,9 +113,9 @@ fn container_failure(pod: &str, container: &ContainerStatus) -> Option<(FailureD
 }
 
 /// The URL of the pod's HTTP readiness check (`scheme://podIP:port/path`), if it has one.
-pub fn health_url(pod: &Pod) -> Option<url::Url> {
+pub fn health_url(pod: &CachedPod) -> Option<url::Url> {
     let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
-    let get = pod.spec.as_ref()?.containers.first()?.readiness_probe.as_ref()?.http_get.as_ref()?;
+    let get = pod.spec.as_ref()?.readiness_probe.http_get.as_ref()?;
     let port = match &get.port {
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port) => *port,
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => return None,
@@ -130,12 +127,12 @@ pub fn health_url(pod: &Pod) -> Option<url::Url> {
 
 /// What a pod reports about itself: name, readiness, applied configuration hash, restarts,
 /// image digest (no reload result or failure).
-pub fn pod_entry(pod: &Pod) -> PodEntry {
-    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+pub fn pod_entry(pod: &CachedPod) -> PodEntry {
+    let statuses = pod.status.as_ref().map(|s| s.container_statuses.as_slice()).unwrap_or_default();
     PodEntry {
         name: pod.metadata.name.clone().unwrap_or_default(),
         ready: is_ready(pod),
-        config_hash: pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).cloned(),
+        config_hash: pod.annotation(ANNOTATION_CONFIG_HASH).map(str::to_owned),
         restarts: statuses.iter().map(|s| s.restart_count).sum(),
         image_id: statuses.iter().find(|s| !s.image_id.is_empty()).map(|s| s.image_id.clone()),
         last_reload: None,

@@ -1,10 +1,10 @@
 //! Everything a reconcile reads: the caches (HealthPolicies, Secrets, owned pods, other
 //! services for dependencies), resolved into what rendering and status need. No writes.
 
+use crate::controller::cached::CachedPod;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -56,14 +56,14 @@ pub fn resolve_and_render(
 
 /// The pods of `owner`, from the cache (shared with it: a reconcile copies only the pods it
 /// changes locally).
-pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<Pod>> {
+pub fn owned_pods(ctx: &Context, owner: &Owner) -> Vec<Arc<CachedPod>> {
     let base = owner.base_name();
     // Every pod of the service is named BASE-ORDINAL: the name rules out the pods of other
     // services before their labels are searched (this runs over every cached pod).
     ctx.caches.pods.state_filter(|p| {
         named_after(p.metadata.name.as_deref(), &base)
             && p.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
-            && p.labels().get(LABEL_SERVICE) == Some(&base)
+            && p.label(LABEL_SERVICE) == Some(base.as_str())
     })
 }
 

@@ -1,6 +1,7 @@
 //! Wiring: one watch per kind feeding both a reflector cache and the controllers' triggers
 //! (Secrets: one watch per namespace the operator may read, never cluster-wide), every
-//! object slimmed ([`super::slim`]) before it enters a cache:
+//! object slimmed ([`super::slim`]) or decoded into the caches' own types
+//! ([`super::cached`]) before it enters a cache:
 //! the RelayService Controller owns the child streams, whose TestDeployment-owned objects
 //! also wake the TestDeployment Controller; a third Controller serves HealthPolicies.
 
@@ -8,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{self, Action, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
@@ -19,13 +19,14 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Error;
+use super::cached::{CachedConfigMap, CachedPod, CachedRevision, CachedService};
 use super::context::{Caches, Context, SecretCaches};
 use super::events::EventPublisher;
 use super::health_policy;
 use super::pods::{is_finished, is_ready, is_terminating};
 use super::relay_service::{dependents_of, reconcile, services_using_policy, services_using_secret};
 use super::restart_budget::RestartBudget;
-use super::slim::{slim, slim_config_map, slim_pod, slim_revision, slim_service};
+use super::slim::slim;
 use super::test_deployment::{self, health_policy_name};
 use super::tolerant;
 use crate::api::{HealthPolicy, RelayService, TestDeployment, TestDeploymentPhase};
@@ -252,16 +253,24 @@ pub async fn run(
 
     let sync = SyncTracker::default();
     macro_rules! cached {
-        ($kind:ty, $config:expr) => {
-            cached!($kind, $config, slim)
-        };
-        ($kind:ty, $config:expr, $slim:expr) => {{
+        ($kind:ty, $config:expr) => {{
             let (reader, writer) = reflector::store::<$kind>();
             let events = reflector(
                 writer,
-                watcher(api::<$kind>(&client, ns), $config).modify($slim).backoff(WatchBackoff::default()),
+                watcher(api::<$kind>(&client, ns), $config).modify(slim).backoff(WatchBackoff::default()),
             );
             (reader, sync.track(stringify!($kind), events).touched_objects())
+        }};
+    }
+    // The kinds kept per service decode into the caches' own types ([`super::cached`]).
+    macro_rules! cached_as {
+        ($kind:ty, $name:literal, $config:expr) => {{
+            let (reader, writer) = reflector::store::<$kind>();
+            let events = reflector(
+                writer,
+                watcher(api::<$kind>(&client, ns), $config).backoff(WatchBackoff::default()),
+            );
+            (reader, sync.track($name, events).touched_objects())
         }};
     }
     // The operator's own kinds are decoded object by object: one it cannot read (version
@@ -283,13 +292,13 @@ pub async fn run(
         }};
     }
     use reflector::reflector;
-    let (pods, pod_stream) = cached!(Pod, managed.clone(), slim_pod);
-    let (config_maps, cm_stream) = cached!(ConfigMap, managed.clone(), slim_config_map);
-    let (service_objects, svc_stream) = cached!(Service, managed.clone(), slim_service);
+    let (pods, pod_stream) = cached_as!(CachedPod, "Pod", managed.clone());
+    let (config_maps, cm_stream) = cached_as!(CachedConfigMap, "ConfigMap", managed.clone());
+    let (service_objects, svc_stream) = cached_as!(CachedService, "Service", managed.clone());
     let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
     // Only RelayServices have Ingresses: no TestDeployment owner to wake.
     let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
-    let (revisions, revision_stream) = cached!(ControllerRevision, managed.clone(), slim_revision);
+    let (revisions, revision_stream) = cached_as!(CachedRevision, "ControllerRevision", managed.clone());
     // Children of TestDeployments come through the same watches: their events wake the
     // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
     let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();

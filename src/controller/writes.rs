@@ -7,7 +7,8 @@
 //! the written objects into the caches).
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
+use super::cached::{Body, Cached};
 use super::context::Context;
 use super::{Error, Write};
 use crate::render::MANAGER;
@@ -47,18 +49,43 @@ fn write<K: Resource<DynamicType = ()>>(verb: &'static str, namespace: &str, nam
     Write { verb, kind: K::kind(&()).into_owned(), namespace: namespace.to_owned(), name: name.to_owned() }
 }
 
+/// A cached object [`apply_if_changed`] compares with: the hash of the desired object the
+/// operator last applied to it.
+pub trait AppliedHash: Resource<DynamicType = ()> + Clone {
+    /// Annotation `relayops.io/desired-hash`.
+    fn applied_hash(&self) -> Option<&str>;
+}
+
+impl<B: Body> AppliedHash for Cached<B> {
+    fn applied_hash(&self) -> Option<&str> {
+        self.annotation(ANNOTATION_DESIRED_HASH)
+    }
+}
+
+impl AppliedHash for PersistentVolumeClaim {
+    fn applied_hash(&self) -> Option<&str> {
+        self.annotations().get(ANNOTATION_DESIRED_HASH).map(String::as_str)
+    }
+}
+
+impl AppliedHash for Ingress {
+    fn applied_hash(&self) -> Option<&str> {
+        self.annotations().get(ANNOTATION_DESIRED_HASH).map(String::as_str)
+    }
+}
+
 /// Apply `desired` unless the cached live object already has its hash. Returns whether a
 /// request was made.
-pub async fn apply_if_changed<K: Namespaced>(
+pub async fn apply_if_changed<K: Namespaced, C: AppliedHash>(
     ctx: &Context,
-    cache: &Store<K>,
+    cache: &Store<C>,
     mut desired: K,
 ) -> Result<bool, Error> {
     let hash = desired_hash(&desired)?;
     let name = desired.name_any();
     let namespace = desired.namespace().unwrap_or_default();
     let live = cache.get(&ObjectRef::new(&name).within(&namespace));
-    if live.as_ref().and_then(|l| l.annotations().get(ANNOTATION_DESIRED_HASH)) == Some(&hash) {
+    if live.as_ref().and_then(|l| l.applied_hash()) == Some(hash.as_str()) {
         return Ok(false);
     }
     desired.annotations_mut().insert(ANNOTATION_DESIRED_HASH.into(), hash);

@@ -29,10 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerStatus, PersistentVolumeClaim, Pod, PodCondition, PodStatus, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, PodCondition, PodStatus, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::client::Body;
 use kube::runtime::events::Reporter;
@@ -40,6 +37,7 @@ use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use relay_operator::api::{HealthPolicy, RelayService, TestDeployment};
+use relay_operator::controller::cached::{CachedConfigMap, CachedPod, CachedRevision, CachedService};
 use relay_operator::controller::context::{Caches, Context, SecretCaches};
 use relay_operator::controller::events::EventPublisher;
 use relay_operator::hook::{
@@ -263,13 +261,19 @@ impl FakeApi {
     }
 
     /// A pod as cached.
-    pub fn pod(&self, name: &str) -> Option<Arc<Pod>> {
+    pub fn pod(&self, name: &str) -> Option<Arc<CachedPod>> {
         self.caches.pods.get(&ObjectRef::new(name).within("demo"))
+    }
+
+    /// An object as the server stores it, by path (`/api/v1/namespaces/demo/configmaps/web`).
+    pub fn stored<K: DeserializeOwned>(&self, path: &str) -> Option<K> {
+        let object = self.state().objects.get(path).cloned()?;
+        Some(serde_json::from_value(object).unwrap())
     }
 
     /// An annotation of a pod as cached.
     pub fn annotation(&self, pod: &str, key: &str) -> Option<String> {
-        self.pod(pod)?.metadata.annotations.as_ref()?.get(key).cloned()
+        self.pod(pod)?.annotation(key).map(str::to_owned)
     }
 
     /// Answer one request as the API server would, and record it.
@@ -280,9 +284,9 @@ impl FakeApi {
 
 /// Writers of every cache a [`Context`] reads.
 struct Writers {
-    pods: Writer<Pod>,
-    config_maps: Writer<ConfigMap>,
-    services: Writer<Service>,
+    pods: Writer<CachedPod>,
+    config_maps: Writer<CachedConfigMap>,
+    services: Writer<CachedService>,
     claims: Writer<PersistentVolumeClaim>,
     ingresses: Writer<Ingress>,
     relay_services: Writer<RelayService>,
@@ -290,7 +294,7 @@ struct Writers {
     /// One per namespace of [`SECRET_NAMESPACES`]; Secrets elsewhere reach no cache.
     secrets: BTreeMap<String, Writer<Secret>>,
     test_deployments: Writer<TestDeployment>,
-    revisions: Writer<ControllerRevision>,
+    revisions: Writer<CachedRevision>,
 }
 
 /// The namespaces whose Secrets the operator may read (`--secret-namespace`).

@@ -95,6 +95,10 @@ read .rules.
 - apiGroups: [""]
   resources: ["pods", "services", "configmaps", "persistentvolumeclaims"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# A canary starting over a live configuration reads it (the cache keeps only its hash).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 # Ingresses of RelayServices with spec.ingress.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]

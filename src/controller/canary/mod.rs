@@ -9,13 +9,14 @@
 //! holds Secret values (they are mounted from the Secret and enter only the hash), so
 //! neither does the copy. Decisions are pure ([`plan`]); this module reads and writes.
 
+use crate::controller::cached::CachedPod;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -30,7 +31,7 @@ use super::pods::{health_url, is_ready, is_terminating};
 use super::relay_service::health_detail;
 use super::reload::plan::PodView;
 use super::reload::{ReloadRound, ReloadScope};
-use super::writes::{apply_if_changed, apply_status, publish};
+use super::writes::{apply_if_changed, apply_status, publish, read_uncached};
 use crate::api::{CanaryPhase, CanaryStatus, RelayService, ReloadOutcome};
 use crate::render::{ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, Owner, RenderedService, owned_config_map};
 use plan::{Health, Observation, Stage, Verdict, judge, short, stage};
@@ -96,7 +97,7 @@ pub async fn prepare<'a>(
     target: &Target<'_>,
     service: &RelayService,
     rendered: &'a RenderedService,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
 ) -> Result<Prepared<'a>, Error> {
     let owner = target.owner;
     let key = memory_key(owner);
@@ -112,7 +113,7 @@ pub async fn prepare<'a>(
         return Ok(prepared);
     };
     let live = ctx.caches.config_maps.get(&ObjectRef::new(&owner.config_map_name()).within(&owner.namespace));
-    let live_hash = live.as_ref().and_then(|c| c.data.as_ref()?.get(CONFIG_HASH_KEY).cloned());
+    let live_hash = live.as_ref().and_then(|c| c.config_hash.clone());
     match stage(prepared.state.as_ref(), &prepared.spec_hash, live_hash.as_deref()) {
         Stage::Off => {
             if prepared.state.as_ref().is_some_and(|s| s.phase.in_progress()) {
@@ -150,9 +151,15 @@ pub async fn prepare<'a>(
                 // Nothing Ready runs the current template: nothing to protect.
                 prepared.state = None;
             } else {
-                if copy_live && let Some(data) = live.as_ref().and_then(|c| c.data.clone()) {
+                // The cache keeps only a live ConfigMap's hash: its data is read once here.
+                let live_data = if copy_live {
+                    read_uncached::<ConfigMap>(ctx, &owner.namespace, &owner.config_map_name()).await?
+                } else {
+                    None
+                };
+                if let Some(data) = live_data.and_then(|c| c.data) {
                     let copy = owned_config_map(owner, last_good_name(owner), data);
-                    apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, copy).await?;
+                    apply_if_changed(ctx, &ctx.caches.config_maps, copy).await?;
                 }
                 let state = CanaryStatus {
                     config_hash: prepared.spec_hash.clone(),
@@ -192,7 +199,7 @@ pub async fn conclude(
     target: &Target<'_>,
     prepared: Prepared<'_>,
     round: &ReloadRound,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     previous: &BTreeMap<String, crate::api::ReloadResult>,
 ) -> Result<Concluded, Error> {
     let owner = target.owner;
@@ -260,7 +267,7 @@ async fn observe(
     ctx: &Context,
     state: &CanaryStatus,
     round: &ReloadRound,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     previous: &BTreeMap<String, crate::api::ReloadResult>,
 ) -> Vec<Observation> {
     join_all(state.pods.iter().map(|name| async move {
@@ -268,8 +275,7 @@ async fn observe(
         let Some(pod) = pod.filter(|p| !is_terminating(p)) else {
             return Observation { name: name.clone(), ..Observation::default() };
         };
-        let applied = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH))
-            == Some(&state.config_hash);
+        let applied = pod.annotation(ANNOTATION_CONFIG_HASH) == Some(state.config_hash.as_str());
         let hook_failure = round
             .results
             .get(name)
@@ -297,7 +303,7 @@ async fn revert(ctx: &Context, target: &Target<'_>, state: &CanaryStatus) -> Res
     let owner = target.owner;
     let data = last_good(ctx, owner, &state.previous_config_hash)?;
     let restored = owned_config_map(owner, owner.config_map_name(), data);
-    apply_if_changed::<ConfigMap>(ctx, &ctx.caches.config_maps, restored).await?;
+    apply_if_changed(ctx, &ctx.caches.config_maps, restored).await?;
     Ok(())
 }
 
@@ -306,7 +312,7 @@ async fn revert(ctx: &Context, target: &Target<'_>, state: &CanaryStatus) -> Res
 fn last_good(ctx: &Context, owner: &Owner, hash: &str) -> Result<BTreeMap<String, String>, Error> {
     let name = last_good_name(owner);
     let cached = ctx.caches.config_maps.get(&ObjectRef::new(&name).within(&owner.namespace));
-    let data = cached.and_then(|c| c.data.clone());
+    let data = cached.and_then(|c| c.last_good.clone());
     match data {
         Some(data) if data.get(CONFIG_HASH_KEY).map(String::as_str) == Some(hash) => Ok(data),
         _ => Err(Error::MissingLastGoodConfig {

@@ -7,9 +7,10 @@
 //! reads it (a log, one health fetch) once per pod and problem, and keeps it in
 //! `status.pods[].failure` so later reconciles do not read again.
 
+use crate::controller::cached::CachedPod;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Probe};
+use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{FailureDetail, PodEntry};
@@ -40,7 +41,7 @@ pub struct Diagnosis {
 
 /// Diagnose `pod` given its entry in the previous status; `None` when nothing is wrong
 /// (Ready, terminating, or still within its readiness check's first failures).
-pub fn diagnose(pod: &Pod, previous: Option<&PodEntry>, now: Timestamp) -> Option<Diagnosis> {
+pub fn diagnose(pod: &CachedPod, previous: Option<&PodEntry>, now: Timestamp) -> Option<Diagnosis> {
     if is_terminating(pod) {
         return None;
     }
@@ -64,7 +65,7 @@ pub fn diagnose(pod: &Pod, previous: Option<&PodEntry>, now: Timestamp) -> Optio
     if let Some(known) = known.filter(|k| unchanged && k.reason == HEALTH_CHECK_FAILING) {
         return Some(Diagnosis { failure: known.clone(), lookup: None, new: false });
     }
-    let container = pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone());
+    let container = pod.spec.as_ref().map(|s| s.container.clone());
     let failure = FailureDetail {
         reason: HEALTH_CHECK_FAILING.into(),
         message: "the readiness check fails (it is not an HTTP check, so there is no answer to show)".into(),
@@ -78,15 +79,15 @@ pub fn diagnose(pod: &Pod, previous: Option<&PodEntry>, now: Timestamp) -> Optio
 }
 
 /// When the first container started running, if it runs.
-fn running_since(pod: &Pod) -> Option<Timestamp> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+fn running_since(pod: &CachedPod) -> Option<Timestamp> {
+    let status = pod.status.as_ref()?.container_statuses.first()?;
     Some(status.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0)
 }
 
 /// When a running pod with a readiness check should be Ready at the latest: start, initial
 /// delay, then `failureThreshold` periods of `periodSeconds` plus `timeoutSeconds`.
-pub fn readiness_deadline(pod: &Pod) -> Option<Timestamp> {
-    let probe = pod.spec.as_ref()?.containers.first()?.readiness_probe.as_ref()?;
+pub fn readiness_deadline(pod: &CachedPod) -> Option<Timestamp> {
+    let probe = &pod.spec.as_ref()?.readiness_probe;
     let started = running_since(pod)?;
     started.checked_add(SignedDuration::from_secs(probe_budget_secs(probe))).ok()
 }
@@ -100,7 +101,7 @@ fn probe_budget_secs(probe: &Probe) -> i64 {
 
 /// How long until the earliest readiness deadline of a running, not-Ready pod that has no
 /// diagnosis yet: the reconcile to come back then, since no watch event will announce it.
-pub fn next_deadline<'p>(pods: impl IntoIterator<Item = &'p Pod>, now: Timestamp) -> Option<Duration> {
+pub fn next_deadline<'p>(pods: impl IntoIterator<Item = &'p CachedPod>, now: Timestamp) -> Option<Duration> {
     pods.into_iter()
         .filter(|p| !is_ready(p) && !is_terminating(p))
         .filter_map(readiness_deadline)
@@ -116,7 +117,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(status: serde_json::Value) -> Pod {
+    fn pod(status: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": "web-0", "annotations": {"relayops.io/config-hash": "h1"}},
             "spec": {"containers": [{
@@ -128,7 +129,7 @@ mod tests {
         .unwrap()
     }
 
-    fn running(started: &str, ready: bool, restarts: i32) -> Pod {
+    fn running(started: &str, ready: bool, restarts: i32) -> CachedPod {
         pod(json!({
             "podIP": "127.0.0.9",
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
@@ -181,8 +182,14 @@ mod tests {
     fn a_ready_pod_or_a_pod_without_a_readiness_check_is_not_diagnosed() {
         let ready = running("2026-01-01T00:00:00Z", true, 0);
         assert_eq!(diagnose(&ready, None, at("2026-01-01T01:00:00Z")), None);
-        let mut unchecked = running("2026-01-01T00:00:00Z", false, 0);
-        unchecked.spec.as_mut().unwrap().containers[0].readiness_probe = None;
+        let unchecked: CachedPod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0"},
+            "spec": {"containers": [{"name": "app"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0, "image": "x",
+                    "imageID": "", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]},
+        }))
+        .unwrap();
         assert_eq!(diagnose(&unchecked, None, at("2026-01-01T01:00:00Z")), None);
     }
 

@@ -2,11 +2,12 @@
 //! the mappings that wake services from other objects' watch events (dependencies turning
 //! Ready, policies, Secrets).
 
+use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -43,7 +44,7 @@ use crate::api::{
     find_condition,
 };
 use crate::deps::is_ready;
-use crate::render::{CONFIG_HASH_KEY, Owner, OwnerKind, RenderedService, image_is_pinned, selector_string};
+use crate::render::{Owner, OwnerKind, RenderedService, image_is_pinned, selector_string};
 
 /// Reconcile one RelayService.
 ///
@@ -236,7 +237,7 @@ fn debounce_hold(
         .caches
         .config_maps
         .get(&ObjectRef::new(&name).within(&owner.namespace))
-        .and_then(|c| c.data.as_ref()?.get(CONFIG_HASH_KEY).cloned());
+        .and_then(|c| c.config_hash.clone());
     ctx.debounce.hold(
         &service_key(owner),
         applied.as_deref(),
@@ -252,7 +253,7 @@ fn debounce_hold(
 async fn diagnose_pods(
     ctx: &Context,
     reference: &ObjectReference,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     previous: Option<&RelayServiceStatus>,
 ) -> BTreeMap<String, FailureDetail> {
     let namespace = reference.namespace.as_deref().unwrap_or_default();
@@ -261,7 +262,7 @@ async fn diagnose_pods(
     let mut to_announce = Vec::new();
     let mut problems = BTreeMap::new();
     let now = ctx.now();
-    let mut diagnosed: Vec<(&Pod, Diagnosis)> = pods
+    let mut diagnosed: Vec<(&CachedPod, Diagnosis)> = pods
         .iter()
         .filter_map(|pod| {
             let entry = pod.metadata.name.as_deref().and_then(|name| previous_pods.get(name).copied());

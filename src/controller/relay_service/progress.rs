@@ -6,10 +6,10 @@
 //! each new pod's deadline counts from its `creationTimestamp` — nothing is remembered in
 //! the process, so a restarted operator reaches the same verdict.
 
+use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{ConditionType, FailureDetail, RollbackPolicy, RollbackStatus};
@@ -49,7 +49,7 @@ pub enum Progress {
 /// Where the rollout to `template_hash` stands at `now`, given the hash of the last
 /// completed rollout and the deadline.
 pub fn assess<'p>(
-    pods: impl IntoIterator<Item = &'p Pod>,
+    pods: impl IntoIterator<Item = &'p CachedPod>,
     template_hash: &str,
     completed: Option<&str>,
     deadline: Duration,
@@ -58,13 +58,10 @@ pub fn assess<'p>(
     if completed == Some(template_hash) {
         return Progress::Complete;
     }
-    let mut waiting: Vec<(Timestamp, &Pod)> = pods
+    let mut waiting: Vec<(Timestamp, &CachedPod)> = pods
         .into_iter()
         .filter(|p| !is_ready(p) && !is_terminating(p))
-        .filter(|p| {
-            p.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).map(String::as_str)
-                == Some(template_hash)
-        })
+        .filter(|p| p.label(LABEL_POD_TEMPLATE_HASH) == Some(template_hash))
         .filter_map(|p| {
             let created = p.metadata.creation_timestamp.as_ref()?.0;
             Some((created.checked_add(deadline).unwrap_or(Timestamp::MAX), p))
@@ -166,7 +163,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, hash: &str, created: &str, ready: bool) -> Pod {
+    fn pod(name: &str, hash: &str, created: &str, ready: bool) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "uid": format!("uid-{name}"), "creationTimestamp": created,
                 "labels": {"relayops.io/pod-template-hash": hash}},

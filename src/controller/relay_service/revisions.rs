@@ -8,6 +8,7 @@
 //! (`specHash`) stays what it was when the rollback was made, so an operator restart keeps
 //! it and the user's next change of configuration or pod template ends it.
 
+use crate::controller::cached::{Cached, CachedRevision};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -35,7 +36,7 @@ pub struct History {
     /// The revision content of the user's spec (absent if it cannot be serialized).
     own: Option<Snapshot>,
     /// The service's ControllerRevisions in the cache.
-    found: Vec<Arc<ControllerRevision>>,
+    found: Vec<Arc<CachedRevision>>,
     /// Kept revisions, in order of application.
     entries: Vec<RevisionEntry>,
     /// The last handled rollback request.
@@ -240,7 +241,7 @@ pub async fn keep_applied(
             // status this reconcile read is older than its own last write): its number is
             // read, so the status written now does not drop it.
             let name = object.name_any();
-            match read_uncached::<ControllerRevision>(ctx, &owner.namespace, &name).await? {
+            match read_uncached::<ControllerRevision>(ctx, &owner.namespace, &name).await?.map(Cached::new) {
                 Some(existing) if hash_of(&existing) == Some(hash.as_str()) => {
                     number = Some(existing.revision)
                 }
@@ -266,27 +267,27 @@ pub async fn keep_applied(
 }
 
 /// The ControllerRevisions of `owner` in the cache.
-fn stored(ctx: &Context, owner: &Owner) -> Vec<Arc<ControllerRevision>> {
+fn stored(ctx: &Context, owner: &Owner) -> Vec<Arc<CachedRevision>> {
     let (base, uid) = (owner.base_name(), owner.owner_reference().uid);
     ctx.caches.revisions.state_filter(|r| {
         named_after(r.metadata.name.as_deref(), &base)
             && r.metadata.namespace.as_deref() == Some(owner.namespace.as_str())
-            && r.labels().get(LABEL_SERVICE) == Some(&base)
+            && r.label(LABEL_SERVICE) == Some(base.as_str())
             && hash_of(r).is_some()
             && r.owner_references().iter().any(|o| o.uid == uid)
     })
 }
 
-fn hash_of(revision: &ControllerRevision) -> Option<&str> {
-    revision.labels().get(LABEL_REVISION_HASH).map(String::as_str)
+fn hash_of(revision: &CachedRevision) -> Option<&str> {
+    revision.label(LABEL_REVISION_HASH)
 }
 
 /// The status entry of a stored revision whose entry was lost.
-fn entry_of(revision: &ControllerRevision) -> RevisionEntry {
+fn entry_of(revision: &CachedRevision) -> RevisionEntry {
     RevisionEntry {
         revision: revision.revision,
         hash: hash_of(revision).unwrap_or_default().to_owned(),
-        generation: revision.annotations().get(ANNOTATION_REVISION_GENERATION).and_then(|g| g.parse().ok()),
+        generation: revision.annotation(ANNOTATION_REVISION_GENERATION).and_then(|g| g.parse().ok()),
         time: revision.meta().creation_timestamp.as_ref().map(|t| t.0.to_string()),
         outcome: RevisionOutcome::Applied,
     }
@@ -294,11 +295,11 @@ fn entry_of(revision: &ControllerRevision) -> RevisionEntry {
 
 /// The content of the stored revision with `hash`; none when there is no such revision or
 /// its data is unreadable. The caches keep revisions without their data
-/// ([`super::super::slim::slim_revision`]): it is read from the API server once per revision
+/// ([`crate::controller::cached`]): it is read from the API server once per revision
 /// and kept in the context.
 async fn content_of(
     ctx: &Context,
-    found: &[Arc<ControllerRevision>],
+    found: &[Arc<CachedRevision>],
     hash: &str,
 ) -> Result<Option<Snapshot>, Error> {
     let Some(revision) = found.iter().find(|r| hash_of(r) == Some(hash)) else { return Ok(None) };

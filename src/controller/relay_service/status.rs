@@ -1,9 +1,9 @@
 //! Pure status computation of a RelayService from its pods and what reconcile found.
 
+use crate::controller::cached::CachedPod;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
@@ -49,7 +49,7 @@ pub struct StatusInput<'a> {
     /// `spec.suspend`.
     pub suspended: bool,
     /// The owned pods as they are.
-    pub pods: &'a [Arc<Pod>],
+    pub pods: &'a [Arc<CachedPod>],
     /// Current template hash and config hash (absent when rendering failed).
     pub hashes: Option<(&'a str, &'a str)>,
     /// Pod selector string.
@@ -89,13 +89,9 @@ pub fn entries_by_name(status: Option<&RelayServiceStatus>) -> HashMap<&str, &Po
 
 /// Compute the status.
 pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
-    let live: Vec<&Pod> = input.pods.iter().map(|p| &**p).filter(|p| !is_terminating(p)).collect();
-    let annotation = |pod: &'a Pod| {
-        pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CONFIG_HASH)).map(String::as_str)
-    };
-    let template_label = |pod: &'a Pod| {
-        pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).map(String::as_str)
-    };
+    let live: Vec<&CachedPod> = input.pods.iter().map(|p| &**p).filter(|p| !is_terminating(p)).collect();
+    let annotation = |pod: &'a CachedPod| pod.annotation(ANNOTATION_CONFIG_HASH);
+    let template_label = |pod: &'a CachedPod| pod.label(LABEL_POD_TEMPLATE_HASH);
     let (template_hash, config_hash) = match input.hashes {
         Some((t, c)) => (Some(t.to_string()), Some(c.to_string())),
         None => (None, None),
@@ -134,7 +130,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
     let image_digest = live
         .iter()
         .filter(|p| template_label(p) == template_hash.as_deref())
-        .filter_map(|p| Some(p.status.as_ref()?.container_statuses.as_ref()?.first()?.image_id.clone()))
+        .filter_map(|p| Some(p.status.as_ref()?.container_statuses.first()?.image_id.clone()))
         .find(|i| !i.is_empty());
 
     let desired = input.desired;

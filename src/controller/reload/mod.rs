@@ -32,12 +32,13 @@
 //! parallel. A background task per service would need its own registry, cancellation and
 //! a second writer of status for the same guarantees.
 
+use crate::controller::cached::CachedPod;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -55,9 +56,7 @@ use super::writes::{delete, patch_metadata, publish, publish_about_pod};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
 use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, HookSlots, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
-use crate::render::{
-    ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, MANAGER, Owner, RenderedService, render_config,
-};
+use crate::render::{ANNOTATION_CONFIG_HASH, Owner, RenderedService, render_config};
 use plan::{
     ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT, Nudge, PodView, ReloadInput, awaits_restart, plan,
 };
@@ -86,7 +85,7 @@ pub struct ReloadRound {
 impl ReloadRound {
     /// Reflect the round's writes in local copies of the pods (the cache lags behind);
     /// only the pods written are copied.
-    pub fn apply_to(&self, pods: &mut [Arc<Pod>]) {
+    pub fn apply_to(&self, pods: &mut [Arc<CachedPod>]) {
         if self.applied.is_empty() {
             return;
         }
@@ -94,11 +93,7 @@ impl ReloadRound {
             let Some(hash) = pod.metadata.name.as_ref().and_then(|name| self.applied.get(name)) else {
                 continue;
             };
-            Arc::make_mut(pod)
-                .metadata
-                .annotations
-                .get_or_insert_default()
-                .insert(ANNOTATION_CONFIG_HASH.into(), hash.clone());
+            Arc::make_mut(pod).set_annotation(ANNOTATION_CONFIG_HASH, hash);
         }
     }
 }
@@ -127,7 +122,7 @@ pub async fn propagate(
     target: &Target<'_>,
     generation: Option<i64>,
     rendered: &RenderedService,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     previous: Option<&RelayServiceStatus>,
     scope: &ReloadScope,
 ) -> Result<ReloadRound, Error> {
@@ -157,7 +152,7 @@ pub async fn propagate(
         .filter(kept)
         .map(|p| PodView { ready: p.ready || scope.even_unready.contains(&p.name), ..p })
         .collect();
-    let by_name: BTreeMap<&str, &Pod> =
+    let by_name: BTreeMap<&str, &CachedPod> =
         pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &**p))).collect();
     let uids: BTreeMap<&str, &str> =
         by_name.iter().filter_map(|(name, p)| Some((*name, p.metadata.uid.as_deref()?))).collect();
@@ -448,17 +443,12 @@ fn result(result: ReloadOutcome, hash: &str, message: String) -> ReloadResult {
 
 /// The time the operator last applied the ConfigMap, when it carries `hash`.
 fn config_map_time(ctx: &Context, owner: &Owner, hash: &str) -> Option<Timestamp> {
-    let config_map: std::sync::Arc<ConfigMap> =
+    let config_map =
         ctx.caches.config_maps.get(&ObjectRef::new(&owner.config_map_name()).within(&owner.namespace))?;
-    if config_map.data.as_ref()?.get(CONFIG_HASH_KEY).map(String::as_str) != Some(hash) {
+    if config_map.config_hash.as_deref() != Some(hash) {
         return None;
     }
-    let fields = config_map.metadata.managed_fields.as_ref()?;
-    fields
-        .iter()
-        .filter(|f| f.manager.as_deref() == Some(MANAGER))
-        .filter_map(|f| f.time.as_ref().map(|t| t.0))
-        .max()
+    config_map.applied_at.as_ref().map(|t| t.0)
 }
 
 /// The token from `reload.bearerTokenSecretRef` (trailing whitespace trimmed), from the cache.

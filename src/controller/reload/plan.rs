@@ -4,10 +4,10 @@
 //! Everything here is a function of the pods (as the cache shows them), the freshly
 //! rendered hashes and the time; [`super`] does the I/O.
 
+use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{ReloadOutcome, ReloadResult};
@@ -39,8 +39,8 @@ impl Nudge {
     }
 
     /// The pod's nudge annotation, parsed.
-    pub fn of(pod: &Pod) -> Option<Self> {
-        pod.metadata.annotations.as_ref()?.get(ANNOTATION_CONFIG_NUDGE).and_then(|v| Self::parse(v))
+    pub fn of(pod: &CachedPod) -> Option<Self> {
+        pod.annotation(ANNOTATION_CONFIG_NUDGE).and_then(Self::parse)
     }
 
     /// Parse an annotation value; `None` when it is not `<hash> <time>`.
@@ -74,14 +74,14 @@ pub struct PodView {
 
 impl PodView {
     /// Read the view from a pod.
-    pub fn of(pod: &Pod) -> Self {
-        let annotation = |key: &str| pod.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+    pub fn of(pod: &CachedPod) -> Self {
+        let annotation = |key: &str| pod.annotation(key).map(str::to_owned);
         let status = pod.status.as_ref();
         Self {
             name: pod.metadata.name.clone().unwrap_or_default(),
             ready: is_ready(pod),
             terminating: is_terminating(pod),
-            template_hash: pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH)).cloned(),
+            template_hash: pod.label(LABEL_POD_TEMPLATE_HASH).map(str::to_owned),
             config_hash: annotation(ANNOTATION_CONFIG_HASH),
             nudge: Nudge::of(pod),
             reload_result: annotation(ANNOTATION_RELOAD_RESULT).as_deref().and_then(ReloadOutcome::parse),

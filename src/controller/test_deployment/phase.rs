@@ -18,10 +18,10 @@
 //! 5. `Deploying` when pods exist, `Pending` otherwise (nothing created yet, or a problem
 //!    such as a missing source RelayService, shown in the `Ready` condition).
 
+use crate::controller::cached::CachedPod;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
@@ -52,7 +52,7 @@ pub struct PhaseInput<'a> {
     /// In-cluster URL of the Service (see [`service_url`]).
     pub url: Option<String>,
     /// The owned pods, as cached.
-    pub pods: &'a [Arc<Pod>],
+    pub pods: &'a [Arc<CachedPod>],
     /// Why the children cannot be rendered or created, if so.
     pub problem: Option<&'a Problem>,
     /// The status as it is now.
@@ -149,7 +149,7 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
         return PhaseOutcome { status, log_request: None };
     }
 
-    let live: Vec<&Pod> =
+    let live: Vec<&CachedPod> =
         input.pods.iter().map(|p| &**p).filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
     let ready = live.iter().filter(|p| is_ready(p)).count() as i32;
     let existing = live.len() as i32;
@@ -163,7 +163,7 @@ pub fn compute(input: &PhaseInput<'_>) -> PhaseOutcome {
         status.ready_at = Some(format_time(input.now));
     }
 
-    let mut failing: Vec<&Pod> = live.clone();
+    let mut failing: Vec<&CachedPod> = live.clone();
     failing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let pod_failure = failing.iter().find_map(|p| pod_failure(p));
     let same_generation = previous.is_some_and(|s| s.observed_generation == input.generation);
@@ -268,6 +268,7 @@ pub fn next_wake(input: &PhaseInput<'_>, status: &TestDeploymentStatus) -> Optio
 mod tests {
     use super::*;
     use crate::controller::pods::FAILING_WAITING_REASONS;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodCondition,
         PodStatus,
@@ -287,8 +288,8 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn pod(name: &str, ready: bool, containers: Vec<ContainerStatus>) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn pod(name: &str, ready: bool, containers: Vec<ContainerStatus>) -> Arc<CachedPod> {
+        Arc::new(CachedPod::new(Pod {
             metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
@@ -300,7 +301,7 @@ mod tests {
                 ..PodStatus::default()
             }),
             ..Pod::default()
-        })
+        }))
     }
 
     fn waiting(reason: &str, message: &str) -> ContainerStatus {
@@ -317,7 +318,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(spec: &'a TestDeploymentSpec, pods: &'a [Arc<Pod>], now: Timestamp) -> PhaseInput<'a> {
+    fn input<'a>(spec: &'a TestDeploymentSpec, pods: &'a [Arc<CachedPod>], now: Timestamp) -> PhaseInput<'a> {
         PhaseInput {
             spec,
             generation: Some(1),
@@ -439,17 +440,21 @@ mod tests {
         assert_eq!(failure.message, "container service exited with code 2");
         assert_eq!(outcome.log_request.map(|r| r.previous), Some(false));
 
-        let mut unschedulable = pod("t-td-0", false, vec![]);
-        if let Some(status) = Arc::make_mut(&mut unschedulable).status.as_mut() {
-            status.conditions = Some(vec![PodCondition {
-                type_: "PodScheduled".into(),
-                status: "False".into(),
-                reason: Some("Unschedulable".into()),
-                message: Some("0/3 nodes are available: 3 Insufficient memory.".into()),
-                ..Default::default()
-            }]);
-        }
-        let pods = [unschedulable];
+        let unschedulable = Pod {
+            metadata: ObjectMeta { name: Some("t-td-0".into()), ..ObjectMeta::default() },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "False".into(),
+                    reason: Some("Unschedulable".into()),
+                    message: Some("0/3 nodes are available: 3 Insufficient memory.".into()),
+                    ..Default::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        let pods = [Arc::new(CachedPod::new(unschedulable))];
         let failure = compute(&input(&spec, &pods, at(10))).status.failure.unwrap();
         assert_eq!(failure.reason, "Unschedulable");
         assert_eq!(failure.message, "0/3 nodes are available: 3 Insufficient memory.");
