@@ -647,10 +647,10 @@ pub struct RelayServiceStatus {
     pub revisions: Vec<RevisionEntry>,
     /// The last rollback request handled (annotation `relayops.io/rollback-to`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackStatus>,
+    pub rollback: Option<Box<RollbackStatus>>,
     /// The last canary configuration rollout (`reload.canary`): under way, passed or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<CanaryStatus>,
+    pub canary: Option<Box<CanaryStatus>>,
     /// Conditions: Ready, Progressing, ConfigInSync, DependenciesReady, Degraded, ImagePinned,
     /// ConfigRolledBack.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -730,12 +730,12 @@ pub struct PodEntry {
     pub image_id: Option<String>,
     /// Result of the last reload hook call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reload: Option<ReloadResult>,
+    pub last_reload: Option<Box<ReloadResult>>,
     /// Why the pod is not Ready, when something is wrong rather than just starting: the
     /// kubelet's reason and message, the log tail of a crash loop, or the health endpoint's
     /// answer when the readiness check fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureDetail>,
+    pub failure: Option<Box<FailureDetail>>,
 }
 
 /// How a pod's reload ended.

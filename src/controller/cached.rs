@@ -24,6 +24,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerState, ContainerStatus, Pod, Probe, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -186,25 +187,15 @@ pub struct PodState {
     pub phase: Option<String>,
     /// `podIP`.
     pub pod_ip: Option<String>,
-    /// The `Ready` and `PodScheduled` conditions.
-    pub conditions: Vec<PodCondition>,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// The message of a `PodScheduled=False` condition for reason `Unschedulable` (empty
+    /// when it has none); `None` without such a condition.
+    pub unschedulable: Option<String>,
     /// The init containers' states.
     pub init_container_statuses: Vec<ContainerFacts>,
     /// The containers' states.
     pub container_statuses: Vec<ContainerFacts>,
-}
-
-/// One pod condition.
-#[derive(Clone, Debug, Default)]
-pub struct PodCondition {
-    /// `Ready` or `PodScheduled`.
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Machine-readable reason.
-    pub reason: Option<String>,
-    /// Human-readable message.
-    pub message: Option<String>,
 }
 
 /// What the cache keeps of one container's status.
@@ -214,18 +205,59 @@ pub struct ContainerFacts {
     pub name: String,
     /// Passes its readiness check.
     pub ready: bool,
-    /// Current state.
-    pub state: Option<ContainerState>,
-    /// The previous instance's state.
-    pub last_state: Option<ContainerState>,
+    /// What it is doing now.
+    pub state: ContainerNow,
+    /// The exit code of its previous instance, when that one terminated.
+    pub last_exit_code: Option<i32>,
     /// Restarts so far.
     pub restart_count: i32,
     /// The image digest it runs.
     pub image_id: String,
 }
 
-/// The pod conditions a reconcile reads.
-const POD_CONDITIONS: [&str; 2] = ["Ready", "PodScheduled"];
+/// A container's current state (`state` of its status), as far as reconciles read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ContainerNow {
+    /// Waiting to run, and why.
+    Waiting {
+        /// Machine-readable reason (`CrashLoopBackOff`, `ImagePullBackOff`, ...).
+        reason: Option<String>,
+        /// Human-readable message.
+        message: Option<String>,
+    },
+    /// Exited.
+    Terminated {
+        /// Its exit code.
+        exit_code: i32,
+        /// Machine-readable reason.
+        reason: Option<String>,
+        /// Human-readable message.
+        message: Option<String>,
+    },
+    /// Running, since when the kubelet says.
+    Running {
+        /// When it started.
+        since: Option<Timestamp>,
+    },
+    /// No state reported.
+    #[default]
+    Unknown,
+}
+
+impl From<Option<ContainerState>> for ContainerNow {
+    fn from(state: Option<ContainerState>) -> Self {
+        let Some(state) = state else { return Self::Unknown };
+        if let Some(waiting) = state.waiting {
+            Self::Waiting { reason: waiting.reason, message: waiting.message }
+        } else if let Some(t) = state.terminated {
+            Self::Terminated { exit_code: t.exit_code, reason: t.reason, message: t.message }
+        } else if let Some(running) = state.running {
+            Self::Running { since: running.started_at.map(|t| t.0) }
+        } else {
+            Self::Unknown
+        }
+    }
+}
 
 impl Body for PodBody {
     type Object = Pod;
@@ -238,23 +270,23 @@ impl Body for PodBody {
             let first = spec.containers.into_iter().next()?;
             Some(PodProbe { container: first.name, readiness_probe: first.readiness_probe? })
         });
-        let status = pod.status.map(|status| PodState {
-            phase: status.phase,
-            pod_ip: status.pod_ip,
-            conditions: status
-                .conditions
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| POD_CONDITIONS.contains(&c.type_.as_str()))
-                .map(|c| PodCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    reason: c.reason,
-                    message: c.message,
-                })
-                .collect(),
-            init_container_statuses: container_facts(status.init_container_statuses),
-            container_statuses: container_facts(status.container_statuses),
+        let status = pod.status.map(|status| {
+            let conditions = status.conditions.unwrap_or_default();
+            PodState {
+                phase: status.phase,
+                pod_ip: status.pod_ip,
+                ready: conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+                unschedulable: conditions
+                    .into_iter()
+                    .find(|c| {
+                        c.type_ == "PodScheduled"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                    .map(|c| c.message.unwrap_or_default()),
+                init_container_statuses: container_facts(status.init_container_statuses),
+                container_statuses: container_facts(status.container_statuses),
+            }
         });
         (pod.metadata, Self { spec, status })
     }
@@ -267,8 +299,8 @@ fn container_facts(statuses: Option<Vec<ContainerStatus>>) -> Vec<ContainerFacts
         .map(|c| ContainerFacts {
             name: c.name,
             ready: c.ready,
-            state: c.state,
-            last_state: c.last_state,
+            state: c.state.into(),
+            last_exit_code: c.last_state.and_then(|s| s.terminated).map(|t| t.exit_code),
             restart_count: c.restart_count,
             image_id: c.image_id,
         })
@@ -392,18 +424,14 @@ mod tests {
 
         let status = pod.status.as_ref().unwrap();
         assert_eq!((status.phase.as_deref(), status.pod_ip.as_deref()), (Some("Running"), Some("10.0.0.7")));
-        let kept: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(kept, ["PodScheduled", "Ready"]);
-        let scheduled = &status.conditions[0];
-        assert_eq!(
-            (scheduled.reason.as_deref(), scheduled.message.as_deref()),
-            (Some("Unschedulable"), Some("no node"))
-        );
+        assert!(status.ready);
+        assert_eq!(status.unschedulable.as_deref(), Some("no node"));
         let container = &status.container_statuses[0];
         assert_eq!((container.name.as_str(), container.restart_count, container.ready), ("app", 2, true));
         assert_eq!(container.image_id, "x@sha256:1");
-        assert!(container.state.as_ref().unwrap().running.is_some());
-        assert_eq!(container.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 3);
+        let since = "2026-11-28T10:00:00Z".parse().ok();
+        assert_eq!(container.state, ContainerNow::Running { since });
+        assert_eq!(container.last_exit_code, Some(3));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ordinal, and why it fails. Pure.
 
 use crate::controller::cached::CachedPod;
-use crate::controller::cached::ContainerFacts;
+use crate::controller::cached::{ContainerFacts, ContainerNow};
 
 use crate::api::{FailureDetail, PodEntry};
 use crate::render::ANNOTATION_CONFIG_HASH;
@@ -18,7 +18,7 @@ pub const FAILING_WAITING_REASONS: &[&str] = &[
 
 /// The pod's Ready condition is True.
 pub fn is_ready(pod: &CachedPod) -> bool {
-    pod.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.status.as_ref().is_some_and(|s| s.ready)
 }
 
 /// The pod is being deleted.
@@ -61,12 +61,12 @@ pub fn pod_failure(pod: &CachedPod) -> Option<(FailureDetail, Option<LogRequest>
             return Some(found);
         }
     }
-    let unschedulable = status.conditions.iter().find(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
-    })?;
+    let message = status.unschedulable.clone()?;
     let detail = FailureDetail {
         reason: "Unschedulable".into(),
-        message: unschedulable.message.clone().unwrap_or_else(|| format!("pod {name} cannot be scheduled")),
+        message: Some(message)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("pod {name} cannot be scheduled")),
         pod: Some(name.to_owned()),
         ..FailureDetail::default()
     };
@@ -74,14 +74,12 @@ pub fn pod_failure(pod: &CachedPod) -> Option<(FailureDetail, Option<LogRequest>
 }
 
 fn container_failure(pod: &str, container: &ContainerFacts) -> Option<(FailureDetail, Option<LogRequest>)> {
-    let state = container.state.as_ref()?;
-    let last_exit = container.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
+    let last_exit = container.last_exit_code;
     let log = |previous| LogRequest { pod: pod.into(), container: container.name.clone(), previous };
-    if let Some(waiting) = &state.waiting {
-        let reason = waiting.reason.as_deref().unwrap_or_default();
+    if let ContainerNow::Waiting { reason, message } = &container.state {
+        let reason = reason.as_deref().unwrap_or_default();
         if FAILING_WAITING_REASONS.contains(&reason) {
-            let message = waiting
-                .message
+            let message = message
                 .clone()
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| format!("container {} is waiting: {reason}", container.name));
@@ -97,15 +95,19 @@ fn container_failure(pod: &str, container: &ContainerFacts) -> Option<(FailureDe
             return Some((detail, crashed.then(|| log(true))));
         }
     }
-    let terminated = state.terminated.as_ref().filter(|t| t.exit_code != 0)?;
+    let ContainerNow::Terminated { exit_code, reason, message } = &container.state else { return None };
+    if *exit_code == 0 {
+        return None;
+    }
     let detail = FailureDetail {
-        reason: terminated.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "Error".into()),
-        message: terminated.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| {
-            format!("container {} exited with code {}", container.name, terminated.exit_code)
-        }),
+        reason: reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "Error".into()),
+        message: message
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("container {} exited with code {exit_code}", container.name)),
         pod: Some(pod.into()),
         container: Some(container.name.clone()),
-        exit_code: Some(terminated.exit_code),
+        exit_code: Some(*exit_code),
         log_tail: None,
     };
     // The terminated instance is the current one: its log is not "previous".

@@ -18,7 +18,7 @@ use crate::{all_run, condition, desired_hash, get_service, pod_uids, standin_ser
 const HOLD: Duration = Duration::from_secs(5);
 
 async fn canary(client: &Client, ns: &str) -> Option<CanaryStatus> {
-    get_service(client, ns, "web").await?.status?.canary
+    get_service(client, ns, "web").await?.status?.canary.map(|c| *c)
 }
 
 /// `relayops.io/config-hash` of each pod of `web`.

@@ -17,7 +17,7 @@ async fn failure_once(api: &Api<RelayService>, name: &str, reason: &str) -> Opti
     let service = api.get(name).await.ok()?;
     let status = service.status?;
     let ready = find_condition(&status.conditions, ConditionType::Ready)?;
-    (ready.reason == reason).then(|| status.pods.first()?.failure.clone()).flatten()
+    (ready.reason == reason).then(|| status.pods.first()?.failure.as_deref().cloned()).flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,7 +87,7 @@ fn memory_key(owner: &Owner) -> String {
 pub fn remembered(ctx: &Context, owner: &Owner, service: &RelayService) -> Option<CanaryStatus> {
     ctx.canaries
         .get(&memory_key(owner))
-        .unwrap_or_else(|| service.status.as_ref().and_then(|s| s.canary.clone()))
+        .unwrap_or_else(|| service.status.as_ref().and_then(|s| s.canary.as_deref().cloned()))
 }
 
 /// Decide the canary stage before converging; starting a canary copies the live ConfigMap
@@ -171,7 +171,7 @@ pub async fn prepare<'a>(
                 };
                 // Durable before the ConfigMap changes: a restarted operator resumes the canary.
                 let mut status = service.status.clone().unwrap_or_default();
-                status.canary = Some(state.clone());
+                status.canary = Some(Box::new(state.clone()));
                 apply_status(ctx, service, service.status.as_ref(), &status).await?;
                 let note = format!(
                     "trying configuration {} on {} for {} before the other pods; the last good one is {}",

@@ -7,7 +7,7 @@
 //! reads it (a log, one health fetch) once per pod and problem, and keeps it in
 //! `status.pods[].failure` so later reconciles do not read again.
 
-use crate::controller::cached::CachedPod;
+use crate::controller::cached::{CachedPod, ContainerNow};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Probe;
@@ -63,7 +63,7 @@ pub fn diagnose(pod: &CachedPod, previous: Option<&PodEntry>, now: Timestamp) ->
     let unchanged = previous
         .is_some_and(|p| !p.ready && p.config_hash == current.config_hash && p.restarts == current.restarts);
     if let Some(known) = known.filter(|k| unchanged && k.reason == HEALTH_CHECK_FAILING) {
-        return Some(Diagnosis { failure: known.clone(), lookup: None, new: false });
+        return Some(Diagnosis { failure: (**known).clone(), lookup: None, new: false });
     }
     let container = pod.spec.as_ref().map(|s| s.container.clone());
     let failure = FailureDetail {
@@ -80,8 +80,10 @@ pub fn diagnose(pod: &CachedPod, previous: Option<&PodEntry>, now: Timestamp) ->
 
 /// When the first container started running, if it runs.
 fn running_since(pod: &CachedPod) -> Option<Timestamp> {
-    let status = pod.status.as_ref()?.container_statuses.first()?;
-    Some(status.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0)
+    match pod.status.as_ref()?.container_statuses.first()?.state {
+        ContainerNow::Running { since } => since,
+        _ => None,
+    }
 }
 
 /// When a running pod with a readiness check should be Ready at the latest: start, initial
@@ -163,11 +165,11 @@ mod tests {
     fn the_health_answer_is_fetched_once_per_pod_and_change() {
         let pod = running("2026-01-01T00:00:00Z", false, 0);
         let mut entry = pod_entry(&pod);
-        entry.failure = Some(FailureDetail {
+        entry.failure = Some(Box::new(FailureDetail {
             reason: HEALTH_CHECK_FAILING.into(),
             message: "HTTP 503: down".into(),
             ..FailureDetail::default()
-        });
+        }));
         let later = at("2026-01-01T00:05:00Z");
         let kept = diagnose(&pod, Some(&entry), later).unwrap();
         assert_eq!((kept.lookup, kept.new, kept.failure.message.as_str()), (None, false, "HTTP 503: down"));
@@ -215,7 +217,8 @@ mod tests {
         assert_eq!(found.failure.exit_code, Some(2));
 
         let mut entry = pod_entry(&crashing);
-        entry.failure = Some(FailureDetail { log_tail: Some("panic: boom".into()), ..found.failure });
+        entry.failure =
+            Some(Box::new(FailureDetail { log_tail: Some("panic: boom".into()), ..found.failure }));
         let kept = diagnose(&crashing, Some(&entry), at("2026-01-01T00:01:00Z")).unwrap();
         assert_eq!((kept.lookup, kept.new), (None, false));
         assert_eq!(kept.failure.log_tail.as_deref(), Some("panic: boom"));

@@ -119,7 +119,10 @@ pub async fn reconcile(service: Arc<RelayService>, ctx: Arc<Context>) -> Result<
                 let last_reload = previous
                     .filter(|_| has_canary)
                     .map(|s| {
-                        s.pods.iter().filter_map(|p| Some((p.name.clone(), p.last_reload.clone()?))).collect()
+                        s.pods
+                            .iter()
+                            .filter_map(|p| Some((p.name.clone(), p.last_reload.as_deref()?.clone())))
+                            .collect()
                     })
                     .unwrap_or_default();
                 canary = canary::conclude(&ctx, &target, prepared, &reloads, &pods, &last_reload).await?;

@@ -118,7 +118,7 @@ impl History {
     pub fn fill(&self, status: &mut RelayServiceStatus, kept: Option<Vec<RevisionEntry>>) {
         status.revisions = kept.unwrap_or_else(|| self.entries.clone());
         status.current_revision = current(&status.revisions).map(|e| e.revision);
-        status.rollback = self.rollback.clone();
+        status.rollback = self.rollback.clone().map(Box::new);
     }
 }
 
@@ -138,7 +138,7 @@ pub async fn prepare(
     let own = Snapshot::of(&service.spec)
         .inspect_err(|e| warn!(error = %e, "cannot take the revision content of the spec"))
         .ok();
-    let rollback = status.and_then(|s| s.rollback.clone());
+    let rollback = status.and_then(|s| s.rollback.as_deref().cloned());
     let mut history = History { own, found, entries, rollback, pinned: None };
     let own_hash = history.own.as_ref().map(Snapshot::hash);
     let now = ctx.now().to_string();

@@ -115,13 +115,13 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
             let last_reload = input.reloads.get(name).or_else(|| {
                 // A failure the pod has since recovered from (e.g. restarted with the new
                 // configuration) is no longer reported.
-                previous.and_then(|p| p.last_reload.as_ref()).filter(|r| {
+                previous.and_then(|p| p.last_reload.as_deref()).filter(|r| {
                     !(r.result == ReloadOutcome::Failed && annotation(pod) == Some(r.config_hash.as_str()))
                 })
             });
             PodEntry {
-                last_reload: last_reload.cloned(),
-                failure: input.failures.get(name).cloned(),
+                last_reload: last_reload.cloned().map(Box::new),
+                failure: input.failures.get(name).cloned().map(Box::new),
                 ..entry
             }
         })
@@ -310,7 +310,7 @@ pub fn compute<'a>(input: &StatusInput<'a>) -> RelayServiceStatus {
         completed_pod_template_hash,
         image_digest,
         pods,
-        canary: input.canary.cloned(),
+        canary: input.canary.cloned().map(Box::new),
         conditions,
         // The revision fields are the revision history's (`super::revisions`).
         ..RelayServiceStatus::default()

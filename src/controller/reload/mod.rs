@@ -160,7 +160,7 @@ pub async fn propagate(
     // that runs before its own status write comes back must not lose or repeat them.
     let remembered = ctx.reload_state.remembered_results(pods.iter().map(|p| &**p));
     let mut last_reload: BTreeMap<&str, &ReloadResult> = previous
-        .map(|s| s.pods.iter().filter_map(|p| Some((p.name.as_str(), p.last_reload.as_ref()?))).collect())
+        .map(|s| s.pods.iter().filter_map(|p| Some((p.name.as_str(), p.last_reload.as_deref()?))).collect())
         .unwrap_or_default();
     last_reload.extend(remembered.iter().map(|(name, result)| (name.as_str(), result)));
     let input = ReloadInput {
