@@ -1,15 +1,18 @@
 //! The caches' own types for the children the operator keeps one or more of per service —
 //! pods, ConfigMaps, Services, ControllerRevisions — so that 10,000 services fit in a small
-//! heap. Each is decoded from the API server's object and keeps what reconciles read, nothing
-//! else: the metadata without `managedFields`, labels or annotations; the few labels and
-//! annotations a reconcile reads, as a short list (a `BTreeMap` takes a 544-byte node for its
-//! first entry); and a small body instead of the k8s-openapi struct (`Pod` is 2,248 bytes
-//! before any field is set, one `Container` 2,144).
+//! heap. Each is decoded straight from the API server's JSON (serde skips every other field
+//! without allocating: `managedFields`, a pod's spec, a revision's content) into what
+//! reconciles read, nothing else: the metadata without `managedFields`, labels or
+//! annotations; the few labels and annotations a reconcile reads, as a short list (a
+//! `BTreeMap` takes a 544-byte node for its first entry); and a small body instead of the
+//! k8s-openapi struct (`Pod` is 2,248 bytes before any field is set, one `Container` 2,144).
+//! `ResourceExt::labels()` and `annotations()` are empty on them: read [`Cached::label`] and
+//! [`Cached::annotation`].
 //!
 //! - A pod keeps its first container's name and readiness probe (the failure diagnosis and
-//!   the one-off health fetch read them; no spec without a probe), its phase, IP, `Ready` and
-//!   `PodScheduled` conditions and its containers' names, readiness, states, restart counts
-//!   and image IDs.
+//!   the one-off health fetch read them; no spec without a probe), its phase, IP, whether it
+//!   is Ready or Unschedulable, and its containers' names, readiness, states, last exit codes,
+//!   restart counts and image IDs.
 //! - A ConfigMap keeps its `config-hash` key and when the operator last applied it; a canary's
 //!   last good copy keeps all its data, which a revert reads back.
 //! - A Service keeps its metadata only. A ControllerRevision keeps its number; its content is
@@ -22,8 +25,8 @@ use std::ops::Deref;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerState, ContainerStatus, Pod, Probe, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerState, Pod, Probe, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -40,13 +43,54 @@ use crate::render::{
 /// What a cache keeps of one kind's objects besides their metadata.
 pub trait Body: Clone + Debug + Send + Sync + 'static {
     /// The API kind.
-    type Object: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned;
+    type Object: Resource<DynamicType = (), Scope = NamespaceResourceScope>;
+    /// The object as decoded: only the fields reconciles read (serde skips the others without
+    /// allocating, `managedFields` and a pod's spec included).
+    type Wire: DeserializeOwned;
     /// The labels reconciles read.
     const LABELS: &'static [&'static str];
     /// The annotations reconciles read.
     const ANNOTATIONS: &'static [&'static str];
-    /// Split `object` into its metadata and the kept body.
-    fn keep(object: Self::Object) -> (ObjectMeta, Self);
+    /// Split a decoded object into its metadata and the kept body.
+    fn keep(wire: Self::Wire) -> (WireMeta, Self);
+}
+
+/// The metadata fields the caches keep, as decoded; of `managedFields` only each entry's
+/// manager and time (a ConfigMap's last apply by the operator).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WireMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+    owner_references: Option<Vec<OwnerReference>>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    managed_fields: Vec<ManagerTime>,
+}
+
+/// One `managedFields` entry's manager and time.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ManagerTime {
+    manager: Option<String>,
+    time: Option<Time>,
+}
+
+impl WireMeta {
+    /// When `manager` last wrote the object.
+    fn written_by(&self, manager: &str) -> Option<Time> {
+        let entries = self.managed_fields.iter().filter(|e| e.manager.as_deref() == Some(manager));
+        entries.filter_map(|e| e.time.clone()).max_by_key(|time| time.0)
+    }
+
+    fn is_named(&self, suffix: &str) -> bool {
+        self.name.as_deref().is_some_and(|n| n.ends_with(suffix))
+    }
 }
 
 /// A cached object: metadata without labels, annotations and `managedFields`, the labels and
@@ -99,20 +143,23 @@ impl<B: Body> Cached<B> {
     }
 }
 
-impl<B: Body> Cached<B> {
-    /// What the cache keeps of `object`.
-    pub fn new(object: B::Object) -> Self {
-        let (mut metadata, body) = B::keep(object);
-        let labels = Marks::keep(metadata.labels.take(), B::LABELS);
-        let annotations = Marks::keep(metadata.annotations.take(), B::ANNOTATIONS);
-        metadata.managed_fields = None;
-        Self { metadata, labels, annotations, body }
-    }
-}
-
 impl<'de, B: Body> Deserialize<'de> for Cached<B> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        B::Object::deserialize(deserializer).map(Self::new)
+        let (meta, body) = B::keep(B::Wire::deserialize(deserializer)?);
+        let metadata = ObjectMeta {
+            name: meta.name,
+            namespace: meta.namespace,
+            uid: meta.uid,
+            resource_version: meta.resource_version,
+            generation: meta.generation,
+            creation_timestamp: meta.creation_timestamp,
+            deletion_timestamp: meta.deletion_timestamp,
+            owner_references: meta.owner_references,
+            ..ObjectMeta::default()
+        };
+        let labels = Marks::keep(meta.labels, B::LABELS);
+        let annotations = Marks::keep(meta.annotations, B::ANNOTATIONS);
+        Ok(Self { metadata, labels, annotations, body })
     }
 }
 
@@ -261,50 +308,107 @@ impl From<Option<ContainerState>> for ContainerNow {
 
 impl Body for PodBody {
     type Object = Pod;
+    type Wire = PodWire;
     const LABELS: &'static [&'static str] = &[LABEL_SERVICE, LABEL_POD_TEMPLATE_HASH];
     const ANNOTATIONS: &'static [&'static str] =
         &[ANNOTATION_CONFIG_HASH, ANNOTATION_CONFIG_NUDGE, ANNOTATION_RELOAD_RESULT];
 
-    fn keep(pod: Pod) -> (ObjectMeta, Self) {
+    fn keep(pod: PodWire) -> (WireMeta, Self) {
         let spec = pod.spec.and_then(|spec| {
             let first = spec.containers.into_iter().next()?;
             Some(PodProbe { container: first.name, readiness_probe: first.readiness_probe? })
         });
-        let status = pod.status.map(|status| {
-            let conditions = status.conditions.unwrap_or_default();
-            PodState {
-                phase: status.phase,
-                pod_ip: status.pod_ip,
-                ready: conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
-                unschedulable: conditions
-                    .into_iter()
-                    .find(|c| {
-                        c.type_ == "PodScheduled"
-                            && c.status == "False"
-                            && c.reason.as_deref() == Some("Unschedulable")
-                    })
-                    .map(|c| c.message.unwrap_or_default()),
-                init_container_statuses: container_facts(status.init_container_statuses),
-                container_statuses: container_facts(status.container_statuses),
-            }
+        let status = pod.status.map(|status| PodState {
+            phase: status.phase,
+            pod_ip: status.pod_ip,
+            ready: status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+            unschedulable: status
+                .conditions
+                .into_iter()
+                .find(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+                .map(|c| c.message.unwrap_or_default()),
+            init_container_statuses: status
+                .init_container_statuses
+                .into_iter()
+                .map(ContainerFacts::from)
+                .collect(),
+            container_statuses: status.container_statuses.into_iter().map(ContainerFacts::from).collect(),
         });
         (pod.metadata, Self { spec, status })
     }
 }
 
-fn container_facts(statuses: Option<Vec<ContainerStatus>>) -> Vec<ContainerFacts> {
-    statuses
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| ContainerFacts {
+/// A pod as decoded.
+#[derive(Debug, Deserialize)]
+pub struct PodWire {
+    #[serde(default)]
+    metadata: WireMeta,
+    spec: Option<PodSpecWire>,
+    status: Option<PodStatusWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PodSpecWire {
+    #[serde(default)]
+    containers: Vec<ContainerWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerWire {
+    #[serde(default)]
+    name: String,
+    readiness_probe: Option<Probe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct PodStatusWire {
+    phase: Option<String>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<String>,
+    conditions: Vec<PodConditionWire>,
+    init_container_statuses: Vec<ContainerStatusWire>,
+    container_statuses: Vec<ContainerStatusWire>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PodConditionWire {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ContainerStatusWire {
+    name: String,
+    ready: bool,
+    restart_count: i32,
+    #[serde(rename = "imageID")]
+    image_id: String,
+    state: Option<ContainerState>,
+    last_state: Option<ContainerState>,
+}
+
+impl From<ContainerStatusWire> for ContainerFacts {
+    fn from(c: ContainerStatusWire) -> Self {
+        Self {
             name: c.name,
             ready: c.ready,
             state: c.state.into(),
             last_exit_code: c.last_state.and_then(|s| s.terminated).map(|t| t.exit_code),
             restart_count: c.restart_count,
             image_id: c.image_id,
-        })
-        .collect()
+        }
+    }
 }
 
 /// What the cache keeps of a ConfigMap.
@@ -320,24 +424,28 @@ pub struct ConfigMapBody {
 
 impl Body for ConfigMapBody {
     type Object = ConfigMap;
+    type Wire = ConfigMapWire;
     const LABELS: &'static [&'static str] = &[];
     const ANNOTATIONS: &'static [&'static str] = &[ANNOTATION_DESIRED_HASH];
 
-    fn keep(config_map: ConfigMap) -> (ObjectMeta, Self) {
-        let metadata = config_map.metadata;
-        let applied_at = metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .filter(|entry| entry.manager.as_deref() == Some(MANAGER))
-            .filter_map(|entry| entry.time.clone())
-            .max_by_key(|time| time.0);
-        let mut data = config_map.data.unwrap_or_default();
-        let config_hash = data.get(CONFIG_HASH_KEY).cloned();
-        let is_last_good = metadata.name.as_deref().is_some_and(|n| n.ends_with(LAST_GOOD_SUFFIX));
-        let last_good = is_last_good.then(|| std::mem::take(&mut data));
+    fn keep(config_map: ConfigMapWire) -> (WireMeta, Self) {
+        let ConfigMapWire { metadata, mut data } = config_map;
+        let applied_at = metadata.written_by(MANAGER);
+        let config_hash = data.remove(CONFIG_HASH_KEY);
+        let last_good = metadata.is_named(LAST_GOOD_SUFFIX).then(|| {
+            data.extend(config_hash.clone().map(|hash| (CONFIG_HASH_KEY.to_owned(), hash)));
+            data
+        });
         (metadata, Self { config_hash, applied_at, last_good })
     }
+}
+
+/// A ConfigMap as decoded.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ConfigMapWire {
+    metadata: WireMeta,
+    data: BTreeMap<String, String>,
 }
 
 /// What the cache keeps of a Service: nothing but its metadata.
@@ -346,12 +454,20 @@ pub struct ServiceBody;
 
 impl Body for ServiceBody {
     type Object = Service;
+    type Wire = MetadataWire;
     const LABELS: &'static [&'static str] = &[];
     const ANNOTATIONS: &'static [&'static str] = &[ANNOTATION_DESIRED_HASH];
 
-    fn keep(service: Service) -> (ObjectMeta, Self) {
+    fn keep(service: MetadataWire) -> (WireMeta, Self) {
         (service.metadata, Self)
     }
+}
+
+/// An object of which only the metadata is decoded.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct MetadataWire {
+    metadata: WireMeta,
 }
 
 /// What the cache keeps of a ControllerRevision: its number.
@@ -363,12 +479,21 @@ pub struct RevisionBody {
 
 impl Body for RevisionBody {
     type Object = ControllerRevision;
+    type Wire = RevisionWire;
     const LABELS: &'static [&'static str] = &[LABEL_SERVICE, LABEL_REVISION_HASH];
     const ANNOTATIONS: &'static [&'static str] = &[ANNOTATION_REVISION_GENERATION];
 
-    fn keep(revision: ControllerRevision) -> (ObjectMeta, Self) {
+    fn keep(revision: RevisionWire) -> (WireMeta, Self) {
         (revision.metadata, Self { revision: revision.revision })
     }
+}
+
+/// A ControllerRevision as decoded: without its content.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RevisionWire {
+    metadata: WireMeta,
+    revision: i64,
 }
 
 #[cfg(test)]

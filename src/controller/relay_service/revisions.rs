@@ -8,7 +8,7 @@
 //! (`specHash`) stays what it was when the rollback was made, so an operator restart keeps
 //! it and the user's next change of configuration or pod template ends it.
 
-use crate::controller::cached::{Cached, CachedRevision};
+use crate::controller::cached::CachedRevision;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -241,8 +241,8 @@ pub async fn keep_applied(
             // status this reconcile read is older than its own last write): its number is
             // read, so the status written now does not drop it.
             let name = object.name_any();
-            match read_uncached::<ControllerRevision>(ctx, &owner.namespace, &name).await?.map(Cached::new) {
-                Some(existing) if hash_of(&existing) == Some(hash.as_str()) => {
+            match read_uncached::<ControllerRevision>(ctx, &owner.namespace, &name).await? {
+                Some(existing) if existing.labels().get(LABEL_REVISION_HASH) == Some(&hash) => {
                     number = Some(existing.revision)
                 }
                 _ => return Ok(history.entries.clone()),

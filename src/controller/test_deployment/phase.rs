@@ -288,8 +288,13 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// `pod` as the cache keeps it.
+    fn cached(pod: Pod) -> CachedPod {
+        serde_json::from_value(serde_json::to_value(pod).unwrap()).unwrap()
+    }
+
     fn pod(name: &str, ready: bool, containers: Vec<ContainerStatus>) -> Arc<CachedPod> {
-        Arc::new(CachedPod::new(Pod {
+        Arc::new(cached(Pod {
             metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
@@ -454,7 +459,7 @@ mod tests {
             }),
             ..Pod::default()
         };
-        let pods = [Arc::new(CachedPod::new(unschedulable))];
+        let pods = [Arc::new(cached(unschedulable))];
         let failure = compute(&input(&spec, &pods, at(10))).status.failure.unwrap();
         assert_eq!(failure.reason, "Unschedulable");
         assert_eq!(failure.message, "0/3 nodes are available: 3 Insufficient memory.");
