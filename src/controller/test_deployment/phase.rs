@@ -445,21 +445,13 @@ mod tests {
         assert_eq!(failure.message, "container service exited with code 2");
         assert_eq!(outcome.log_request.map(|r| r.previous), Some(false));
 
-        let unschedulable = Pod {
-            metadata: ObjectMeta { name: Some("t-td-0".into()), ..ObjectMeta::default() },
-            status: Some(PodStatus {
-                conditions: Some(vec![PodCondition {
-                    type_: "PodScheduled".into(),
-                    status: "False".into(),
-                    reason: Some("Unschedulable".into()),
-                    message: Some("0/3 nodes are available: 3 Insufficient memory.".into()),
-                    ..Default::default()
-                }]),
-                ..PodStatus::default()
-            }),
-            ..Pod::default()
-        };
-        let pods = [Arc::new(cached(unschedulable))];
+        let unschedulable: CachedPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "t-td-0"},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient memory."}]},
+        }))
+        .unwrap();
+        let pods = [Arc::new(unschedulable)];
         let failure = compute(&input(&spec, &pods, at(10))).status.failure.unwrap();
         assert_eq!(failure.reason, "Unschedulable");
         assert_eq!(failure.message, "0/3 nodes are available: 3 Insufficient memory.");
