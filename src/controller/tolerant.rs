@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -106,11 +106,23 @@ where
 {
     let kind = K::kind(&());
     let typed = |object: DynamicObject| {
-        let copy = object.clone();
+        // What a report names (not the content: no copy of every object's JSON tree).
+        let meta = &object.metadata;
+        let header = DynamicObject {
+            types: object.types.clone(),
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            data: serde_json::Value::Null,
+        };
         match object.try_parse::<K>() {
             Ok(typed) => Some(typed),
             Err(e) => {
-                reporter.report(&copy, &kind, &e.to_string());
+                reporter.report(&header, &kind, &e.to_string());
                 None
             }
         }
