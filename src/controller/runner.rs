@@ -252,24 +252,13 @@ pub async fn run(
     let ns = &options.namespace;
 
     let sync = SyncTracker::default();
+    // `$name` names the kind for the sync tracker; `$slim` trims the kinds cached whole, the
+    // others decode into the caches' own types ([`super::cached`]).
     macro_rules! cached {
-        ($kind:ty, $config:expr) => {{
+        ($kind:ty, $name:literal, $config:expr $(, $slim:expr)?) => {{
             let (reader, writer) = reflector::store::<$kind>();
-            let events = reflector(
-                writer,
-                watcher(api::<$kind>(&client, ns), $config).modify(slim).backoff(WatchBackoff::default()),
-            );
-            (reader, sync.track(stringify!($kind), events).touched_objects())
-        }};
-    }
-    // The kinds kept per service decode into the caches' own types ([`super::cached`]).
-    macro_rules! cached_as {
-        ($kind:ty, $name:literal, $config:expr) => {{
-            let (reader, writer) = reflector::store::<$kind>();
-            let events = reflector(
-                writer,
-                watcher(api::<$kind>(&client, ns), $config).backoff(WatchBackoff::default()),
-            );
+            let watch = watcher(api::<$kind>(&client, ns), $config)$(.modify($slim))?;
+            let events = reflector(writer, watch.backoff(WatchBackoff::default()));
             (reader, sync.track($name, events).touched_objects())
         }};
     }
@@ -292,13 +281,13 @@ pub async fn run(
         }};
     }
     use reflector::reflector;
-    let (pods, pod_stream) = cached_as!(CachedPod, "Pod", managed.clone());
-    let (config_maps, cm_stream) = cached_as!(CachedConfigMap, "ConfigMap", managed.clone());
-    let (service_objects, svc_stream) = cached_as!(CachedService, "Service", managed.clone());
-    let (claims, pvc_stream) = cached!(PersistentVolumeClaim, managed.clone());
+    let (pods, pod_stream) = cached!(CachedPod, "Pod", managed.clone());
+    let (config_maps, cm_stream) = cached!(CachedConfigMap, "ConfigMap", managed.clone());
+    let (service_objects, svc_stream) = cached!(CachedService, "Service", managed.clone());
+    let (claims, pvc_stream) = cached!(PersistentVolumeClaim, "PersistentVolumeClaim", managed.clone(), slim);
     // Only RelayServices have Ingresses: no TestDeployment owner to wake.
-    let (ingresses, ingress_stream) = cached!(Ingress, managed.clone());
-    let (revisions, revision_stream) = cached_as!(CachedRevision, "ControllerRevision", managed.clone());
+    let (ingresses, ingress_stream) = cached!(Ingress, "Ingress", managed.clone(), slim);
+    let (revisions, revision_stream) = cached!(CachedRevision, "ControllerRevision", managed.clone());
     // Children of TestDeployments come through the same watches: their events wake the
     // owning TestDeployment, so the TestDeployment controller needs no watches of its own.
     let (td_children_tx, td_children) = futures::channel::mpsc::unbounded();
