@@ -4,7 +4,6 @@
 //! write through [`super::writes`]. Replacing an outdated pod is a restart: it takes a slot
 //! of the [`super::restart_budget`] first, or waits.
 
-use crate::controller::cached::CachedPod;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -22,6 +21,7 @@ use super::restart_budget::PodFacts;
 use super::rollout::{DeleteReason, ObservedPod, PlanInput, PodAction, plan};
 use super::writes::{apply_if_changed, create, delete, publish, publish_about_pod};
 use crate::api::{RelayServiceSpec, Retention, StorageScope};
+use crate::controller::cached::CachedPod;
 use crate::render::{LABEL_POD_TEMPLATE_HASH, Owner, RenderedService};
 
 /// The service being converged: its owner identity, Event target and spec.

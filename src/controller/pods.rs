@@ -1,10 +1,8 @@
 //! Facts about one pod, read the same way everywhere: Ready, terminating, finished, its
 //! ordinal, and why it fails. Pure.
 
-use crate::controller::cached::CachedPod;
-use crate::controller::cached::{ContainerFacts, ContainerNow};
-
 use crate::api::{FailureDetail, PodEntry};
+use crate::controller::cached::{CachedPod, ContainerFacts, ContainerNow};
 use crate::render::ANNOTATION_CONFIG_HASH;
 
 /// Container waiting reasons that mean the pod is failing (not just starting).

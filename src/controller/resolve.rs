@@ -1,7 +1,6 @@
 //! Everything a reconcile reads: the caches (HealthPolicies, Secrets, owned pods, other
 //! services for dependencies), resolved into what rendering and status need. No writes.
 
-use crate::controller::cached::CachedPod;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::conditions::Problem;
 use super::context::Context;
 use crate::api::{HealthPolicySpec, RelayService, RelayServiceSpec};
+use crate::controller::cached::CachedPod;
 use crate::deps::{Dependencies, evaluate};
 use crate::render::{
     LABEL_SERVICE, Owner, RenderedService, SecretData, ServiceInput, image_is_pinned, render_service,

@@ -9,7 +9,6 @@
 //! holds Secret values (they are mounted from the Secret and enter only the hash), so
 //! neither does the copy. Decisions are pure ([`plan`]); this module reads and writes.
 
-use crate::controller::cached::CachedPod;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +32,7 @@ use super::reload::plan::PodView;
 use super::reload::{ReloadRound, ReloadScope};
 use super::writes::{apply_if_changed, apply_status, publish, read_uncached};
 use crate::api::{CanaryPhase, CanaryStatus, RelayService, ReloadOutcome};
+use crate::controller::cached::CachedPod;
 use crate::render::{ANNOTATION_CONFIG_HASH, CONFIG_HASH_KEY, Owner, RenderedService, owned_config_map};
 use plan::{Health, Observation, Stage, Verdict, judge, short, stage};
 

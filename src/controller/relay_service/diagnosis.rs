@@ -7,13 +7,13 @@
 //! reads it (a log, one health fetch) once per pod and problem, and keeps it in
 //! `status.pods[].failure` so later reconciles do not read again.
 
-use crate::controller::cached::{CachedPod, ContainerNow};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{FailureDetail, PodEntry};
+use crate::controller::cached::{CachedPod, ContainerNow};
 use crate::controller::pods::{LogRequest, health_url, is_ready, is_terminating, pod_entry, pod_failure};
 
 /// Reason of a pod that runs but fails its readiness check.

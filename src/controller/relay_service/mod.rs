@@ -2,7 +2,6 @@
 //! the mappings that wake services from other objects' watch events (dependencies turning
 //! Ready, policies, Secrets).
 
-use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +28,7 @@ use super::resolve::{dependencies, owned_pods, resolve_and_render};
 use super::restart_budget::QUEUED_RETRY;
 use super::writes::{apply_status, publish, publish_about_pod};
 use crate::api::RollbackPolicy;
+use crate::controller::cached::CachedPod;
 use crate::history::RollbackTarget;
 use diagnosis::{Diagnosis, Lookup, diagnose, next_deadline};
 use k8s_openapi::api::core::v1::Secret;

@@ -6,13 +6,13 @@
 //! each new pod's deadline counts from its `creationTimestamp` — nothing is remembered in
 //! the process, so a restarted operator reaches the same verdict.
 
-use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{ConditionType, FailureDetail, RollbackPolicy, RollbackStatus};
+use crate::controller::cached::CachedPod;
 use crate::controller::conditions::NewCondition;
 use crate::controller::pods::{is_ready, is_terminating};
 use crate::controller::relay_service::health_detail::truncate;

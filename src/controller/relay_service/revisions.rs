@@ -8,7 +8,6 @@
 //! (`specHash`) stays what it was when the rollback was made, so an operator restart keeps
 //! it and the user's next change of configuration or pod template ends it.
 
-use crate::controller::cached::CachedRevision;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -25,6 +24,7 @@ use crate::api::{
     DEFAULT_REVISION_HISTORY_LIMIT, RelayService, RelayServiceSpec, RelayServiceStatus, RevisionEntry,
     RevisionOutcome, RollbackStatus,
 };
+use crate::controller::cached::CachedRevision;
 use crate::history::{
     ANNOTATION_REVISION_GENERATION, ANNOTATION_ROLLBACK_TO, Applied, LABEL_REVISION_HASH, RollbackTarget,
     Snapshot, adopt, choose, current, record, revision_name,

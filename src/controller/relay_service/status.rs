@@ -1,6 +1,5 @@
 //! Pure status computation of a RelayService from its pods and what reconcile found.
 
-use crate::controller::cached::CachedPod;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{
     CanaryStatus, ConditionType, FailureDetail, PodEntry, RelayServiceStatus, ReloadOutcome, ReloadResult,
 };
+use crate::controller::cached::CachedPod;
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{is_ready, is_terminating, pod_entry};
 use crate::controller::relay_service::health_detail::truncate;

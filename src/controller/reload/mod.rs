@@ -32,7 +32,6 @@
 //! parallel. A background task per service would need its own registry, cancellation and
 //! a second writer of status for the same guarantees.
 
-use crate::controller::cached::CachedPod;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,6 +53,7 @@ use super::pods::{health_url, ordinal_of};
 use super::resolve::secret_data;
 use super::writes::{delete, patch_metadata, publish, publish_about_pod};
 use crate::api::{RelayServiceStatus, ReloadFailurePolicy, ReloadOutcome, ReloadResult, ReloadSpec};
+use crate::controller::cached::CachedPod;
 use crate::hook::{BearerToken, HookCall, HookOutcome, HookReport, HookSlots, RetryPolicy};
 use crate::ops::metrics::ReloadHookResult;
 use crate::render::{ANNOTATION_CONFIG_HASH, Owner, RenderedService, render_config};

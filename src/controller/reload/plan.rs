@@ -4,13 +4,13 @@
 //! Everything here is a function of the pods (as the cache shows them), the freshly
 //! rendered hashes and the time; [`super`] does the I/O.
 
-use crate::controller::cached::CachedPod;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{ReloadOutcome, ReloadResult};
+use crate::controller::cached::CachedPod;
 use crate::controller::pods::{is_ready, is_terminating};
 use crate::render::{ANNOTATION_CONFIG_HASH, LABEL_POD_TEMPLATE_HASH};
 

@@ -18,7 +18,6 @@
 //! 5. `Deploying` when pods exist, `Pending` otherwise (nothing created yet, or a problem
 //!    such as a missing source RelayService, shown in the `Ready` condition).
 
-use crate::controller::cached::CachedPod;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use crate::api::{
     ConditionType, FailureDetail, RelayServiceSpec, TestDeploymentPhase, TestDeploymentSpec,
     TestDeploymentStatus,
 };
+use crate::controller::cached::CachedPod;
 use crate::controller::conditions::Problem;
 use crate::controller::conditions::{NewCondition, merge};
 use crate::controller::pods::{LogRequest, is_ready, pod_failure};
