@@ -12,8 +12,9 @@ scripts/install-tools.sh
 cargo test --locked --all-targets
 cargo test --locked --doc
 # The end-to-end suite on the real control plane built by install-tools.sh; --show-output
-# prints each scenario's measured figures (lines starting with `e2e:`).
-cargo test --locked --test e2e -- --show-output --test-threads 4
+# prints each scenario's measured figures (lines starting with `e2e:`). Without backtraces a
+# failed scenario ends in its panic message, not in 40 lines of tokio frames.
+RUST_BACKTRACE=0 cargo test --locked --test e2e -- --show-output --test-threads 4
 
 scripts/check-chart.sh
 scripts/test-checks.sh

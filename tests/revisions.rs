@@ -4,7 +4,8 @@
 //! configuration through the hook without replacing pods, the pin surviving a restart and a
 //! scale and ending with the user's next change, refused requests, pruning to the limit,
 //! a configuration superseded inside `reload.debounce` never kept, a pass reading an older
-//! status than its own last write keeping the revision it created; and the
+//! status than its own last write keeping the revision it created, a cached copy older than
+//! the operator's own status write held back until the write arrives; and the
 //! `relay-operator rollback` command against the fake API on a socket.
 
 mod support;
@@ -406,4 +407,45 @@ async fn a_reconcile_reading_an_older_status_keeps_the_revision_an_earlier_pass_
     assert_eq!(read.len(), 1, "{calls:#?}");
     assert_eq!(svc.revisions(), revisions(&[(1, "Applied"), (2, "Current")]));
     assert_eq!(svc.status()["currentRevision"], 2);
+}
+
+#[tokio::test]
+async fn a_cached_copy_older_than_the_own_status_write_is_not_reconciled_until_the_write_arrives() {
+    use kube::runtime::reflector::ObjectRef;
+    use relay_operator::api::RelayService;
+    use relay_operator::controller::relay_service::reconcile;
+
+    let api = FakeApi::with_manual_sync();
+    let mounted = api.mounted.clone();
+    let servers = HookServers::start(1, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
+    let (mut api, ctx) = (api.clone(), Arc::new(api.context()));
+    let mut svc = Svc::new(web(servers.port, "a").replicas(1));
+    svc.reconcile(&mut api, &ctx).await;
+    api.sync(true);
+    svc.reconcile(&mut api, &ctx).await;
+    api.sync(true);
+
+    // B is applied from the cached copy; the status write recording revision 2 has not
+    // reached the cache (its watch event is late), while the user's next change would wake
+    // the service again at once.
+    let key = ObjectRef::<RelayService>::new("web").within("demo");
+    svc.change(&mut api, &web(servers.port, "b").replicas(1));
+    let older = ctx.caches.services.get(&key).unwrap();
+    reconcile(older.clone(), ctx.clone()).await.unwrap();
+    assert!(
+        !ctx.own_writes.caught_up(&*ctx.caches.services.get(&key).unwrap()),
+        "the cache still holds the copy from before the status write"
+    );
+
+    // The write arrives: its copy, with revision 2 current, is the one reconciled next.
+    api.sync(true);
+    let caught_up = ctx.caches.services.get(&key).unwrap();
+    assert!(ctx.own_writes.caught_up(&*caught_up));
+    let revisions: Vec<(i64, String)> = caught_up
+        .status
+        .iter()
+        .flat_map(|s| &s.revisions)
+        .map(|r| (r.revision, serde_json::to_value(r.outcome).unwrap().as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(revisions, self::revisions(&[(1, "Applied"), (2, "Current")]));
 }

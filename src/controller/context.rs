@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::cached::{CachedConfigMap, CachedPod, CachedRevision, CachedService};
 use super::debounce::Debounce;
 use super::events::EventPublisher;
+use super::own_writes::OwnWrites;
 use super::restart_budget::RestartBudget;
 use crate::api::{CanaryStatus, HealthPolicy, RelayService, ReloadResult, TestDeployment};
 use crate::history::Snapshot;
@@ -294,6 +295,8 @@ pub struct Context {
     /// Pod restarts in flight and queued (`--max-concurrent-restarts`), shared by every
     /// controller of the process.
     pub restarts: Arc<RestartBudget>,
+    /// The version of each reconciled object's own last status write, until the cache has it.
+    pub own_writes: OwnWrites,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Current time; `Timestamp::now` unless replaced with [`Context::with_clock`].
@@ -325,6 +328,7 @@ impl Context {
             revision_contents: RevisionContents::default(),
             debounce: Debounce::default(),
             restarts: Arc::new(RestartBudget::default()),
+            own_writes: OwnWrites::default(),
             failures: Mutex::default(),
             clock: Arc::new(Timestamp::now),
         }

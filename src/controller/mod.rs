@@ -16,6 +16,7 @@ pub mod converge;
 pub mod debounce;
 pub mod events;
 pub mod health_policy;
+pub mod own_writes;
 pub mod pods;
 pub mod relay_service;
 pub mod reload;

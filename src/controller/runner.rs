@@ -16,7 +16,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Error;
 use super::cached::{CachedConfigMap, CachedPod, CachedRevision, CachedService};
@@ -176,6 +176,10 @@ const RECONCILE_CONCURRENCY: u16 = 64;
 
 /// How often `relay_operator_managed_pods` is recounted from the pod cache.
 const POD_STATES_EVERY: Duration = Duration::from_secs(2);
+
+/// When an object whose cached copy is older than the operator's own last status write is
+/// looked at again, should the write's watch event not come first.
+const OWN_WRITE_WAIT: Duration = Duration::from_millis(200);
 
 /// Options of the controller.
 #[derive(Clone, Debug)]
@@ -667,6 +671,13 @@ where
     let Some(object) = passed else {
         return Ok(Action::await_change());
     };
+    // The cache has not yet seen this operator's last status write to the object: starting
+    // from the older copy would write back a status computed without that write. Its watch
+    // event wakes the object again; the requeue is the fallback.
+    if !ctx.own_writes.caught_up(&*object) {
+        debug!(object = %key, "cached copy older than the operator's last status write: waiting for it");
+        return Ok(Action::requeue(OWN_WRITE_WAIT));
+    }
     let span = info_span!("reconcile", %kind, namespace = %object.namespace().unwrap_or_default(), name = %object.name_any());
     async {
         let timer = metrics.reconcile_timer(&kind);

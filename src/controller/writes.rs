@@ -4,7 +4,8 @@
 //! reads past the cache (an object a create found existing; what the caches leave out, such
 //! as a pinned revision's content).
 //! Each failure names the write that failed; answers are dropped unparsed (the watches bring
-//! the written objects into the caches).
+//! the written objects into the caches), except the version a status write answers with
+//! ([`super::own_writes`]).
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim};
@@ -103,7 +104,7 @@ pub async fn create<K: Namespaced>(ctx: &Context, object: &K) -> Result<bool, Er
     let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
     let body = serde_json::to_vec(object).map_err(Error::Serialize)?;
     match send(ctx, at::<K>(&namespace).create(&params, body)).await {
-        Ok(()) => Ok(true),
+        Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(e) => Err(write::<K>("create", &namespace, &name).failed(e)),
     }
@@ -124,7 +125,7 @@ pub async fn read_uncached<K: Namespaced>(
 /// Delete a namespaced object; a missing object is not an error.
 pub async fn delete<K: Namespaced>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
     match send(ctx, at::<K>(namespace).delete(name, &DeleteParams::background())).await {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(write::<K>("delete", namespace, name).failed(e)),
     }
@@ -141,7 +142,7 @@ pub async fn patch_metadata<K: Namespaced>(
     let params = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
     let patch = Patch::Merge(serde_json::json!({"metadata": metadata}));
     match send(ctx, at::<K>(namespace).patch(name, &params, &patch)).await {
-        Ok(()) => Ok(true),
+        Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(e) => Err(write::<K>("annotate", namespace, name).failed(e)),
     }
@@ -168,9 +169,13 @@ where
     // would cost more than the rest of the reconcile.
     let patch = StatusPatch { api_version: &K::api_version(&()), kind: &K::kind(&()), status };
     let params = PatchParams::apply(MANAGER).force();
-    send(ctx, at::<K>(&namespace).patch_subresource("status", &name, &params, &Patch::Apply(&patch)))
-        .await
-        .map_err(|e| write::<K>("write status of", &namespace, &name).failed(e))?;
+    let answer =
+        send(ctx, at::<K>(&namespace).patch_subresource("status", &name, &params, &Patch::Apply(&patch)))
+            .await
+            .map_err(|e| write::<K>("write status of", &namespace, &name).failed(e))?;
+    if let Some(uid) = object.meta().uid.as_deref() {
+        ctx.own_writes.record(uid, &answer);
+    }
     Ok(true)
 }
 
@@ -179,15 +184,15 @@ fn at<K: Namespaced>(namespace: &str) -> kube::core::Request {
     kube::core::Request::new(K::url_path(&(), Some(namespace)))
 }
 
-/// Make a write and drop the answer unparsed: the written object comes into the cache through
-/// its watch event, and parsing it here (a whole pod, or a status of 1,000 pod entries) would
-/// cost more than the rest of a reconcile.
+/// Make a write and return the answer unparsed: the written object comes into the cache
+/// through its watch event, and parsing it here (a whole pod, or a status of 1,000 pod
+/// entries) would cost more than the rest of a reconcile.
 async fn send(
     ctx: &Context,
     request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-) -> Result<(), kube::Error> {
+) -> Result<String, kube::Error> {
     let request = request.map_err(kube::Error::BuildRequest)?;
-    ctx.client.request_text(request).await.map(drop)
+    ctx.client.request_text(request).await
 }
 
 /// The body of a status apply.

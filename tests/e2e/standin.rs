@@ -117,8 +117,23 @@ fn load(shared: &Shared) {
     state.hash = hash;
 }
 
-/// The config file(s) and the `config-hash` file of a mounted ConfigMap directory.
-pub fn read_config_dir(dir: &Path) -> (BTreeMap<String, String>, Option<String>) {
+/// The config file(s) and the `config-hash` file of a mounted ConfigMap directory, from one
+/// version of it, as a careful app reads them: the kubelet swaps `..data` to a new directory
+/// at any moment, so files read one by one through the top-level links may mix two versions
+/// (the new hash with the old config). The directory `..data` points to is read, and read
+/// again if `..data` moved meanwhile.
+fn read_config_dir(dir: &Path) -> (BTreeMap<String, String>, Option<String>) {
+    loop {
+        let Ok(version) = std::fs::read_link(dir.join("..data")) else { return read_files(dir) };
+        let read = read_files(&dir.join(&version));
+        if std::fs::read_link(dir.join("..data")).is_ok_and(|now| now == version) {
+            return read;
+        }
+    }
+}
+
+/// The config file(s) and the `config-hash` file in `dir`.
+fn read_files(dir: &Path) -> (BTreeMap<String, String>, Option<String>) {
     let mut config = BTreeMap::new();
     let mut hash = None;
     let Ok(entries) = std::fs::read_dir(dir) else { return (config, hash) };

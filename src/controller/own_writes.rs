@@ -1,0 +1,124 @@
+//! Read-your-writes for the reconciled objects: the `resourceVersion` of the operator's own
+//! last status write per object, so that a reconcile never starts from a cached copy older
+//! than that write.
+//!
+//! A reconcile that starts while its previous pass's status write is still on its way to the
+//! cache (another change queued it meanwhile) would read the status before that write and
+//! write back what it computed from it — a lost revision history, rollback or reload record.
+//! Resource versions of one resource type are comparable integers (Kubernetes 1.35,
+//! KEP-5504), so "older" is well defined; one that is not an integer is never waited for.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::Resource;
+use serde::Deserialize;
+
+/// The resourceVersion each reconciled object got from the operator's last status write,
+/// until its cached copy has caught up.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    written: Mutex<HashMap<String, u64>>,
+}
+
+impl OwnWrites {
+    /// Remember the version a write answered with (`answer`: the written object's JSON) for
+    /// the object with `uid`.
+    pub fn record(&self, uid: &str, answer: &str) {
+        let Some(version) = serde_json::from_str::<Answer>(answer).ok().and_then(|a| a.version()) else {
+            return;
+        };
+        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = written.entry(uid.to_owned()).or_default();
+        *entry = (*entry).max(version);
+    }
+
+    /// Whether `cached` is at least as new as the operator's last write to it; the record is
+    /// dropped once it is.
+    pub fn caught_up<K: Resource>(&self, cached: &K) -> bool {
+        let meta = cached.meta();
+        let Some(uid) = meta.uid.as_deref() else { return true };
+        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(&version) = written.get(uid) else { return true };
+        let seen = meta.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
+        if seen.is_some_and(|seen| seen < version) {
+            return false;
+        }
+        written.remove(uid);
+        true
+    }
+}
+
+/// The part of a write's answer read here.
+#[derive(Deserialize)]
+struct Answer {
+    metadata: AnswerMeta,
+}
+
+#[derive(Deserialize)]
+struct AnswerMeta {
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
+impl Answer {
+    fn version(&self) -> Option<u64> {
+        self.metadata.resource_version.as_deref()?.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnWrites;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cached(uid: &str, version: &str) -> ConfigMap {
+        let metadata = ObjectMeta {
+            uid: Some(uid.into()),
+            resource_version: Some(version.into()),
+            ..ObjectMeta::default()
+        };
+        ConfigMap { metadata, ..ConfigMap::default() }
+    }
+
+    fn answer(version: &str) -> String {
+        serde_json::json!({"kind": "RelayService", "metadata": {"name": "web", "resourceVersion": version},
+            "status": {"pods": [{"name": "web-0"}]}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_cached_copy_older_than_the_own_write_is_behind_until_the_write_arrives() {
+        let writes = OwnWrites::default();
+        writes.record("u1", &answer("120"));
+        assert!(!writes.caught_up(&cached("u1", "98")), "older than the write");
+        assert!(!writes.caught_up(&cached("u1", "119")));
+        assert!(writes.caught_up(&cached("u1", "120")), "the write itself");
+        // Caught up once: the record is gone, an older copy is no longer compared.
+        assert!(writes.caught_up(&cached("u1", "98")));
+        writes.record("u1", &answer("130"));
+        assert!(writes.caught_up(&cached("u1", "131")), "a later change by someone else");
+    }
+
+    #[test]
+    fn only_the_object_written_waits_and_the_newest_write_counts() {
+        let writes = OwnWrites::default();
+        writes.record("u1", &answer("120"));
+        writes.record("u1", &answer("110"));
+        assert!(writes.caught_up(&cached("u2", "5")), "another object, or the same name recreated");
+        assert!(!writes.caught_up(&cached("u1", "115")));
+        assert!(writes.caught_up(&cached("u1", "120")));
+    }
+
+    #[test]
+    fn versions_that_are_not_integers_are_never_waited_for() {
+        let writes = OwnWrites::default();
+        writes.record("u1", &answer("opaque-7"));
+        writes.record("u2", "not json");
+        assert!(writes.caught_up(&cached("u1", "1")));
+        assert!(writes.caught_up(&cached("u2", "1")));
+        writes.record("u3", &answer("50"));
+        assert!(writes.caught_up(&cached("u3", "x")), "a cached version that is not an integer");
+    }
+}
