@@ -33,6 +33,13 @@ impl OwnWrites {
         *entry = (*entry).max(version);
     }
 
+    /// Drop the record of `object` (deleted: no copy of it will come).
+    pub fn forget<K: Resource>(&self, object: &K) {
+        if let Some(uid) = object.meta().uid.as_deref() {
+            self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(uid);
+        }
+    }
+
     /// Whether `cached` is at least as new as the operator's last write to it; the record is
     /// dropped once it is.
     pub fn caught_up<K: Resource>(&self, cached: &K) -> bool {
@@ -99,6 +106,9 @@ mod tests {
         assert!(writes.caught_up(&cached("u1", "98")));
         writes.record("u1", &answer("130"));
         assert!(writes.caught_up(&cached("u1", "131")), "a later change by someone else");
+        writes.record("u1", &answer("140"));
+        writes.forget(&cached("u1", "120"));
+        assert!(writes.caught_up(&cached("u1", "120")), "forgotten once the object is gone");
     }
 
     #[test]

@@ -669,6 +669,7 @@ where
     let passed = gate.pass(store, &object).await;
     metrics.reconcile_not_waiting(&kind, &key);
     let Some(object) = passed else {
+        ctx.own_writes.forget(&*object);
         return Ok(Action::await_change());
     };
     // The cache has not yet seen this operator's last status write to the object: starting
