@@ -5,6 +5,8 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+# The allocator's build-time settings ([env]).
+COPY .cargo ./.cargo
 COPY src ./src
 # Declared in Cargo.toml ([[bench]]): cargo refuses a manifest whose targets are missing.
 COPY benches ./benches

@@ -1,6 +1,6 @@
 //! `relay-operator run` as a process: `/healthz`, `/readyz` and `/metrics` of the running
 //! binary, against an in-process fake API server (caches sync → ready) and against an
-//! unreachable one (alive, never ready).
+//! unreachable one (alive, never ready); and the allocator the binary runs with.
 
 mod support;
 
@@ -145,4 +145,22 @@ fn a_fatal_start_up_error_is_json_under_log_format_json() {
     let line: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert_eq!(line["level"], "ERROR");
     assert!(line["message"].as_str().unwrap().contains("Kubernetes client"), "{line}");
+}
+
+/// The allocator hands freed pages back (BENCHMARKS.md, memory at 10,000): the binary runs
+/// jemalloc with its background thread and a 1 s decay, as jemalloc's own report of its
+/// options at exit shows.
+#[test]
+#[cfg(not(target_env = "msvc"))]
+fn the_binary_allocates_with_jemalloc_returning_freed_pages_after_a_second() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-operator"))
+        .arg("version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success());
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for option in ["opt.background_thread: true", "opt.dirty_decay_ms: 1000", "opt.muzzy_decay_ms: 0"] {
+        assert!(report.contains(option), "{option} missing from jemalloc's report:\n{report}");
+    }
 }
