@@ -379,8 +379,9 @@ async fn a_configuration_superseded_inside_the_debounce_window_never_becomes_a_r
     assert_eq!(servers.calls_for(&c), BTreeMap::from([(0, 1), (1, 1)]));
 }
 
-#[tokio::test]
-async fn a_reconcile_reading_an_older_status_keeps_the_revision_an_earlier_pass_created() {
+/// `web` with one replica converged on configuration A, writes reaching the caches only on
+/// [`FakeApi::sync`].
+async fn converged_with_manual_sync() -> (FakeApi, HookServers, Arc<Context>, Svc) {
     let api = FakeApi::with_manual_sync();
     let mounted = api.mounted.clone();
     let servers = HookServers::start(1, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
@@ -390,6 +391,12 @@ async fn a_reconcile_reading_an_older_status_keeps_the_revision_an_earlier_pass_
     api.sync(true);
     svc.reconcile(&mut api, &ctx).await;
     api.sync(true);
+    (api, servers, ctx, svc)
+}
+
+#[tokio::test]
+async fn a_reconcile_reading_an_older_status_keeps_the_revision_an_earlier_pass_created() {
+    let (mut api, servers, ctx, mut svc) = converged_with_manual_sync().await;
     assert_eq!(svc.revisions(), revisions(&[(1, "Current")]));
 
     // B is applied and kept as revision 2; its ControllerRevision has not reached the cache.
@@ -415,15 +422,7 @@ async fn a_cached_copy_older_than_the_own_status_write_is_not_reconciled_until_t
     use relay_operator::api::RelayService;
     use relay_operator::controller::relay_service::reconcile;
 
-    let api = FakeApi::with_manual_sync();
-    let mounted = api.mounted.clone();
-    let servers = HookServers::start(1, Duration::ZERO, move |_| Behavior::Echo(mounted.clone())).await;
-    let (mut api, ctx) = (api.clone(), Arc::new(api.context()));
-    let mut svc = Svc::new(web(servers.port, "a").replicas(1));
-    svc.reconcile(&mut api, &ctx).await;
-    api.sync(true);
-    svc.reconcile(&mut api, &ctx).await;
-    api.sync(true);
+    let (mut api, servers, ctx, mut svc) = converged_with_manual_sync().await;
 
     // B is applied from the cached copy; the status write recording revision 2 has not
     // reached the cache (its watch event is late), while the user's next change would wake
