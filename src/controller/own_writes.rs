@@ -7,28 +7,47 @@
 //! write back what it computed from it — a lost revision history, rollback or reload record.
 //! Resource versions of one resource type are comparable integers (Kubernetes 1.35,
 //! KEP-5504), so "older" is well defined; one that is not an integer is never waited for.
+//! Nor is a write whose copy has not come within [`OwnWrites::PATIENCE`]: versions that went
+//! backwards (etcd restored from a backup) must not stop an object's reconciles for good.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use serde::Deserialize;
 
 /// The resourceVersion each reconciled object got from the operator's last status write,
 /// until its cached copy has caught up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OwnWrites {
-    written: Mutex<HashMap<String, u64>>,
+    /// Version and time of the write, by object UID.
+    written: Mutex<HashMap<String, (u64, Instant)>>,
+    patience: Duration,
+}
+
+impl Default for OwnWrites {
+    fn default() -> Self {
+        Self::with_patience(Self::PATIENCE)
+    }
 }
 
 impl OwnWrites {
+    /// How long a write's copy is waited for; its watch event normally takes milliseconds.
+    pub const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Records waited for at most `patience`.
+    pub fn with_patience(patience: Duration) -> Self {
+        Self { written: Mutex::default(), patience }
+    }
+
     /// Remember the version a write answered with (`answer`: the written object's JSON) for
     /// the object with `uid`.
     pub fn record(&self, uid: &str, answer: &str) {
         let Some(version) = answered_version(answer) else { return };
         let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = written.entry(uid.to_owned()).or_default();
-        *entry = (*entry).max(version);
+        let entry = written.entry(uid.to_owned()).or_insert((version, Instant::now()));
+        *entry = (entry.0.max(version), Instant::now());
     }
 
     /// Drop the record of `object` (deleted: no copy of it will come).
@@ -38,15 +57,15 @@ impl OwnWrites {
         }
     }
 
-    /// Whether `cached` is at least as new as the operator's last write to it; the record is
-    /// dropped once it is.
+    /// Whether `cached` is at least as new as the operator's last write to it, or that write
+    /// was made longer than the patience ago; the record is dropped once either holds.
     pub fn caught_up<K: Resource>(&self, cached: &K) -> bool {
         let meta = cached.meta();
         let Some(uid) = meta.uid.as_deref() else { return true };
         let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(&version) = written.get(uid) else { return true };
+        let Some(&(version, at)) = written.get(uid) else { return true };
         let seen = meta.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
-        if seen.is_some_and(|seen| seen < version) {
+        if seen.is_some_and(|seen| seen < version) && at.elapsed() < self.patience {
             return false;
         }
         written.remove(uid);
@@ -117,6 +136,16 @@ mod tests {
         assert!(writes.caught_up(&cached("u2", "5")), "another object, or the same name recreated");
         assert!(!writes.caught_up(&cached("u1", "115")));
         assert!(writes.caught_up(&cached("u1", "120")));
+    }
+
+    #[test]
+    fn a_write_whose_copy_does_not_come_is_not_waited_for_beyond_the_patience() {
+        let writes = OwnWrites::with_patience(std::time::Duration::ZERO);
+        writes.record("u1", &answer("120"));
+        assert!(writes.caught_up(&cached("u1", "98")), "versions gone backwards: reconciled anyway");
+        let patient = OwnWrites::default();
+        patient.record("u1", &answer("120"));
+        assert!(!patient.caught_up(&cached("u1", "98")));
     }
 
     #[test]

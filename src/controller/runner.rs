@@ -178,8 +178,8 @@ const RECONCILE_CONCURRENCY: u16 = 64;
 const POD_STATES_EVERY: Duration = Duration::from_secs(2);
 
 /// When an object whose cached copy is older than the operator's own last status write is
-/// looked at again, should the write's watch event not come first.
-const OWN_WRITE_WAIT: Duration = Duration::from_millis(200);
+/// looked at again, should the write's watch event not come first (it wakes the object).
+const OWN_WRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// Options of the controller.
 #[derive(Clone, Debug)]
