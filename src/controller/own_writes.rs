@@ -46,8 +46,8 @@ impl OwnWrites {
     pub fn record(&self, uid: &str, answer: &str) {
         let Some(version) = answered_version(answer) else { return };
         let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = written.entry(uid.to_owned()).or_insert((version, Instant::now()));
-        *entry = (entry.0.max(version), Instant::now());
+        let newest = written.get(uid).map_or(version, |&(known, _)| known.max(version));
+        written.insert(uid.to_owned(), (newest, Instant::now()));
     }
 
     /// Drop the record of `object` (deleted: no copy of it will come).
